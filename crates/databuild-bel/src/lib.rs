@@ -1,0 +1,93 @@
+//! The build event log (BEL): an append-only, validated log of graph, job and partition
+//! events, with derived views (latest status per partition, runs, job runs) kept in step in
+//! the same transaction. Backends implement [`EventLog`]; [`open`] picks one from a URL.
+
+mod error;
+mod model;
+mod sqlite;
+pub mod transitions;
+
+use std::{path::Path, sync::Arc};
+
+pub use error::BelError;
+pub use model::{
+    Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter,
+    RunRow,
+};
+pub use sqlite::{SqliteEventLog, SCHEMA_VERSION};
+
+/// The event log every backend implements. Appends are atomic per batch: either every event
+/// of the batch is durable and the derived views reflect it, or the call fails and nothing
+/// was written.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync + std::fmt::Debug {
+    /// Validates and appends `events` in one transaction. Missing event ids and timestamps
+    /// are filled in, and graph-run event `sequence` numbers are assigned. Returns the
+    /// events as stored.
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Records (or renews) the lease of a live graph run.
+    async fn heartbeat(&self, run_id: &str, owner: &Owner, lease_until_micros: i64)
+        -> Result<(), BelError>;
+
+    /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
+    /// process on this host): its claimed partitions become FAILED with reason
+    /// "owner run lost", its jobs and the run FAILED. Returns what was reclaimed.
+    async fn reclaim_lost_runs(&self, now_micros: i64, this_host: &str)
+        -> Result<Vec<ReclaimedRun>, BelError>;
+
+    /// Latest state of each of `refs` that has any (missing refs are absent from the result).
+    async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError>;
+
+    /// Lists partitions' latest states.
+    async fn list_partitions(&self, filter: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError>;
+
+    /// The latest partition event of `partition_ref`.
+    async fn latest_partition_event(
+        &self,
+        partition_ref: &str,
+    ) -> Result<Option<databuild_proto::PartitionEvent>, BelError>;
+
+    /// Every event about `partition_ref`, oldest first.
+    async fn partition_history(&self, partition_ref: &str) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Graph runs, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, BelError>;
+
+    /// One graph run's summary.
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>, BelError>;
+
+    /// Every event of one graph run (graph, job and partition events), in log order.
+    async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Job runs of one graph run.
+    async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError>;
+
+    /// One job run.
+    async fn job_run(&self, job_run_id: &str) -> Result<Option<JobRunRow>, BelError>;
+
+    /// Every event of one job run, in log order.
+    async fn job_run_events(&self, job_run_id: &str) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Events with a log position greater than `after_seq`, oldest first, at most `limit`.
+    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<LoggedEvent>, BelError>;
+}
+
+/// Opens the event log named by `url`: `sqlite:///abs/path`, `sqlite://rel/path` or a
+/// plain path (relative ones resolve against `base`). Creates it if missing.
+pub fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(BelError::UnsupportedBackend { url: url.to_string() });
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        return Err(BelError::InvalidUrl { url: url.to_string() });
+    }
+    let path = base.join(path);
+    Ok(Arc::new(SqliteEventLog::open(&path)?))
+}
+
+/// A new UUIDv7 as a string.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,158 @@
+//! The values that go into and come out of the event log.
+
+use databuild_proto::{
+    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
+};
+
+/// One event to append: a graph-run event (graph or job) or a partition event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A `JobGraphRunEvent` carrying a `GraphEvent` or a `JobEvent`.
+    Run(JobGraphRunEvent),
+    /// A `PartitionEvent`.
+    Partition(PartitionEvent),
+}
+
+impl Event {
+    /// The graph run this event belongs to, if any.
+    pub fn run_id(&self) -> &str {
+        match self {
+            Event::Run(e) => {
+                if let Some(g) = &e.graph_event {
+                    &g.job_graph_run_id
+                } else if let Some(j) = &e.job_event {
+                    &j.job_graph_run_id
+                } else {
+                    ""
+                }
+            }
+            Event::Partition(p) => &p.job_graph_run_id,
+        }
+    }
+
+    /// The event's timestamp in microseconds (0 if unset).
+    pub fn timestamp_micros(&self) -> i64 {
+        let ts = match self {
+            Event::Run(e) => e.timestamp.as_ref(),
+            Event::Partition(p) => p.timestamp.as_ref(),
+        };
+        ts.map(databuild_proto::timestamp_micros).unwrap_or(0)
+    }
+}
+
+/// An event as stored, with its position in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    /// Position in the log: strictly increasing in append order.
+    pub seq: i64,
+    /// The event with ids, timestamp and sequence filled in.
+    pub event: Event,
+}
+
+/// The process that owns a graph run, for leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Host name of the owning process.
+    pub host: String,
+    /// Process id of the owning process.
+    pub pid: u32,
+}
+
+/// Latest state of one partition (the derived view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRow {
+    /// The partition ref.
+    pub partition_ref: String,
+    /// Its latest status.
+    pub status: PartitionStatus,
+    /// The graph run of the latest status ("" for external registrations).
+    pub run_id: String,
+    /// The job run of the latest status ("" if none).
+    pub job_run_id: String,
+    /// Log position of the event that set it.
+    pub seq: i64,
+    /// When it was set, in microseconds since the epoch.
+    pub updated_micros: i64,
+}
+
+/// Which partitions to list.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionFilter {
+    /// Only these statuses (all if empty).
+    pub statuses: Vec<PartitionStatus>,
+    /// Only refs starting with this prefix.
+    pub prefix: Option<String>,
+    /// At most this many rows (0: no limit).
+    pub limit: usize,
+    /// Skip this many rows.
+    pub offset: usize,
+}
+
+/// Summary of one graph run (the derived view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// The graph run id.
+    pub run_id: String,
+    /// The graph label.
+    pub label: String,
+    /// Latest graph status.
+    pub status: JobGraphRunStatus,
+    /// Start time, microseconds.
+    pub started_micros: i64,
+    /// Time of the latest graph event, microseconds.
+    pub updated_micros: i64,
+    /// Owning host, if known.
+    pub host: Option<String>,
+    /// Owning pid, if known.
+    pub pid: Option<u32>,
+    /// Lease expiry, microseconds, if any.
+    pub lease_until_micros: Option<i64>,
+}
+
+impl RunRow {
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
+    }
+}
+
+/// Which graph runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of this graph label.
+    pub label: Option<String>,
+    /// Only these statuses (all if empty).
+    pub statuses: Vec<JobGraphRunStatus>,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+    /// Skip this many.
+    pub offset: usize,
+}
+
+/// Summary of one job run (the derived view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRunRow {
+    /// The job run id.
+    pub job_run_id: String,
+    /// Its graph run.
+    pub run_id: String,
+    /// The job label.
+    pub label: String,
+    /// Stable hash of (label, sorted outputs).
+    pub job_key: String,
+    /// Latest status.
+    pub status: JobRunStatus,
+    /// Time of the first event, microseconds.
+    pub scheduled_micros: i64,
+    /// Time of the latest event, microseconds.
+    pub updated_micros: i64,
+}
+
+/// A graph run found dead and failed by [`crate::EventLog::reclaim_lost_runs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReclaimedRun {
+    /// The lost run.
+    pub run_id: String,
+    /// The partitions it held, now FAILED.
+    pub partitions: Vec<String>,
+}

@@ -1,0 +1,690 @@
+//! The embedded SQLite backend: one WAL-mode file, every append one `BEGIN IMMEDIATE`
+//! transaction that validates, stores the events and updates the derived views.
+
+mod schema;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::Instant,
+};
+
+use databuild_proto::{
+    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
+};
+use prost::Message as _;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    transitions::{self, PartitionEffect},
+    BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun,
+    RunFilter, RunRow,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+const KIND_GRAPH: i64 = 1;
+const KIND_JOB: i64 = 2;
+const KIND_PARTITION: i64 = 3;
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// The SQLite event log.
+#[derive(Debug)]
+pub struct SqliteEventLog {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteEventLog {
+    /// Opens (creating if needed) the event log at `path`.
+    pub fn open(path: &Path) -> Result<Self, BelError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| BelError::Unwritable { path: dir.to_path_buf(), source })?;
+        }
+        schema::check_header(path)?;
+        let conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly) => {
+                BelError::Unwritable {
+                    path: path.parent().unwrap_or(path).to_path_buf(),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                }
+            }
+            _ => BelError::Sqlite(e),
+        })?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        let log = Self { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        {
+            let mut conn = log.conn.lock().expect("event log lock");
+            schema::migrate(&mut conn, path).map_err(|e| log.map_busy(e, Instant::now()))?;
+        }
+        Ok(log)
+    }
+
+    /// The file behind this log.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn map_busy(&self, e: BelError, started: Instant) -> BelError {
+        match e {
+            BelError::Sqlite(ref s)
+                if matches!(
+                    s.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                BelError::Busy {
+                    path: self.path.clone(),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                }
+            }
+            BelError::Sqlite(ref s)
+                if s.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) =>
+            {
+                BelError::NotADatabase { path: self.path.clone() }
+            }
+            other => other,
+        }
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, BelError>,
+    ) -> Result<T, BelError> {
+        let started = Instant::now();
+        let mut conn = self.conn.lock().expect("event log lock");
+        f(&mut conn).map_err(|e| self.map_busy(e, started))
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, BelError>,
+    ) -> Result<T, BelError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+fn now_micros() -> i64 {
+    databuild_proto::timestamp_micros(&databuild_proto::now())
+}
+
+fn graph_status(tx: &Connection, run_id: &str) -> Result<Option<JobGraphRunStatus>, BelError> {
+    let s: Option<i32> = tx
+        .prepare_cached("SELECT status FROM graph_runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    Ok(s.map(|s| JobGraphRunStatus::try_from(s).unwrap_or(JobGraphRunStatus::GraphFailed)))
+}
+
+fn partition_row(tx: &Connection, partition_ref: &str) -> Result<Option<PartitionRow>, BelError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE ref = ?1",
+        )?
+        .query_row([partition_ref], read_partition_row)
+        .optional()?)
+}
+
+fn read_partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PartitionRow> {
+    Ok(PartitionRow {
+        partition_ref: r.get(0)?,
+        status: PartitionStatus::try_from(r.get::<_, i32>(1)?).unwrap_or_default(),
+        run_id: r.get(2)?,
+        job_run_id: r.get(3)?,
+        seq: r.get(4)?,
+        updated_micros: r.get(5)?,
+    })
+}
+
+/// Validates one event against the current state, stores it and updates the views.
+fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
+    let id = crate::new_id();
+    let ts = match event.timestamp_micros() {
+        0 => now_micros(),
+        t => t,
+    };
+    let timestamp = Some(databuild_proto::timestamp_from_micros(ts));
+    let (kind, run_id, run_seq, job_run_id, partition_ref, status, body);
+    match &mut event {
+        Event::Run(e) => {
+            e.timestamp = timestamp;
+            if e.job_graph_run_event_id.is_empty() {
+                e.job_graph_run_event_id = id;
+            }
+            match (&mut e.graph_event, &mut e.job_event) {
+                (Some(g), None) => {
+                    let next = JobGraphRunStatus::try_from(g.status).map_err(|_| {
+                        BelError::InvalidEvent(format!("unknown graph status {}", g.status))
+                    })?;
+                    let cur = graph_status(tx, &g.job_graph_run_id)?;
+                    transitions::check_graph(&g.job_graph_run_id, cur, next)?;
+                    let seq = next_run_seq(tx, &g.job_graph_run_id)?;
+                    if cur.is_none() {
+                        tx.prepare_cached(
+                            "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
+                             VALUES (?1, ?2, ?3, ?4, ?4, 1)",
+                        )?
+                        .execute(params![
+                            g.job_graph_run_id,
+                            g.label.as_ref().map(|l| l.label.as_str()).unwrap_or(""),
+                            g.status,
+                            ts
+                        ])?;
+                    } else {
+                        tx.prepare_cached(
+                            "UPDATE graph_runs SET status = ?2, updated_ts = ?3 WHERE run_id = ?1",
+                        )?
+                        .execute(params![g.job_graph_run_id, g.status, ts])?;
+                    }
+                    g.sequence = seq;
+                    g.job_graph_run_event_id = e.job_graph_run_event_id.clone();
+                    kind = KIND_GRAPH;
+                    run_id = g.job_graph_run_id.clone();
+                    run_seq = seq;
+                    job_run_id = None;
+                    partition_ref = None;
+                    status = g.status;
+                }
+                (None, Some(j)) => {
+                    let next = JobRunStatus::try_from(j.status).map_err(|_| {
+                        BelError::InvalidEvent(format!("unknown job status {}", j.status))
+                    })?;
+                    if j.job_run_id.is_empty() {
+                        return Err(BelError::InvalidEvent("job event without a job_run_id".into()));
+                    }
+                    match graph_status(tx, &j.job_graph_run_id)? {
+                        Some(JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
+                        | None => {
+                            return Err(BelError::InvalidTransition(format!(
+                                "job run `{}` belongs to graph run `{}`, which is not running",
+                                j.job_run_id, j.job_graph_run_id
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                    let cur: Option<i32> = tx
+                        .prepare_cached("SELECT status FROM job_runs WHERE job_run_id = ?1")?
+                        .query_row([&j.job_run_id], |r| r.get(0))
+                        .optional()?;
+                    let cur = cur.map(|c| JobRunStatus::try_from(c).unwrap_or_default());
+                    transitions::check_job(&j.job_run_id, cur, next)?;
+                    if cur.is_none() {
+                        tx.prepare_cached(
+                            "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                        )?
+                        .execute(params![
+                            j.job_run_id,
+                            j.job_graph_run_id,
+                            j.label.as_ref().map(|l| l.label.as_str()).unwrap_or(""),
+                            j.job_key,
+                            j.status,
+                            ts
+                        ])?;
+                    } else {
+                        tx.prepare_cached(
+                            "UPDATE job_runs SET status = ?2, updated_ts = ?3 WHERE job_run_id = ?1",
+                        )?
+                        .execute(params![j.job_run_id, j.status, ts])?;
+                    }
+                    let seq = next_run_seq(tx, &j.job_graph_run_id)?;
+                    j.sequence = seq;
+                    j.job_graph_run_event_id = e.job_graph_run_event_id.clone();
+                    kind = KIND_JOB;
+                    run_id = j.job_graph_run_id.clone();
+                    run_seq = seq;
+                    job_run_id = Some(j.job_run_id.clone());
+                    partition_ref = None;
+                    status = j.status;
+                }
+                _ => {
+                    return Err(BelError::InvalidEvent(
+                        "a JobGraphRunEvent must carry exactly one of graph_event and job_event"
+                            .into(),
+                    ))
+                }
+            }
+            body = e.encode_to_vec();
+        }
+        Event::Partition(p) => {
+            p.timestamp = timestamp;
+            if p.partition_event_id.is_empty() {
+                p.partition_event_id = id;
+            }
+            let r = p.partition_ref.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+            databuild_proto::validate_ref(r).map_err(|e| BelError::InvalidEvent(e.to_string()))?;
+            let next = PartitionStatus::try_from(p.status).map_err(|_| {
+                BelError::InvalidEvent(format!("unknown partition status {}", p.status))
+            })?;
+            let live = !p.job_graph_run_id.is_empty()
+                && matches!(
+                    graph_status(tx, &p.job_graph_run_id)?,
+                    Some(s) if !matches!(s, JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
+                );
+            let cur = partition_row(tx, r)?;
+            let effect =
+                transitions::check_partition(r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
+            kind = KIND_PARTITION;
+            run_id = p.job_graph_run_id.clone();
+            run_seq = 0;
+            job_run_id = (!p.job_run_id.is_empty()).then(|| p.job_run_id.clone());
+            partition_ref = Some(r.to_string());
+            status = p.status;
+            body = p.encode_to_vec();
+            let seq = insert_event(
+                tx,
+                &p.partition_event_id,
+                kind,
+                &run_id,
+                run_seq,
+                job_run_id.as_deref(),
+                partition_ref.as_deref(),
+                status,
+                ts,
+                &body,
+            )?;
+            if effect == PartitionEffect::SetStatus {
+                tx.prepare_cached(
+                    "INSERT INTO partitions (ref, status, run_id, job_run_id, seq, ts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(ref) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+                       job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts",
+                )?
+                .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
+            }
+            return Ok(LoggedEvent { seq, event });
+        }
+    }
+    let event_id = match &event {
+        Event::Run(e) => e.job_graph_run_event_id.clone(),
+        Event::Partition(p) => p.partition_event_id.clone(),
+    };
+    let seq = insert_event(
+        tx,
+        &event_id,
+        kind,
+        &run_id,
+        run_seq,
+        job_run_id.as_deref(),
+        partition_ref.as_deref(),
+        status,
+        ts,
+        &body,
+    )?;
+    Ok(LoggedEvent { seq, event })
+}
+
+fn next_run_seq(tx: &Connection, run_id: &str) -> Result<i64, BelError> {
+    let seq: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE graph_runs SET next_seq = next_seq + 1 WHERE run_id = ?1 RETURNING next_seq - 1",
+        )?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0))
+}
+
+#[allow(clippy::too_many_arguments)] // one column each
+fn insert_event(
+    tx: &Connection,
+    event_id: &str,
+    kind: i64,
+    run_id: &str,
+    run_seq: i64,
+    job_run_id: Option<&str>,
+    partition_ref: Option<&str>,
+    status: i32,
+    ts: i64,
+    body: &[u8],
+) -> Result<i64, BelError> {
+    tx.prepare_cached(
+        "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![event_id, kind, run_id, run_seq, job_run_id, partition_ref, status, ts, body])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, BelError> {
+    let event = if kind == KIND_PARTITION {
+        Event::Partition(
+            PartitionEvent::decode(body).map_err(|source| BelError::Corrupt { seq, source })?,
+        )
+    } else {
+        Event::Run(
+            JobGraphRunEvent::decode(body).map_err(|source| BelError::Corrupt { seq, source })?,
+        )
+    };
+    Ok(LoggedEvent { seq, event })
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<LoggedEvent>, BelError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, kind, body) = row?;
+        out.push(decode(seq, kind, &body)?);
+    }
+    Ok(out)
+}
+
+fn read_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        run_id: r.get(0)?,
+        label: r.get(1)?,
+        status: JobGraphRunStatus::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        started_micros: r.get(3)?,
+        updated_micros: r.get(4)?,
+        host: r.get(5)?,
+        pid: r.get(6)?,
+        lease_until_micros: r.get(7)?,
+    })
+}
+
+fn read_job_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRunRow> {
+    Ok(JobRunRow {
+        job_run_id: r.get(0)?,
+        run_id: r.get(1)?,
+        label: r.get(2)?,
+        job_key: r.get(3)?,
+        status: JobRunStatus::try_from(r.get::<_, i32>(4)?).unwrap_or_default(),
+        scheduled_micros: r.get(5)?,
+        updated_micros: r.get(6)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "run_id, label, status, started_ts, updated_ts, host, pid, lease_until";
+const JOB_RUN_COLUMNS: &str = "job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts";
+
+/// Whether process `pid` on this host is gone (Linux: no `/proc/<pid>` or a zombie).
+fn process_is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => Path::new("/proc/self").exists(),
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::EventLog for SqliteEventLog {
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
+        self.write(|tx| events.into_iter().map(|e| apply(tx, e)).collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        lease_until_micros: i64,
+    ) -> Result<(), BelError> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE graph_runs SET host = ?2, pid = ?3, lease_until = ?4 WHERE run_id = ?1",
+                )?
+                .execute(params![run_id, owner.host, owner.pid, lease_until_micros])?;
+            if n == 0 {
+                return Err(BelError::InvalidTransition(format!(
+                    "cannot renew the lease of unknown graph run `{run_id}`"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    async fn reclaim_lost_runs(
+        &self,
+        now: i64,
+        this_host: &str,
+    ) -> Result<Vec<ReclaimedRun>, BelError> {
+        self.write(|tx| {
+            let candidates: Vec<(String, Option<String>, Option<u32>, Option<i64>)> = tx
+                .prepare_cached(
+                    "SELECT run_id, host, pid, lease_until FROM graph_runs WHERE status NOT IN (4, 5)",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut reclaimed = Vec::new();
+            for (run_id, host, pid, lease) in candidates {
+                let expired = lease.is_some_and(|l| l < now);
+                let dead_here = host.as_deref() == Some(this_host)
+                    && pid.is_some_and(|p| p != std::process::id() && process_is_dead(p));
+                if !(expired || dead_here) {
+                    continue;
+                }
+                reclaimed.push(fail_run(tx, &run_id, "owner run lost")?);
+            }
+            Ok(reclaimed)
+        })
+    }
+
+    async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
+        self.with_conn(|conn| {
+            let mut out = Vec::with_capacity(refs.len());
+            for r in refs {
+                if let Some(row) = partition_row(conn, r)? {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn list_partitions(
+        &self,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionRow>, BelError> {
+        self.with_conn(|conn| {
+            let mut sql = String::from(
+                "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE 1 = 1",
+            );
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(prefix) = filter.prefix.as_deref().filter(|p| !p.is_empty()) {
+                sql.push_str(" AND substr(ref, 1, ?) = ?");
+                args.push((prefix.chars().count() as i64).into());
+                args.push(prefix.to_string().into());
+            }
+            if !filter.statuses.is_empty() {
+                let list: Vec<String> =
+                    filter.statuses.iter().map(|s| (*s as i32).to_string()).collect();
+                sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+            }
+            sql.push_str(" ORDER BY ref LIMIT ? OFFSET ?");
+            args.push((if filter.limit == 0 { -1 } else { filter.limit as i64 }).into());
+            args.push((filter.offset as i64).into());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), read_partition_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn latest_partition_event(
+        &self,
+        partition_ref: &str,
+    ) -> Result<Option<PartitionEvent>, BelError> {
+        self.with_conn(|conn| {
+            let found = query_events(
+                conn,
+                "SELECT e.seq, e.kind, e.body FROM partitions p JOIN events e ON e.seq = p.seq WHERE p.ref = ?1",
+                [partition_ref],
+            )?;
+            Ok(found.into_iter().next().and_then(|e| match e.event {
+                Event::Partition(p) => Some(p),
+                Event::Run(_) => None,
+            }))
+        })
+    }
+
+    async fn partition_history(&self, partition_ref: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        self.with_conn(|conn| {
+            query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE ref = ?1 ORDER BY seq",
+                [partition_ref],
+            )
+        })
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, BelError> {
+        self.with_conn(|conn| {
+            let mut sql = format!("SELECT {RUN_COLUMNS} FROM graph_runs WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(label) = &filter.label {
+                sql.push_str(" AND label = ?");
+                args.push(label.clone().into());
+            }
+            if !filter.statuses.is_empty() {
+                let list: Vec<String> =
+                    filter.statuses.iter().map(|s| (*s as i32).to_string()).collect();
+                sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+            }
+            sql.push_str(" ORDER BY started_ts DESC, run_id DESC LIMIT ? OFFSET ?");
+            args.push((if filter.limit == 0 { -1 } else { filter.limit as i64 }).into());
+            args.push((filter.offset as i64).into());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), read_run_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>, BelError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM graph_runs WHERE run_id = ?1"))?
+                .query_row([run_id], read_run_row)
+                .optional()?)
+        })
+    }
+
+    async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        self.with_conn(|conn| {
+            query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE run_id = ?1 ORDER BY seq",
+                [run_id],
+            )
+        })
+    }
+
+    async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE run_id = ?1 ORDER BY scheduled_ts, job_run_id"
+            ))?;
+            let rows = stmt.query_map([run_id], read_job_run_row)?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn job_run(&self, job_run_id: &str) -> Result<Option<JobRunRow>, BelError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE job_run_id = ?1"
+                ))?
+                .query_row([job_run_id], read_job_run_row)
+                .optional()?)
+        })
+    }
+
+    async fn job_run_events(&self, job_run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        self.with_conn(|conn| {
+            query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE job_run_id = ?1 ORDER BY seq",
+                [job_run_id],
+            )
+        })
+    }
+
+    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<LoggedEvent>, BelError> {
+        self.with_conn(|conn| {
+            query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![after_seq, if limit == 0 { -1 } else { limit as i64 }],
+            )
+        })
+    }
+}
+
+/// Fails an unfinished graph run and everything it holds, inside `tx`.
+fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun, BelError> {
+    use databuild_proto::{GraphEvent, JobEvent, JobLabel};
+    let held: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3) ORDER BY ref",
+        )?
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (r, job_run_id) in &held {
+        apply(
+            tx,
+            Event::Partition(PartitionEvent {
+                partition_ref: Some(databuild_proto::PartitionRef::new(r.clone())),
+                status: PartitionStatus::PartitionFailed as i32,
+                job_graph_run_id: run_id.to_string(),
+                job_run_id: job_run_id.clone(),
+                failure_reason: reason.to_string(),
+                ..Default::default()
+            }),
+        )?;
+    }
+    let jobs: Vec<(String, String, String)> = tx
+        .prepare_cached(
+            "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)",
+        )?
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (job_run_id, label, job_key) in jobs {
+        apply(
+            tx,
+            Event::Run(JobGraphRunEvent {
+                job_event: Some(JobEvent {
+                    job_graph_run_id: run_id.to_string(),
+                    job_run_id,
+                    status: JobRunStatus::JobFailed as i32,
+                    job_key,
+                    label: Some(JobLabel::new(label)),
+                    logs: Some(databuild_proto::JobLogsEvent { logs: vec![reason.to_string()] }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        )?;
+    }
+    let label: String = tx
+        .prepare_cached("SELECT label FROM graph_runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get(0))?;
+    apply(
+        tx,
+        Event::Run(JobGraphRunEvent {
+            graph_event: Some(GraphEvent {
+                job_graph_run_id: run_id.to_string(),
+                status: JobGraphRunStatus::GraphFailed as i32,
+                label: Some(databuild_proto::GraphLabel { label }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    )?;
+    Ok(ReclaimedRun { run_id: run_id.to_string(), partitions: held.into_iter().map(|h| h.0).collect() })
+}

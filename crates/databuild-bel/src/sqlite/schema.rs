@@ -1,0 +1,122 @@
+//! The SQLite schema, its version, and the checks made when a file is opened.
+
+use std::{io::Read as _, path::Path};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::BelError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every event, in append order. body: the prost-encoded JobGraphRunEvent (kind 1 graph,
+-- 2 job) or PartitionEvent (kind 3).
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    run_seq INTEGER NOT NULL,
+    job_run_id TEXT,
+    ref TEXT,
+    status INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX events_by_ref ON events (ref, seq) WHERE ref IS NOT NULL;
+CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_by_job_run ON events (job_run_id, seq) WHERE job_run_id IS NOT NULL;
+CREATE INDEX events_by_ts ON events (ts);
+-- Derived: latest status per partition.
+CREATE TABLE partitions (
+    ref TEXT PRIMARY KEY,
+    status INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    job_run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX partitions_by_status ON partitions (status, ref);
+CREATE INDEX partitions_by_run ON partitions (run_id) WHERE status IN (2, 3);
+-- Derived: graph runs, with the owner's lease.
+CREATE TABLE graph_runs (
+    run_id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    started_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL,
+    next_seq INTEGER NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    lease_until INTEGER
+);
+CREATE INDEX graph_runs_unfinished ON graph_runs (status) WHERE status NOT IN (4, 5);
+-- Derived: job runs.
+CREATE TABLE job_runs (
+    job_run_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    job_key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    scheduled_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL
+);
+CREATE INDEX job_runs_by_run ON job_runs (run_id);
+CREATE INDEX job_runs_by_label ON job_runs (label, scheduled_ts);
+";
+
+/// Refuses a non-empty file that does not start with the SQLite header.
+pub(crate) fn check_header(path: &Path) -> Result<(), BelError> {
+    let Ok(mut f) = std::fs::File::open(path) else { return Ok(()) };
+    let mut header = [0u8; 16];
+    let n = f.read(&mut header).unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    if n < 16 || &header != b"SQLite format 3\0" {
+        return Err(BelError::NotADatabase { path: path.to_path_buf() });
+    }
+    Ok(())
+}
+
+/// Sets pragmas and creates or checks the schema.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BelError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has_meta: bool = tx
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !has_meta {
+        let tables: i64 =
+            tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(BelError::ForeignDatabase { path: path.to_path_buf() });
+        }
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('application', 'databuild')",
+            [SCHEMA_VERSION.to_string()],
+        )?;
+        tx.commit()?;
+        return Ok(());
+    }
+    let found: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()?;
+    let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| BelError::ForeignDatabase {
+        path: path.to_path_buf(),
+    })?;
+    if found > SCHEMA_VERSION {
+        return Err(BelError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    tx.commit()?;
+    Ok(())
+}

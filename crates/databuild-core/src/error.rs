@@ -1,0 +1,47 @@
+//! The engine's error type and how it maps to exit codes.
+
+use crate::{graph::GraphError, planner::PlanError};
+
+/// Why databuild itself could not proceed. A failed job is not an error: it is recorded
+/// in the event log and reported in the run outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The graph file.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// Planning.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The event log.
+    #[error(transparent)]
+    Bel(#[from] databuild_bel::BelError),
+    /// A job graph given to `execute` that cannot run.
+    #[error("invalid job graph: {0}")]
+    InvalidJobGraph(String),
+    /// Local I/O (log directory and the like).
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// 0: everything asked for is available.
+    Success = 0,
+    /// 1: the build ran and some partition failed.
+    BuildFailed = 1,
+    /// 2: usage or configuration error; nothing was built.
+    Usage = 2,
+}
+
+impl CoreError {
+    /// The exit code this error maps to.
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            CoreError::Bel(
+                databuild_bel::BelError::Busy { .. } | databuild_bel::BelError::Claimed { .. },
+            ) => ExitKind::BuildFailed,
+            _ => ExitKind::Usage,
+        }
+    }
+}

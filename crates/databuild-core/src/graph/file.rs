@@ -1,0 +1,263 @@
+//! Loading `databuild.toml`: parsing, validation and resolving entrypoints.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use super::{lookup::PatternLookup, Graph, JobDef, Lookup};
+
+/// A graph file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// No file at the path.
+    #[error("graph file `{}` not found; pass `--graph path/to/databuild.toml`", path.display())]
+    Missing { path: PathBuf },
+    /// The file could not be read.
+    #[error("cannot read graph file `{}`: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Not TOML, or not the expected keys.
+    #[error("invalid graph file `{}`: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// Two jobs share a label.
+    #[error("job label `{label}` is defined twice (jobs #{first} and #{second}) in `{}`; job labels must be unique", path.display())]
+    DuplicateLabel { path: PathBuf, label: String, first: usize, second: usize },
+    /// A `produces` pattern does not compile.
+    #[error("job `{job}`: invalid `produces` pattern `{pattern}`: {message}")]
+    InvalidPattern { job: String, pattern: String, message: String },
+    /// An empty entrypoint list.
+    #[error("job `{job}`: `entrypoint` is empty; give the program to run, e.g. `entrypoint = [\"jobs/{job}.sh\"]`")]
+    EmptyEntrypoint { job: String },
+    /// The program does not exist.
+    #[error("job `{job}`: entrypoint `{entrypoint}` not found (looked for `{}`)", resolved.display())]
+    EntrypointNotFound { job: String, entrypoint: String, resolved: PathBuf },
+    /// The program is not on PATH.
+    #[error("job `{job}`: entrypoint `{entrypoint}` not found on PATH")]
+    EntrypointNotOnPath { job: String, entrypoint: String },
+    /// The program is not executable.
+    #[error("job `{job}`: entrypoint `{}` is not executable; run `chmod +x {}`", path.display(), path.display())]
+    EntrypointNotExecutable { job: String, path: PathBuf },
+    /// A duration that does not parse.
+    #[error("job `{job}`: invalid `{key}` value `{value}`; use a duration such as `30s`, `5m`, `1h` or `500ms`")]
+    InvalidDuration { job: String, key: &'static str, value: String },
+    /// A value out of range.
+    #[error("job `{job}`: invalid `{key}`: {message}")]
+    InvalidValue { job: String, key: &'static str, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    graph: GraphSection,
+    #[serde(default)]
+    jobs: Vec<JobSection>,
+    lookup: Option<LookupSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphSection {
+    label: String,
+    bel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupSection {
+    entrypoint: Entrypoint,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entrypoint {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Entrypoint {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Entrypoint::One(s) => vec![s],
+            Entrypoint::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSection {
+    label: String,
+    entrypoint: Entrypoint,
+    #[serde(default)]
+    produces: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    retries: u32,
+    retry_backoff: Option<String>,
+    max_concurrency: Option<usize>,
+    executor: Option<String>,
+}
+
+impl Graph {
+    /// Loads and validates the graph file at `path`.
+    pub fn load(path: &Path) -> Result<Graph, GraphError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                GraphError::Missing { path: path.to_path_buf() }
+            } else {
+                GraphError::Read { path: path.to_path_buf(), source }
+            }
+        })?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        Self::from_toml(&text, path, &dir)
+    }
+
+    /// Parses graph file text; `path` names it in errors, `dir` resolves entrypoints.
+    pub fn from_toml(text: &str, path: &Path, dir: &Path) -> Result<Graph, GraphError> {
+        let doc: FileDoc = toml::from_str(text).map_err(|e| GraphError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, j) in doc.jobs.iter().enumerate() {
+            if let Some(first) = seen.insert(&j.label, i + 1) {
+                return Err(GraphError::DuplicateLabel {
+                    path: path.to_path_buf(),
+                    label: j.label.clone(),
+                    first,
+                    second: i + 1,
+                });
+            }
+        }
+        let mut jobs = Vec::with_capacity(doc.jobs.len());
+        for j in doc.jobs {
+            jobs.push(job_def(j, dir)?);
+        }
+        let lookup = match doc.lookup {
+            Some(l) => Lookup::Program(resolve_entrypoint("[lookup]", l.entrypoint.into_vec(), dir)?),
+            None => Lookup::Patterns(PatternLookup::new(&jobs)?),
+        };
+        Ok(Graph { label: doc.graph.label, dir: dir.to_path_buf(), bel: doc.graph.bel, jobs, lookup })
+    }
+}
+
+fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
+    let label = j.label;
+    if let Some(executor) = j.executor.as_deref().filter(|e| *e != "local") {
+        return Err(GraphError::InvalidValue {
+            job: label,
+            key: "executor",
+            message: format!("unknown executor `{executor}`; available: [`local`]"),
+        });
+    }
+    if j.max_concurrency == Some(0) {
+        return Err(GraphError::InvalidValue {
+            job: label,
+            key: "max_concurrency",
+            message: "must be at least 1".into(),
+        });
+    }
+    let duration = |key: &'static str, v: Option<String>| -> Result<Option<Duration>, GraphError> {
+        v.map(|v| {
+            parse_duration(&v).ok_or_else(|| GraphError::InvalidDuration {
+                job: label.clone(),
+                key,
+                value: v.clone(),
+            })
+        })
+        .transpose()
+    };
+    let timeout = duration("timeout", j.timeout)?;
+    let retry_backoff = duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
+    let entrypoint = resolve_entrypoint(&label, j.entrypoint.into_vec(), dir)?;
+    Ok(JobDef {
+        label,
+        entrypoint,
+        produces: j.produces,
+        env: j.env,
+        timeout,
+        retries: j.retries,
+        retry_backoff,
+        max_concurrency: j.max_concurrency,
+    })
+}
+
+/// Resolves the program of an entrypoint: a path with a `/` relative to `dir`, else a
+/// command on PATH. Checks that it exists and is executable.
+fn resolve_entrypoint(job: &str, mut ep: Vec<String>, dir: &Path) -> Result<Vec<String>, GraphError> {
+    let Some(program) = ep.first().cloned() else {
+        return Err(GraphError::EmptyEntrypoint { job: job.to_string() });
+    };
+    let resolved = if program.contains('/') {
+        let p = dir.join(&program);
+        if !p.is_file() {
+            return Err(GraphError::EntrypointNotFound {
+                job: job.to_string(),
+                entrypoint: program,
+                resolved: p,
+            });
+        }
+        p
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join(&program))
+            .find(|p| p.is_file())
+            .ok_or_else(|| GraphError::EntrypointNotOnPath {
+                job: job.to_string(),
+                entrypoint: program.clone(),
+            })?
+    };
+    if !is_executable(&resolved) {
+        return Err(GraphError::EntrypointNotExecutable { job: job.to_string(), path: resolved });
+    }
+    ep[0] = resolved.to_string_lossy().into_owned();
+    Ok(ep)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_common_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("lots"), None);
+        assert_eq!(parse_duration("5 years"), None);
+    }
+}

@@ -1,0 +1,70 @@
+//! A graph: its jobs, how refs map to jobs (lookup), and where its event log lives.
+
+mod file;
+mod lookup;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+pub use file::{parse_duration, GraphError};
+pub use lookup::{LookupError, LookupResult};
+
+/// One job of a graph.
+#[derive(Debug, Clone)]
+pub struct JobDef {
+    /// Unique label.
+    pub label: String,
+    /// Program and leading arguments, the program resolved to an absolute path when it is
+    /// a file relative to the graph file.
+    pub entrypoint: Vec<String>,
+    /// The anchored `produces` patterns as written.
+    pub produces: Vec<String>,
+    /// Extra environment for configure and execute.
+    pub env: BTreeMap<String, String>,
+    /// Kill the job (its whole process group) after this long.
+    pub timeout: Option<Duration>,
+    /// Extra attempts after a failed execute.
+    pub retries: u32,
+    /// Delay before the first retry; doubles each attempt.
+    pub retry_backoff: Duration,
+    /// At most this many runs of this job at once.
+    pub max_concurrency: Option<usize>,
+}
+
+/// How refs are mapped to jobs.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The jobs' `produces` patterns, one compiled set over all of them.
+    Patterns(lookup::PatternLookup),
+    /// An external program answering `GraphLookup` in JSON.
+    Program(Vec<String>),
+}
+
+/// A loaded, validated graph.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// The graph label.
+    pub label: String,
+    /// Directory of the graph file: entrypoints and relative paths resolve here.
+    pub dir: PathBuf,
+    /// The event log URL from the file, if any.
+    pub bel: Option<String>,
+    /// Jobs in file order.
+    pub jobs: Vec<JobDef>,
+    /// How refs map to jobs.
+    pub lookup: Lookup,
+}
+
+impl Graph {
+    /// The job labelled `label`.
+    pub fn job(&self, label: &str) -> Option<&JobDef> {
+        self.jobs.iter().find(|j| j.label == label)
+    }
+
+    /// The event log URL to use when none is given: the file's, else
+    /// `.databuild/bel.sqlite` beside the graph file.
+    pub fn default_bel(&self) -> String {
+        self.bel.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.dir.join(".databuild/bel.sqlite").display())
+        })
+    }
+}

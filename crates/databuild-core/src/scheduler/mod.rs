@@ -1,0 +1,237 @@
+//! Graph runs: `build` (analyze + execute) and `execute` of a given job graph. One event
+//! loop owns the run's state; job runners talk to it by messages; every state change is
+//! an event, and the events of one loop tick are appended in one transaction.
+
+mod run;
+pub mod runner;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use databuild_bel::{EventLog, Owner};
+use databuild_proto::{
+    JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus,
+};
+
+use crate::{events, graph::Graph, planner, CoreError};
+
+/// How a graph run behaves.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Most jobs running at once.
+    pub parallelism: usize,
+    /// Stop at the first failed job (default: keep going with independent work).
+    pub fail_fast: bool,
+    /// Rebuild the requested partitions even if AVAILABLE.
+    pub force: bool,
+    /// Time between SIGTERM and SIGKILL when a job is stopped.
+    pub kill_grace: Duration,
+    /// Lease of the run's claims; renewed every third of it.
+    pub lease: Duration,
+    /// Where job logs are written.
+    pub log_dir: PathBuf,
+    /// Bytes of each job's log kept on disk.
+    pub log_cap_bytes: u64,
+    /// Lines of each job's output copied into the event log.
+    pub max_bel_log_lines: usize,
+    /// Who asked (recorded in `requesting_clients`).
+    pub client_id: String,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            fail_fast: false,
+            force: false,
+            kill_grace: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            log_dir: PathBuf::from(".databuild/logs"),
+            log_cap_bytes: 64 * 1024 * 1024,
+            max_bel_log_lines: 1000,
+            client_id: format!("cli@{}", hostname()),
+        }
+    }
+}
+
+/// What happened, for progress displays.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The graph run began.
+    Started { run_id: String },
+    /// Planning finished.
+    Planned { run_id: String, tasks: usize, up_to_date: Vec<String> },
+    /// A job run started.
+    JobStarted { job_run_id: String, label: String, outputs: Vec<String>, attempt: u32 },
+    /// A job run ended.
+    JobFinished {
+        job_run_id: String,
+        label: String,
+        outputs: Vec<String>,
+        ok: bool,
+        reason: String,
+        elapsed: Duration,
+        will_retry: bool,
+    },
+    /// Partitions failed without their job running (upstream failure, cancellation).
+    PartitionsFailed { refs: Vec<String>, reason: String },
+}
+
+/// A callback for progress.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// The result of a graph run that ran (whether or not every job succeeded).
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// The graph run id.
+    pub run_id: String,
+    /// Whether every requested partition is available.
+    pub success: bool,
+    /// Requested partitions that were already available (nothing to do).
+    pub up_to_date: Vec<String>,
+    /// Partitions built by this run.
+    pub built: Vec<String>,
+    /// Partitions that failed, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Manifests of the job runs that succeeded.
+    pub manifests: Vec<PartitionManifest>,
+    /// Job runs started (attempts included).
+    pub job_runs: usize,
+    /// The run was cancelled (Ctrl-C, SIGTERM or `--fail-fast`).
+    pub cancelled: bool,
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn now_micros() -> i64 {
+    databuild_proto::timestamp_micros(&databuild_proto::now())
+}
+
+/// Starts a graph run: reclaims runs whose owner died, records GRAPH_STARTED and the lease.
+async fn begin(
+    graph: &Graph,
+    bel: &dyn EventLog,
+    opts: &BuildOptions,
+    requested: &[String],
+) -> Result<String, CoreError> {
+    let host = hostname();
+    for lost in bel.reclaim_lost_runs(now_micros(), &host).await? {
+        tracing::warn!(run_id = %lost.run_id, partitions = lost.partitions.len(), "reclaimed the claims of a lost graph run");
+    }
+    let run_id = databuild_bel::new_id();
+    let mut start = vec![events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphStarted, None)];
+    for r in requested {
+        let mut e = events::partition(r, PartitionStatus::PartitionRequested, &run_id);
+        e.requesting_clients = vec![opts.client_id.clone()];
+        start.push(databuild_bel::Event::Partition(e));
+    }
+    bel.append(start).await?;
+    bel.heartbeat(&run_id, &owner(), lease_until(opts)).await?;
+    Ok(run_id)
+}
+
+fn owner() -> Owner {
+    Owner { host: hostname(), pid: std::process::id() }
+}
+
+fn lease_until(opts: &BuildOptions) -> i64 {
+    now_micros() + opts.lease.as_micros() as i64
+}
+
+/// Ends a run that failed before executing: requested partitions FAILED, run FAILED.
+async fn abort(
+    graph: &Graph,
+    bel: &dyn EventLog,
+    run_id: &str,
+    requested: &[String],
+    reason: &str,
+) -> Result<(), CoreError> {
+    let mut evs = Vec::new();
+    for row in bel.partitions(requested).await? {
+        if row.run_id == run_id && row.status == PartitionStatus::PartitionRequested {
+            let mut e = events::partition(&row.partition_ref, PartitionStatus::PartitionFailed, run_id);
+            e.failure_reason = reason.to_string();
+            evs.push(databuild_bel::Event::Partition(e));
+        }
+    }
+    evs.push(events::graph(run_id, &graph.label, JobGraphRunStatus::GraphFailed, None));
+    bel.append(evs).await?;
+    Ok(())
+}
+
+/// Builds `refs`: analyze, then execute, as one graph run.
+pub async fn build(
+    graph: &Graph,
+    bel: Arc<dyn EventLog>,
+    refs: &[String],
+    opts: &BuildOptions,
+    progress: ProgressFn,
+) -> Result<RunOutcome, CoreError> {
+    for r in refs {
+        databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
+    }
+    let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
+    progress(Progress::Started { run_id: run_id.clone() });
+    let job_graph = match planner::analyze(graph, bel.as_ref(), refs, opts.force).await {
+        Ok(g) => g,
+        Err(e) => {
+            abort(graph, bel.as_ref(), &run_id, refs, &format!("analysis failed: {e}")).await?;
+            return Err(e.into());
+        }
+    };
+    run::execute_run(graph, bel, run_id, job_graph, opts, progress).await
+}
+
+/// Executes a given job graph as a new graph run.
+pub async fn execute(
+    graph: &Graph,
+    bel: Arc<dyn EventLog>,
+    job_graph: JobGraph,
+    opts: &BuildOptions,
+    progress: ProgressFn,
+) -> Result<RunOutcome, CoreError> {
+    for (i, task) in job_graph.nodes.iter().enumerate() {
+        let label = task.job.as_ref().map(|j| j.label.as_str()).unwrap_or("");
+        if graph.job(label).is_none() {
+            return Err(CoreError::InvalidJobGraph(format!(
+                "task #{} names job `{label}`, which graph `{}` does not define",
+                i + 1,
+                graph.label
+            )));
+        }
+        let config = task.config.as_ref().ok_or_else(|| {
+            CoreError::InvalidJobGraph(format!("task #{} has no config", i + 1))
+        })?;
+        if config.outputs.is_empty() {
+            return Err(CoreError::InvalidJobGraph(format!("task #{} has no outputs", i + 1)));
+        }
+        for r in config.outputs.iter().map(|o| o.str.as_str()).chain(planner::materialize_inputs(task)) {
+            databuild_proto::validate_ref(r).map_err(|e| CoreError::InvalidJobGraph(format!("task #{}: {e}", i + 1)))?;
+        }
+    }
+    let mut producer = std::collections::HashMap::new();
+    for (i, task) in job_graph.nodes.iter().enumerate() {
+        for o in task.config.iter().flat_map(|c| c.outputs.iter()) {
+            if producer.insert(o.str.clone(), i).is_some() {
+                return Err(CoreError::InvalidJobGraph(format!(
+                    "partition `{}` is an output of two tasks",
+                    o.str
+                )));
+            }
+        }
+    }
+    if let Some(cycle) = planner::find_cycle(&job_graph.nodes, &producer) {
+        return Err(planner::PlanError::Cycle(cycle).into());
+    }
+    let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
+    let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
+    progress(Progress::Started { run_id: run_id.clone() });
+    run::execute_run(graph, bel, run_id, job_graph, opts, progress).await
+}

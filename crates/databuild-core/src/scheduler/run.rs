@@ -1,0 +1,657 @@
+//! The event loop of one graph run: claims, ready queues per job, job runners, retries,
+//! failure propagation, cancellation and lease renewal.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use databuild_bel::{Event, EventLog};
+use databuild_proto::{
+    DepType, JobConfig, JobGraph, JobGraphRunStatus, JobLabel, JobRunStatus, PartitionManifest,
+    PartitionRef, PartitionStatus, Task,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    lease_until, owner,
+    runner::{self, ExecResult, ExecSpec},
+    BuildOptions, Progress, ProgressFn, RunOutcome,
+};
+use crate::{events, graph::Graph, job_key, CoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Ready,
+    Running,
+    Backoff,
+    Succeeded,
+    Failed,
+}
+
+struct TaskState {
+    job: usize,
+    label: String,
+    key: String,
+    outputs: Vec<String>,
+    config: JobConfig,
+    deps_left: usize,
+    dependents: Vec<usize>,
+    state: State,
+    attempt: u32,
+    job_run_id: String,
+    started: Option<(Instant, SystemTime)>,
+    cancel: Option<oneshot::Sender<()>>,
+}
+
+enum Msg {
+    Lines { task: usize, job_run_id: String, lines: Vec<String> },
+    Exited { task: usize, job_run_id: String, result: ExecResult },
+    RetryDue { task: usize },
+}
+
+struct Run<'a> {
+    graph: &'a Graph,
+    bel: Arc<dyn EventLog>,
+    opts: &'a BuildOptions,
+    progress: ProgressFn,
+    run_id: String,
+    tasks: Vec<TaskState>,
+    /// Ready tasks per job, and the jobs with ready tasks (each at most once).
+    ready: Vec<VecDeque<usize>>,
+    ready_jobs: VecDeque<usize>,
+    job_queued: Vec<bool>,
+    running_per_job: Vec<usize>,
+    running: usize,
+    in_backoff: usize,
+    unfinished: usize,
+    graph_status: JobGraphRunStatus,
+    pending: Vec<Event>,
+    /// Manifests (without nested inputs) of partitions available to this run.
+    manifests: HashMap<String, PartitionManifest>,
+    producer: HashMap<String, usize>,
+    tx: mpsc::UnboundedSender<Msg>,
+    cancelled: Option<String>,
+    outcome: RunOutcome,
+}
+
+/// Claims the graph's outputs and runs it to the end.
+pub(super) async fn execute_run(
+    graph: &Graph,
+    bel: Arc<dyn EventLog>,
+    run_id: String,
+    job_graph: JobGraph,
+    opts: &BuildOptions,
+    progress: ProgressFn,
+) -> Result<RunOutcome, CoreError> {
+    let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut run = Run {
+        graph,
+        bel: bel.clone(),
+        opts,
+        progress: progress.clone(),
+        run_id: run_id.clone(),
+        tasks: Vec::with_capacity(job_graph.nodes.len()),
+        ready: vec![VecDeque::new(); graph.jobs.len()],
+        ready_jobs: VecDeque::new(),
+        job_queued: vec![false; graph.jobs.len()],
+        running_per_job: vec![0; graph.jobs.len()],
+        running: 0,
+        in_backoff: 0,
+        unfinished: job_graph.nodes.len(),
+        graph_status: JobGraphRunStatus::GraphAnalyzed,
+        pending: Vec::new(),
+        manifests: HashMap::new(),
+        producer: HashMap::new(),
+        tx,
+        cancelled: None,
+        outcome: RunOutcome { run_id: run_id.clone(), ..Default::default() },
+    };
+    run.pending.push(events::graph(
+        &run_id,
+        &graph.label,
+        JobGraphRunStatus::GraphAnalyzed,
+        Some(job_graph.clone()),
+    ));
+    let up_to_date = run.setup(job_graph.nodes, &requested).await?;
+    run.outcome.up_to_date = up_to_date.clone();
+    progress(Progress::Planned { run_id: run_id.clone(), tasks: run.tasks.len(), up_to_date });
+    if let Err(e) = run.flush().await {
+        // The claims were refused as a whole: nothing of this run is held.
+        run.pending.clear();
+        bel.append(vec![events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphFailed, None)])
+            .await?;
+        return Err(e);
+    }
+    run.fail_missing_inputs().await?;
+
+    let mut lease_tick = tokio::time::interval(opts.lease / 3);
+    lease_tick.tick().await;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| CoreError::Io { what: "cannot listen for SIGTERM".into(), source })?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|source| CoreError::Io { what: "cannot listen for SIGINT".into(), source })?;
+    loop {
+        run.start_ready();
+        run.track_graph_status();
+        run.flush().await?;
+        if run.running == 0 && run.ready_jobs.is_empty() && run.in_backoff == 0 {
+            break;
+        }
+        tokio::select! {
+            Some(msg) = rx.recv() => {
+                run.handle(msg).await?;
+                while let Ok(msg) = rx.try_recv() {
+                    run.handle(msg).await?;
+                }
+            }
+            _ = lease_tick.tick() => {
+                bel.heartbeat(&run_id, &owner(), lease_until(opts)).await?;
+            }
+            _ = sigint.recv() => run.cancel_all("cancelled (interrupted)".into()),
+            _ = sigterm.recv() => run.cancel_all("cancelled (terminated)".into()),
+        }
+    }
+    run.finish(&requested).await
+}
+
+impl Run<'_> {
+    /// Builds the task table and the claim events. Returns requested refs that need no work.
+    async fn setup(&mut self, nodes: Vec<Task>, requested: &[String]) -> Result<Vec<String>, CoreError> {
+        for (i, task) in nodes.into_iter().enumerate() {
+            let label = task.job.map(|j| j.label).unwrap_or_default();
+            let job = self.graph.jobs.iter().position(|j| j.label == label).ok_or_else(|| {
+                CoreError::InvalidJobGraph(format!("task #{} names unknown job `{label}`", i + 1))
+            })?;
+            let config = task.config.unwrap_or_default();
+            let outputs: Vec<String> = config.outputs.iter().map(|o| o.str.clone()).collect();
+            for o in &outputs {
+                if self.producer.insert(o.clone(), i).is_some() {
+                    return Err(CoreError::InvalidJobGraph(format!(
+                        "partition `{o}` is an output of two tasks"
+                    )));
+                }
+            }
+            self.tasks.push(TaskState {
+                job,
+                key: job_key(&label, &outputs),
+                label,
+                outputs,
+                config,
+                deps_left: 0,
+                dependents: Vec::new(),
+                state: State::Waiting,
+                attempt: 0,
+                job_run_id: String::new(),
+                started: None,
+                cancel: None,
+            });
+        }
+        for i in 0..self.tasks.len() {
+            let mut deps: Vec<usize> = self.tasks[i]
+                .config
+                .inputs
+                .iter()
+                .filter(|d| d.dep_type == DepType::Materialize as i32)
+                .filter_map(|d| d.partition_ref.as_ref())
+                .filter_map(|r| self.producer.get(&r.str).copied())
+                .filter(|&p| p != i)
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            self.tasks[i].deps_left = deps.len();
+            for d in deps {
+                self.tasks[d].dependents.push(i);
+            }
+        }
+        for t in &self.tasks {
+            for o in &t.outputs {
+                let mut e = events::partition(o, PartitionStatus::PartitionScheduled, &self.run_id);
+                e.producing_job = Some(JobLabel::new(t.label.clone()));
+                if requested.contains(o) {
+                    e.requesting_clients = vec![self.opts.client_id.clone()];
+                }
+                e.upstream_deps = materialize_refs(&t.config);
+                self.pending.push(Event::Partition(e));
+            }
+        }
+        Ok(requested.iter().filter(|r| !self.producer.contains_key(*r)).cloned().collect())
+    }
+
+    /// Fails tasks whose MATERIALIZE inputs are neither produced here nor available;
+    /// readies the rest that wait for nothing; loads manifests of available inputs.
+    async fn fail_missing_inputs(&mut self) -> Result<(), CoreError> {
+        let mut outside: Vec<String> = self
+            .tasks
+            .iter()
+            .flat_map(|t| materialize_refs(&t.config))
+            .map(|r| r.str)
+            .filter(|r| !self.producer.contains_key(r))
+            .collect();
+        outside.sort();
+        outside.dedup();
+        let available: std::collections::HashSet<String> = self
+            .bel
+            .partitions(&outside)
+            .await?
+            .into_iter()
+            .filter(|r| r.status == PartitionStatus::PartitionAvailable)
+            .map(|r| r.partition_ref)
+            .collect();
+        for r in &available {
+            if let Some(ev) = self.bel.latest_partition_event(r).await? {
+                if let Some(m) = ev.manifest {
+                    self.manifests.insert(r.clone(), strip(m));
+                }
+            }
+        }
+        for i in 0..self.tasks.len() {
+            let missing: Vec<String> = materialize_refs(&self.tasks[i].config)
+                .into_iter()
+                .map(|r| r.str)
+                .filter(|r| !self.producer.contains_key(r) && !available.contains(r))
+                .collect();
+            if let Some(m) = missing.first() {
+                self.fail_task(i, format!("input `{m}` is not available"), None);
+            } else if self.tasks[i].deps_left == 0 && self.tasks[i].state == State::Waiting {
+                self.make_ready(i);
+            }
+        }
+        Ok(())
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        self.tasks[i].state = State::Ready;
+        let job = self.tasks[i].job;
+        self.ready[job].push_back(i);
+        if !self.job_queued[job] {
+            self.job_queued[job] = true;
+            self.ready_jobs.push_back(job);
+        }
+    }
+
+    fn start_ready(&mut self) {
+        if self.cancelled.is_some() {
+            return;
+        }
+        let mut blocked = Vec::new();
+        while self.running < self.opts.parallelism.max(1) {
+            let Some(job) = self.ready_jobs.pop_front() else { break };
+            let limit = self.graph.jobs[job].max_concurrency.unwrap_or(usize::MAX);
+            if self.running_per_job[job] >= limit {
+                blocked.push(job);
+                continue;
+            }
+            let Some(i) = self.ready[job].pop_front() else {
+                self.job_queued[job] = false;
+                continue;
+            };
+            if self.ready[job].is_empty() {
+                self.job_queued[job] = false;
+            } else {
+                self.ready_jobs.push_back(job);
+            }
+            self.start(i);
+        }
+        for job in blocked.into_iter().rev() {
+            self.ready_jobs.push_front(job);
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let job = &self.graph.jobs[self.tasks[i].job];
+        let run_id = self.run_id.clone();
+        let t = &mut self.tasks[i];
+        t.attempt += 1;
+        t.job_run_id = databuild_bel::new_id();
+        t.state = State::Running;
+        t.started = Some((Instant::now(), SystemTime::now()));
+        let ids = events::JobRunIds {
+            run_id: &run_id,
+            job_run_id: &t.job_run_id,
+            label: &t.label,
+            job_key: &t.key,
+            outputs: &t.outputs,
+        };
+        self.pending.push(events::job(&ids, JobRunStatus::JobScheduled, Some(t.config.clone()), None));
+        self.pending.push(events::job(&ids, JobRunStatus::JobRunning, None, None));
+        for o in &t.outputs {
+            let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &run_id);
+            e.job_run_id = t.job_run_id.clone();
+            e.producing_job = Some(JobLabel::new(t.label.clone()));
+            self.pending.push(Event::Partition(e));
+        }
+        let config_json = databuild_proto::to_json(&t.config);
+        let outputs_json = serde_json::to_string(&t.outputs).expect("strings serialize");
+        let mut env: Vec<(String, String)> =
+            job.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend(t.config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.push(("DATABUILD_JOB_RUN_ID".into(), t.job_run_id.clone()));
+        env.push(("DATABUILD_GRAPH_RUN_ID".into(), run_id));
+        env.push(("DATABUILD_OUTPUTS".into(), outputs_json));
+        env.push(("DATABUILD_JOB_CONFIG".into(), config_json.clone()));
+        let mut argv = job.entrypoint.clone();
+        argv.push("exec".into());
+        argv.extend(t.config.args.iter().cloned());
+        let spec = ExecSpec {
+            argv,
+            cwd: self.graph.dir.clone(),
+            env,
+            stdin: config_json,
+            timeout: job.timeout,
+            kill_grace: self.opts.kill_grace,
+            log_path: self.opts.log_dir.join(format!("{}.log", t.job_run_id)),
+            log_cap_bytes: self.opts.log_cap_bytes,
+            max_bel_lines: self.opts.max_bel_log_lines,
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        t.cancel = Some(cancel_tx);
+        let tx = self.tx.clone();
+        let job_run_id = t.job_run_id.clone();
+        (self.progress)(Progress::JobStarted {
+            job_run_id: job_run_id.clone(),
+            label: t.label.clone(),
+            outputs: t.outputs.clone(),
+            attempt: t.attempt,
+        });
+        self.running += 1;
+        self.running_per_job[t.job] += 1;
+        self.outcome.job_runs += 1;
+        tokio::spawn(async move {
+            let lines_tx = tx.clone();
+            let lines_id = job_run_id.clone();
+            let result = runner::run(spec, cancel_rx, move |lines| {
+                let _ = lines_tx.send(Msg::Lines { task: i, job_run_id: lines_id.clone(), lines });
+            })
+            .await;
+            let _ = tx.send(Msg::Exited { task: i, job_run_id, result });
+        });
+    }
+
+    async fn handle(&mut self, msg: Msg) -> Result<(), CoreError> {
+        match msg {
+            Msg::Lines { task, job_run_id, lines } => {
+                let t = &self.tasks[task];
+                let ids = events::JobRunIds {
+                    run_id: &self.run_id,
+                    job_run_id: &job_run_id,
+                    label: &t.label,
+                    job_key: &t.key,
+                    outputs: &t.outputs,
+                };
+                self.pending.push(events::job(&ids, JobRunStatus::JobRunning, None, Some(lines)));
+            }
+            Msg::Exited { task, job_run_id, result } => self.exited(task, job_run_id, result).await?,
+            Msg::RetryDue { task } => {
+                self.in_backoff -= 1;
+                if self.tasks[task].state == State::Backoff {
+                    self.make_ready(task);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn exited(&mut self, i: usize, job_run_id: String, result: ExecResult) -> Result<(), CoreError> {
+        self.running -= 1;
+        let job = self.tasks[i].job;
+        self.running_per_job[job] -= 1;
+        if !self.ready[job].is_empty() && !self.job_queued[job] {
+            self.job_queued[job] = true;
+            self.ready_jobs.push_back(job);
+        }
+        let (started_at, start_time) = self.tasks[i].started.take().expect("running task has a start");
+        let elapsed = started_at.elapsed();
+        self.tasks[i].cancel = None;
+        let label = self.tasks[i].label.clone();
+        let outputs = self.tasks[i].outputs.clone();
+        let key = self.tasks[i].key.clone();
+        let run_id = self.run_id.clone();
+        let ids = events::JobRunIds {
+            run_id: &run_id,
+            job_run_id: &job_run_id,
+            label: &label,
+            job_key: &key,
+            outputs: &outputs,
+        };
+        match result {
+            ExecResult::Success => {
+                let manifest = self.manifest(i, start_time).await?;
+                self.pending.push(events::job(&ids, JobRunStatus::JobSuccess, None, None));
+                for o in &outputs {
+                    let mut e = events::partition(o, PartitionStatus::PartitionAvailable, &self.run_id);
+                    e.job_run_id = job_run_id.clone();
+                    e.producing_job = Some(JobLabel::new(label.clone()));
+                    e.upstream_deps = materialize_refs(&self.tasks[i].config);
+                    e.manifest = Some(manifest.clone());
+                    self.pending.push(Event::Partition(e));
+                    self.manifests.insert(o.clone(), strip(manifest.clone()));
+                }
+                self.outcome.built.extend(outputs.iter().cloned());
+                self.outcome.manifests.push(manifest);
+                self.tasks[i].state = State::Succeeded;
+                self.unfinished -= 1;
+                (self.progress)(Progress::JobFinished {
+                    job_run_id,
+                    label,
+                    outputs,
+                    ok: true,
+                    reason: String::new(),
+                    elapsed,
+                    will_retry: false,
+                });
+                let dependents = std::mem::take(&mut self.tasks[i].dependents);
+                for &d in &dependents {
+                    let dt = &mut self.tasks[d];
+                    dt.deps_left -= 1;
+                    if dt.deps_left == 0 && dt.state == State::Waiting {
+                        self.make_ready(d);
+                    }
+                }
+                self.tasks[i].dependents = dependents;
+            }
+            ExecResult::Failed(reason) => {
+                let reason = match &self.cancelled {
+                    Some(c) if reason == "cancelled" => c.clone(),
+                    _ => reason,
+                };
+                let retries = self.graph.jobs[job].retries;
+                let will_retry = self.cancelled.is_none() && self.tasks[i].attempt <= retries;
+                self.pending.push(events::job(
+                    &ids,
+                    JobRunStatus::JobFailed,
+                    None,
+                    Some(vec![format!("job failed: {reason}")]),
+                ));
+                (self.progress)(Progress::JobFinished {
+                    job_run_id: job_run_id.clone(),
+                    label: label.clone(),
+                    outputs: outputs.clone(),
+                    ok: false,
+                    reason: reason.clone(),
+                    elapsed,
+                    will_retry,
+                });
+                if will_retry {
+                    let backoff = self.graph.jobs[job].retry_backoff
+                        * 2u32.saturating_pow(self.tasks[i].attempt - 1);
+                    self.tasks[i].state = State::Backoff;
+                    self.in_backoff += 1;
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(backoff.min(Duration::from_secs(300))).await;
+                        let _ = tx.send(Msg::RetryDue { task: i });
+                    });
+                } else {
+                    let attempts = self.tasks[i].attempt;
+                    let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
+                    let full = format!("job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)");
+                    self.fail_task(i, full, Some(job_run_id));
+                    if self.opts.fail_fast && self.cancelled.is_none() {
+                        self.cancel_all(format!("cancelled: --fail-fast after job `{label}` failed"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest of task `i`'s successful run: outputs, the input manifests available
+    /// at its start (MATERIALIZE, and QUERY ones that existed), times and the task.
+    async fn manifest(&self, i: usize, start: SystemTime) -> Result<PartitionManifest, CoreError> {
+        let t = &self.tasks[i];
+        let mut inputs = Vec::new();
+        for d in &t.config.inputs {
+            let Some(r) = d.partition_ref.as_ref().map(|r| r.str.clone()) else { continue };
+            if let Some(m) = self.manifests.get(&r) {
+                inputs.push(m.clone());
+            } else if d.dep_type != DepType::Materialize as i32 {
+                let row = self.bel.partitions(std::slice::from_ref(&r)).await?;
+                if row.first().is_some_and(|p| p.status == PartitionStatus::PartitionAvailable) {
+                    if let Some(m) = self.bel.latest_partition_event(&r).await?.and_then(|e| e.manifest) {
+                        inputs.push(strip(m));
+                    }
+                }
+            }
+        }
+        let t = &self.tasks[i];
+        Ok(PartitionManifest {
+            outputs: t.outputs.iter().map(|o| PartitionRef::new(o.clone())).collect(),
+            inputs,
+            start_time: Some(databuild_proto::timestamp(start)),
+            end_time: Some(databuild_proto::now()),
+            task: Some(Task { job: Some(JobLabel::new(t.label.clone())), config: Some(t.config.clone()) }),
+        })
+    }
+
+    /// Fails task `i`'s outputs with `reason`, and everything downstream that has not run.
+    fn fail_task(&mut self, i: usize, reason: String, job_run_id: Option<String>) {
+        let mut queue = VecDeque::from([(i, reason, job_run_id)]);
+        while let Some((t, reason, job_run_id)) = queue.pop_front() {
+            let task = &mut self.tasks[t];
+            if matches!(task.state, State::Succeeded | State::Failed) {
+                continue;
+            }
+            if task.state == State::Backoff {
+                self.in_backoff = self.in_backoff.saturating_sub(1);
+            }
+            if task.state == State::Ready {
+                self.ready[task.job].retain(|&x| x != t);
+            }
+            task.state = State::Failed;
+            self.unfinished -= 1;
+            for o in &task.outputs {
+                let mut e = events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
+                e.failure_reason = reason.clone();
+                e.job_run_id = job_run_id.clone().unwrap_or_default();
+                e.producing_job = Some(JobLabel::new(task.label.clone()));
+                self.pending.push(Event::Partition(e));
+                self.outcome.failed.push((o.clone(), reason.clone()));
+            }
+            if job_run_id.is_none() {
+                (self.progress)(Progress::PartitionsFailed { refs: task.outputs.clone(), reason: reason.clone() });
+            }
+            let first = task.outputs.first().cloned().unwrap_or_default();
+            let label = task.label.clone();
+            for &d in &task.dependents {
+                queue.push_back((
+                    d,
+                    format!("upstream partition `{first}` failed (job `{label}`)"),
+                    None,
+                ));
+            }
+        }
+    }
+
+    /// Stops everything: running jobs are killed, nothing new starts, waiting work fails.
+    fn cancel_all(&mut self, reason: String) {
+        if self.cancelled.is_some() {
+            return;
+        }
+        self.cancelled = Some(reason.clone());
+        for i in 0..self.tasks.len() {
+            match self.tasks[i].state {
+                State::Running => {
+                    if let Some(c) = self.tasks[i].cancel.take() {
+                        let _ = c.send(());
+                    }
+                }
+                State::Waiting | State::Ready | State::Backoff => {
+                    if self.tasks[i].state == State::Backoff {
+                        self.in_backoff -= 1;
+                        self.tasks[i].state = State::Waiting;
+                    }
+                    let task = &mut self.tasks[i];
+                    task.state = State::Failed;
+                    self.unfinished -= 1;
+                    for o in &task.outputs {
+                        let mut e = events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
+                        e.failure_reason = reason.clone();
+                        e.producing_job = Some(JobLabel::new(task.label.clone()));
+                        self.pending.push(Event::Partition(e));
+                        self.outcome.failed.push((o.clone(), reason.clone()));
+                    }
+                    (self.progress)(Progress::PartitionsFailed { refs: task.outputs.clone(), reason: reason.clone() });
+                }
+                State::Succeeded | State::Failed => {}
+            }
+        }
+        for q in &mut self.ready {
+            q.clear();
+        }
+        self.ready_jobs.clear();
+        self.job_queued.iter_mut().for_each(|q| *q = false);
+    }
+
+    /// GRAPH_RUNNING while jobs run, AWAITING_DEPS while work waits with none running.
+    fn track_graph_status(&mut self) {
+        let next = if self.running > 0 {
+            JobGraphRunStatus::GraphRunning
+        } else if self.unfinished > 0 {
+            JobGraphRunStatus::AwaitingDeps
+        } else {
+            return;
+        };
+        if next != self.graph_status {
+            self.graph_status = next;
+            self.pending.push(events::graph(&self.run_id, &self.graph.label, next, None));
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), CoreError> {
+        if !self.pending.is_empty() {
+            self.bel.append(std::mem::take(&mut self.pending)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self, requested: &[String]) -> Result<RunOutcome, CoreError> {
+        let failed_requested = requested.iter().any(|r| self.outcome.failed.iter().any(|(f, _)| f == r));
+        let success = self.outcome.failed.is_empty() && !failed_requested && self.cancelled.is_none();
+        let status = if success { JobGraphRunStatus::GraphSuccess } else { JobGraphRunStatus::GraphFailed };
+        self.pending.push(events::graph(&self.run_id, &self.graph.label, status, None));
+        self.flush().await?;
+        self.outcome.success = success;
+        self.outcome.cancelled = self.cancelled.is_some();
+        Ok(self.outcome)
+    }
+}
+
+fn materialize_refs(config: &JobConfig) -> Vec<PartitionRef> {
+    config
+        .inputs
+        .iter()
+        .filter(|d| d.dep_type == DepType::Materialize as i32)
+        .filter_map(|d| d.partition_ref.clone())
+        .collect()
+}
+
+/// A manifest without its nested input manifests (lineage deeper than one level is
+/// reachable through the inputs' own events).
+fn strip(mut m: PartitionManifest) -> PartitionManifest {
+    m.inputs.clear();
+    m
+}

@@ -1,0 +1,183 @@
+//! Command-line arguments (clap): one definition per flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// databuild: ask for data, get it built.
+///
+/// Reads the graph from `databuild.toml`, plans the jobs that produce the partitions you
+/// ask for, runs them in dependency order and records every step in the build event log.
+///
+/// Exit codes: 0 success, 1 build failed, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "databuild", version, propagate_version = true)]
+pub struct Cli {
+    /// The graph file.
+    #[arg(long, global = true, env = "DATABUILD_GRAPH", default_value = "databuild.toml")]
+    pub graph: PathBuf,
+    /// The build event log: `sqlite:///path/bel.sqlite` or a path. Default: the graph
+    /// file's `bel`, else `.databuild/bel.sqlite` beside the graph file.
+    #[arg(long, global = true, env = "DATABUILD_BEL")]
+    pub bel: Option<String>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging on stderr (-v, -vv); `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build partitions and everything upstream of them.
+    ///
+    /// Example: databuild build reviews/daily/date=2025-01-01
+    Build(BuildArgs),
+    /// Show the job graph that would build partitions, without running it.
+    ///
+    /// Example: databuild analyze --format dot reports/weekly/week=2025-01-06 | dot -Tsvg > g.svg
+    Analyze {
+        /// Partition refs.
+        #[arg(required = true)]
+        refs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Plan the requested partitions even if they are available.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show which job produces each partition ref.
+    Lookup {
+        /// Partition refs.
+        #[arg(required = true)]
+        refs: Vec<String>,
+    },
+    /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
+    Execute(ExecArgs),
+    /// Partitions: list, show, history, register.
+    #[command(subcommand)]
+    Partitions(PartitionsCommand),
+    /// Graph runs: list, show.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Print events from the build event log.
+    Events {
+        /// Only events after this log position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many events (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+        /// Keep printing new events as they are appended.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print the log of a job run.
+    Logs {
+        /// The job run id (see `databuild runs show`).
+        job_run_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Most jobs at once (default: number of CPUs).
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Stop at the first failed job instead of continuing with independent work.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Time a stopped job gets between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub kill_grace: std::time::Duration,
+    /// Lease of this run's claims (renewed while it runs).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease: std::time::Duration,
+    /// Bytes of each job's output kept in its log file.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub log_cap_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Partition refs to build.
+    #[arg(required = true)]
+    pub refs: Vec<String>,
+    /// Rebuild the requested partitions even if they are available.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionsCommand {
+    /// List partitions and their latest status.
+    List {
+        /// Only this status (e.g. `available`, `failed`); repeatable.
+        #[arg(long)]
+        status: Vec<String>,
+        /// Only refs starting with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Show a partition's latest status and manifest.
+    Show {
+        /// The partition ref.
+        partition_ref: String,
+    },
+    /// Show every event of a partition.
+    History {
+        /// The partition ref.
+        partition_ref: String,
+    },
+    /// Record external data as available.
+    ///
+    /// Example: databuild partitions register catalog/podcasts
+    Register {
+        /// Partition refs.
+        #[arg(required = true)]
+        refs: Vec<String>,
+        /// Register even if a job of the graph produces the ref.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List graph runs, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show a graph run: its jobs and every event.
+    Show {
+        /// The graph run id.
+        run_id: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    databuild_core::graph::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration `{s}`; use e.g. `500ms`, `30s`, `5m`"))
+}

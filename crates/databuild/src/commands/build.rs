@@ -1,0 +1,151 @@
+//! `build`, `execute`, `analyze`, `lookup`.
+
+use std::io::Read as _;
+
+use anyhow::Result;
+use databuild_core::{BuildOptions, CoreError, ExitKind, RunOutcome};
+use databuild_proto::{GraphLookupResponse, JobGraph, JobLabel, PartitionRef, TaskRef};
+
+use crate::{
+    cli::{BuildArgs, Cli, ExecArgs, Format},
+    context, output, render,
+};
+
+fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOptions {
+    let defaults = BuildOptions::default();
+    BuildOptions {
+        parallelism: args.jobs.unwrap_or(defaults.parallelism).max(1),
+        fail_fast: args.fail_fast,
+        kill_grace: args.kill_grace,
+        lease: args.lease,
+        log_dir,
+        log_cap_bytes: args.log_cap_bytes,
+        ..defaults
+    }
+}
+
+pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    for r in &args.refs {
+        databuild_proto::validate_ref(r).map_err(databuild_core::PlanError::from).map_err(CoreError::from)?;
+    }
+    let bel = context::bel(cli, Some(&graph))?;
+    let mut opts = options(&args.exec, bel.log_dir);
+    opts.force = args.force;
+    let outcome =
+        databuild_core::build(&graph, bel.log, &args.refs, &opts, output::reporter(false)).await?;
+    Ok(report(cli, &outcome))
+}
+
+pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    let job_graph: JobGraph = databuild_proto::from_json(&text)
+        .map_err(|e| CoreError::InvalidJobGraph(format!("stdin is not a `JobGraph` JSON document: {e}")))?;
+    let bel = context::bel(cli, Some(&graph))?;
+    let opts = options(args, bel.log_dir);
+    let outcome =
+        databuild_core::execute(&graph, bel.log, job_graph, &opts, output::reporter(false)).await?;
+    Ok(report(cli, &outcome))
+}
+
+fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
+    if cli.json {
+        let failed: Vec<serde_json::Value> = o
+            .failed
+            .iter()
+            .map(|(r, reason)| serde_json::json!({ "partitionRef": r, "reason": reason }))
+            .collect();
+        let doc = serde_json::json!({
+            "jobGraphRunId": o.run_id,
+            "success": o.success,
+            "built": o.built,
+            "upToDate": o.up_to_date,
+            "failed": failed,
+            "jobRuns": o.job_runs,
+            "cancelled": o.cancelled,
+            "manifests": o.manifests,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    } else if o.success && o.job_runs == 0 {
+        println!(
+            "nothing to do: {} requested partitions already available (graph run {})",
+            o.up_to_date.len(),
+            o.run_id
+        );
+    } else if o.success {
+        println!(
+            "built {} partitions with {} job runs (graph run {})",
+            o.built.len(),
+            o.job_runs,
+            o.run_id
+        );
+    } else {
+        println!(
+            "build failed: {} partitions failed, {} built (graph run {})",
+            o.failed.len(),
+            o.built.len(),
+            o.run_id
+        );
+        for (r, reason) in &o.failed {
+            println!("  {r}: {reason}");
+        }
+    }
+    if o.success {
+        ExitKind::Success
+    } else {
+        ExitKind::BuildFailed
+    }
+}
+
+pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    let bel = context::bel(cli, Some(&graph))?;
+    let g = databuild_core::analyze(&graph, bel.log.as_ref(), refs, force)
+        .await
+        .map_err(CoreError::from)?;
+    let format = if cli.json { Format::Json } else { format };
+    match format {
+        Format::Json => println!("{}", databuild_proto::to_json_pretty(&g)),
+        Format::Text => print!("{}", render::graph_text(&g)),
+        Format::Dot => print!("{}", render::graph_dot(&g)),
+        Format::Mermaid => print!("{}", render::graph_mermaid(&g)),
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    for r in refs {
+        databuild_proto::validate_ref(r).map_err(databuild_core::PlanError::from).map_err(CoreError::from)?;
+    }
+    let result = graph
+        .lookup(refs)
+        .await
+        .map_err(databuild_core::PlanError::from)
+        .map_err(CoreError::from)?;
+    if cli.json {
+        let resp = GraphLookupResponse {
+            task_refs: result
+                .by_job
+                .iter()
+                .map(|(label, refs)| TaskRef {
+                    job: Some(JobLabel::new(label.clone())),
+                    outputs: refs.iter().map(|r| PartitionRef::new(r.clone())).collect(),
+                })
+                .collect(),
+        };
+        println!("{}", databuild_proto::to_json_pretty(&resp));
+    } else {
+        for (label, refs) in &result.by_job {
+            for r in refs {
+                println!("{r}\t{label}");
+            }
+        }
+        for r in &result.unproduced {
+            println!("{r}\t(external: no job produces it)");
+        }
+    }
+    Ok(ExitKind::Success)
+}

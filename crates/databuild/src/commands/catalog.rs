@@ -1,0 +1,289 @@
+//! `partitions`, `runs`, `events`, `logs`: reading (and registering into) the event log.
+
+use anyhow::{bail, Result};
+use databuild_bel::{Event, PartitionFilter, RunFilter};
+use databuild_core::{events, ExitKind};
+use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus};
+
+use crate::{
+    cli::{Cli, PartitionsCommand, RunsCommand},
+    context,
+    output::{secs, timestamp},
+    render,
+};
+
+/// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE`.
+fn parse_status(s: &str) -> Result<PartitionStatus> {
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("PARTITION_") { upper } else { format!("PARTITION_{upper}") };
+    PartitionStatus::from_str_name(&name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated]"
+        )
+    })
+}
+
+fn status_name(s: PartitionStatus) -> &'static str {
+    s.as_str_name().trim_start_matches("PARTITION_")
+}
+
+pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> {
+    match cmd {
+        PartitionsCommand::List { status, prefix, limit, offset } => {
+            let statuses = status.iter().map(|s| parse_status(s)).collect::<Result<Vec<_>>>()?;
+            let bel = context::bel(cli, None)?;
+            let rows = bel
+                .log
+                .list_partitions(&PartitionFilter { statuses, prefix: prefix.clone(), limit: *limit, offset: *offset })
+                .await?;
+            if cli.json {
+                let v: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "partitionRef": r.partition_ref,
+                            "status": r.status.as_str_name(),
+                            "jobGraphRunId": r.run_id,
+                            "jobRunId": r.job_run_id,
+                            "updated": timestamp(r.updated_micros),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &rows {
+                    println!("{:<10} {} {}", status_name(r.status), timestamp(r.updated_micros), r.partition_ref);
+                }
+            }
+        }
+        PartitionsCommand::Show { partition_ref } => {
+            let bel = context::bel(cli, None)?;
+            let Some(e) = bel.log.latest_partition_event(partition_ref).await? else {
+                bail!("no events for partition `{partition_ref}`; see `databuild partitions list`");
+            };
+            if cli.json {
+                println!("{}", databuild_proto::to_json_pretty(&e));
+            } else {
+                let status = PartitionStatus::try_from(e.status).unwrap_or_default();
+                println!("partition  {partition_ref}");
+                println!("status     {}", status_name(status));
+                let ts = e.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
+                println!("since      {}", timestamp(ts));
+                if !e.job_graph_run_id.is_empty() {
+                    println!("graph run  {}", e.job_graph_run_id);
+                }
+                if !e.job_run_id.is_empty() {
+                    println!("job run    {}", e.job_run_id);
+                }
+                if let Some(j) = &e.producing_job {
+                    println!("job        {}", j.label);
+                }
+                if !e.failure_reason.is_empty() {
+                    println!("reason     {}", e.failure_reason);
+                }
+                if let Some(m) = &e.manifest {
+                    for i in &m.inputs {
+                        let outs: Vec<&str> = i.outputs.iter().map(|o| o.str.as_str()).collect();
+                        println!("input      {}", outs.join(" "));
+                    }
+                }
+            }
+        }
+        PartitionsCommand::History { partition_ref } => {
+            let bel = context::bel(cli, None)?;
+            let events = bel.log.partition_history(partition_ref).await?;
+            if events.is_empty() {
+                bail!("no events for partition `{partition_ref}`; see `databuild partitions list`");
+            }
+            print_events(cli, &events)?;
+        }
+        PartitionsCommand::Register { refs, force } => {
+            for r in refs {
+                databuild_proto::validate_ref(r)?;
+            }
+            let graph = context::graph(cli)?;
+            if !force {
+                let found = graph.lookup(refs).await.map_err(databuild_core::PlanError::from)?;
+                if let Some((job, refs)) = found.by_job.iter().next() {
+                    bail!(
+                        "partition `{}` is produced by job `{job}`; build it with `databuild build {}`, or pass `--force` to register it as external data anyway",
+                        refs[0],
+                        refs[0]
+                    );
+                }
+            }
+            let bel = context::bel(cli, Some(&graph))?;
+            let current = bel.log.partitions(refs).await?;
+            let mut evs = Vec::new();
+            for r in refs {
+                let state = current.iter().find(|c| &c.partition_ref == r);
+                if state.is_some_and(|s| s.status == PartitionStatus::PartitionAvailable) {
+                    println!("already available: {r}");
+                    continue;
+                }
+                let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
+                let now = databuild_proto::now();
+                e.requesting_clients = vec![format!("cli@{}", databuild_core::scheduler::hostname())];
+                e.storage_backend = "external".into();
+                e.manifest = Some(PartitionManifest {
+                    outputs: vec![PartitionRef::new(r.clone())],
+                    start_time: Some(now),
+                    end_time: Some(now),
+                    ..Default::default()
+                });
+                evs.push(Event::Partition(e));
+            }
+            if !evs.is_empty() {
+                let n = evs.len();
+                bel.log.append(evs).await?;
+                println!("registered {n} partitions as available");
+            }
+        }
+    }
+    Ok(ExitKind::Success)
+}
+
+fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> {
+    if cli.json {
+        for e in events {
+            println!("{}", serde_json::to_string(&render::event_json(e))?);
+        }
+    } else {
+        for e in events {
+            println!("{}", render::event_line(e));
+        }
+    }
+    Ok(())
+}
+
+pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
+    let bel = context::bel(cli, None)?;
+    match cmd {
+        RunsCommand::List { limit } => {
+            let runs = bel.log.list_runs(&RunFilter { limit: *limit, ..Default::default() }).await?;
+            if cli.json {
+                let v: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "jobGraphRunId": r.run_id,
+                            "label": r.label,
+                            "status": r.status.as_str_name(),
+                            "started": timestamp(r.started_micros),
+                            "updated": timestamp(r.updated_micros),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for r in &runs {
+                    let took = std::time::Duration::from_micros((r.updated_micros - r.started_micros).max(0) as u64);
+                    println!("{} {} {:<15} {:>8} {}", r.run_id, timestamp(r.started_micros), r.status.as_str_name(), secs(took), r.label);
+                }
+            }
+        }
+        RunsCommand::Show { run_id } => {
+            let Some(run) = bel.log.run(run_id).await? else {
+                bail!("no graph run `{run_id}`; see `databuild runs list`");
+            };
+            let events = bel.log.run_events(run_id).await?;
+            if cli.json {
+                let graph = events.iter().find_map(|e| match &e.event {
+                    Event::Run(r) => r.graph_event.as_ref().and_then(|g| g.analysis.as_ref()).and_then(|a| a.graph.clone()),
+                    Event::Partition(_) => None,
+                });
+                let run_events: Vec<&databuild_proto::JobGraphRunEvent> = events
+                    .iter()
+                    .filter_map(|e| match &e.event {
+                        Event::Run(r) => Some(r),
+                        Event::Partition(_) => None,
+                    })
+                    .collect();
+                let doc = databuild_proto::JobGraphRun {
+                    job_graph_run_id: run.run_id.clone(),
+                    graph,
+                    events: run_events.into_iter().cloned().collect(),
+                };
+                println!("{}", databuild_proto::to_json_pretty(&doc));
+                return Ok(ExitKind::Success);
+            }
+            let took = std::time::Duration::from_micros((run.updated_micros - run.started_micros).max(0) as u64);
+            println!("graph run  {}", run.run_id);
+            println!("graph      {}", run.label);
+            println!("status     {}", run.status.as_str_name());
+            println!("started    {}", timestamp(run.started_micros));
+            println!("took       {}", secs(took));
+            if let (Some(h), Some(p)) = (&run.host, run.pid) {
+                println!("owner      pid {p} on {h}");
+            }
+            if run.status != JobGraphRunStatus::GraphSuccess && run.status != JobGraphRunStatus::GraphFailed {
+                println!("(still running)");
+            }
+            let jobs = bel.log.job_runs(run_id).await?;
+            println!("job runs   {}", jobs.len());
+            for j in &jobs {
+                let took = std::time::Duration::from_micros((j.updated_micros - j.scheduled_micros).max(0) as u64);
+                let status = j.status.as_str_name();
+                let mark = if j.status == JobRunStatus::JobSuccess { "" } else { " <--" };
+                println!("  {} {:<12} {:>8} {}{mark}", j.job_run_id, status, secs(took), j.label);
+            }
+            println!("events");
+            for e in &events {
+                println!("  {}", render::event_line(e));
+            }
+        }
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn events(cli: &Cli, after: i64, limit: usize, follow: bool) -> Result<ExitKind> {
+    let bel = context::bel(cli, None)?;
+    let mut after = after;
+    let mut printed = 0usize;
+    loop {
+        let want = if limit == 0 { 10_000 } else { (limit - printed).min(10_000) };
+        let batch = bel.log.events_after(after, want).await?;
+        if let Some(last) = batch.last() {
+            after = last.seq;
+        }
+        printed += batch.len();
+        print_events(cli, &batch)?;
+        if limit != 0 && printed >= limit {
+            break;
+        }
+        if batch.len() < want {
+            if !follow {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn logs(cli: &Cli, job_run_id: &str) -> Result<ExitKind> {
+    let bel = context::bel(cli, None)?;
+    if bel.log.job_run(job_run_id).await?.is_none() {
+        bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`");
+    }
+    let path = bel.log_dir.join(format!("{job_run_id}.log"));
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(&bytes)?;
+        }
+        Err(_) => {
+            // No file (no output, or logs from another machine): the lines in the event log.
+            for e in bel.log.job_run_events(job_run_id).await? {
+                if let Event::Run(r) = e.event {
+                    if let Some(logs) = r.job_event.and_then(|j| j.logs) {
+                        for l in logs.logs {
+                            println!("{l}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitKind::Success)
+}

@@ -1,0 +1,48 @@
+//! The `databuild` command line: argument parsing and output formatting over
+//! `databuild-core` and `databuild-bel`.
+
+mod cli;
+mod commands;
+mod context;
+mod output;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let filter = match args.verbose {
+        0 => "warn",
+        1 => "info,databuild=debug",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(kind) => ExitCode::from(kind as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            let kind = e
+                .downcast_ref::<databuild_core::CoreError>()
+                .map_or(databuild_core::ExitKind::Usage, |c| c.exit_kind());
+            ExitCode::from(kind as u8)
+        }
+    }
+}

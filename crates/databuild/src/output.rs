@@ -1,0 +1,129 @@
+//! Human output: a live progress display on a terminal, plain lines otherwise, and
+//! time formatting.
+
+use std::{
+    io::IsTerminal as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use databuild_core::{scheduler::ProgressFn, Progress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress reporter writing to stderr.
+pub fn reporter(quiet: bool) -> ProgressFn {
+    if quiet {
+        return Arc::new(|_| {});
+    }
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} jobs  {wide_msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let running = Arc::new(Mutex::new(Vec::<String>::new()));
+        Arc::new(move |p| match p {
+            Progress::Started { .. } => {}
+            Progress::Planned { run_id, tasks, .. } => {
+                bar.set_length(tasks as u64);
+                bar.println(format!("graph run {run_id}: {tasks} jobs to run"));
+                if tasks == 0 {
+                    bar.finish_and_clear();
+                }
+            }
+            Progress::JobStarted { label, .. } => {
+                let mut r = running.lock().expect("progress lock");
+                r.push(label);
+                bar.set_message(r.join(", "));
+            }
+            Progress::JobFinished { label, outputs, ok, reason, elapsed, will_retry, .. } => {
+                let mut r = running.lock().expect("progress lock");
+                if let Some(i) = r.iter().position(|l| *l == label) {
+                    r.remove(i);
+                }
+                bar.set_message(r.join(", "));
+                if ok {
+                    bar.inc(1);
+                } else {
+                    let what = if will_retry { "failed, will retry" } else { "FAILED" };
+                    bar.println(format!("{what}: {label} {} ({reason}) after {}", outputs.join(" "), secs(elapsed)));
+                    if !will_retry {
+                        bar.inc(1);
+                    }
+                }
+                if bar.length() == Some(bar.position()) {
+                    bar.finish_and_clear();
+                }
+            }
+            Progress::PartitionsFailed { refs, reason } => {
+                bar.inc(1);
+                bar.println(format!("not built: {} ({reason})", refs.join(" ")));
+                if bar.length() == Some(bar.position()) {
+                    bar.finish_and_clear();
+                }
+            }
+        })
+    } else {
+        Arc::new(|p| match p {
+            Progress::Started { run_id } => eprintln!("graph run {run_id}"),
+            Progress::Planned { tasks, up_to_date, .. } => {
+                eprintln!("planned {tasks} jobs; {} requested partitions up to date", up_to_date.len())
+            }
+            Progress::JobStarted { label, outputs, attempt, job_run_id } => {
+                let retry = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                eprintln!("start {label} {}{retry} [job run {job_run_id}]", outputs.join(" "))
+            }
+            Progress::JobFinished { label, outputs, ok, reason, elapsed, will_retry, .. } => {
+                if ok {
+                    eprintln!("done  {label} {} in {}", outputs.join(" "), secs(elapsed))
+                } else {
+                    let what = if will_retry { "retry" } else { "FAIL " };
+                    eprintln!("{what} {label} {}: {reason} after {}", outputs.join(" "), secs(elapsed))
+                }
+            }
+            Progress::PartitionsFailed { refs, reason } => {
+                eprintln!("skip  {}: {reason}", refs.join(" "))
+            }
+        })
+    }
+}
+
+/// "1.23s".
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// RFC 3339 UTC with milliseconds from microseconds since the epoch.
+pub fn timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let millis = micros.rem_euclid(1_000_000) / 1000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::timestamp(1_735_689_600_123_456), "2025-01-01T00:00:00.123Z");
+        assert_eq!(super::timestamp(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,185 @@
+//! Rendering job graphs (text, JSON, DOT, Mermaid) and events (lines, JSON).
+
+use std::{collections::HashMap, fmt::Write as _};
+
+use databuild_bel::{Event, LoggedEvent};
+use databuild_proto::{
+    DepType, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus,
+};
+
+use crate::output::timestamp;
+
+fn task_label(t: &databuild_proto::Task) -> &str {
+    t.job.as_ref().map(|j| j.label.as_str()).unwrap_or("")
+}
+
+fn outputs(t: &databuild_proto::Task) -> Vec<&str> {
+    t.config.iter().flat_map(|c| c.outputs.iter().map(|o| o.str.as_str())).collect()
+}
+
+fn inputs(t: &databuild_proto::Task) -> Vec<(&str, bool)> {
+    t.config
+        .iter()
+        .flat_map(|c| c.inputs.iter())
+        .filter_map(|d| {
+            d.partition_ref.as_ref().map(|r| (r.str.as_str(), d.dep_type == DepType::Materialize as i32))
+        })
+        .collect()
+}
+
+/// A readable listing of a job graph.
+pub fn graph_text(g: &JobGraph) -> String {
+    let mut out = String::new();
+    let label = g.label.as_ref().map(|l| l.label.as_str()).unwrap_or("");
+    let _ = writeln!(out, "graph `{label}`: {} tasks for {} requested partitions", g.nodes.len(), g.outputs.len());
+    for t in &g.nodes {
+        let _ = writeln!(out, "{} -> {}", task_label(t), outputs(t).join(" "));
+        for (r, mat) in inputs(t) {
+            let _ = writeln!(out, "    {} {r}", if mat { "materialize" } else { "query      " });
+        }
+    }
+    out
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz DOT: one box per task, ellipses for inputs from outside the graph, dashed
+/// edges for QUERY inputs.
+pub fn graph_dot(g: &JobGraph) -> String {
+    let producer = producers(g);
+    let mut out = String::from("digraph databuild {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
+    let mut external: Vec<&str> = Vec::new();
+    for (i, t) in g.nodes.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  t{i} [label=\"{}\\n{}\"];",
+            dot_escape(task_label(t)),
+            dot_escape(&outputs(t).join("\\n"))
+        );
+    }
+    for (i, t) in g.nodes.iter().enumerate() {
+        for (r, mat) in inputs(t) {
+            let style = if mat { "" } else { " [style=dashed, label=\"query\"]" };
+            match producer.get(r) {
+                Some(p) => {
+                    let _ = writeln!(out, "  t{p} -> t{i}{style};");
+                }
+                None => {
+                    let idx = external.iter().position(|e| *e == r).unwrap_or_else(|| {
+                        external.push(r);
+                        external.len() - 1
+                    });
+                    let _ = writeln!(out, "  x{idx} -> t{i}{style};");
+                }
+            }
+        }
+    }
+    for (idx, r) in external.iter().enumerate() {
+        let _ = writeln!(out, "  x{idx} [shape=ellipse, label=\"{}\"];", dot_escape(r));
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid_escape(s: &str) -> String {
+    s.replace('"', "#quot;")
+}
+
+/// A Mermaid flowchart of the job graph.
+pub fn graph_mermaid(g: &JobGraph) -> String {
+    let producer = producers(g);
+    let mut out = String::from("flowchart LR\n");
+    let mut external: Vec<&str> = Vec::new();
+    for (i, t) in g.nodes.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  t{i}[\"{}<br/>{}\"]",
+            mermaid_escape(task_label(t)),
+            mermaid_escape(&outputs(t).join("<br/>"))
+        );
+    }
+    for (i, t) in g.nodes.iter().enumerate() {
+        for (r, mat) in inputs(t) {
+            let arrow = if mat { "-->" } else { "-.->|query|" };
+            match producer.get(r) {
+                Some(p) => {
+                    let _ = writeln!(out, "  t{p} {arrow} t{i}");
+                }
+                None => {
+                    let idx = external.iter().position(|e| *e == r).unwrap_or_else(|| {
+                        external.push(r);
+                        let _ = writeln!(out, "  x{}([\"{}\"])", external.len() - 1, mermaid_escape(r));
+                        external.len() - 1
+                    });
+                    let _ = writeln!(out, "  x{idx} {arrow} t{i}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn producers(g: &JobGraph) -> HashMap<&str, usize> {
+    let mut m = HashMap::new();
+    for (i, t) in g.nodes.iter().enumerate() {
+        for o in outputs(t) {
+            m.insert(o, i);
+        }
+    }
+    m
+}
+
+/// One line per event: position, time, what changed.
+pub fn event_line(e: &LoggedEvent) -> String {
+    match &e.event {
+        Event::Run(r) => {
+            let ts = r.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
+            if let Some(g) = &r.graph_event {
+                let status = JobGraphRunStatus::try_from(g.status).map(|s| s.as_str_name()).unwrap_or("?");
+                let tasks = g
+                    .analysis
+                    .as_ref()
+                    .and_then(|a| a.graph.as_ref())
+                    .map(|g| format!(" ({} tasks)", g.nodes.len()))
+                    .unwrap_or_default();
+                format!("#{} {} graph run {} {status}{tasks}", e.seq, timestamp(ts), g.job_graph_run_id)
+            } else if let Some(j) = &r.job_event {
+                let status = JobRunStatus::try_from(j.status).map(|s| s.as_str_name()).unwrap_or("?");
+                let label = j.label.as_ref().map(|l| l.label.as_str()).unwrap_or("");
+                let mut line = format!("#{} {} job {label} {status} [job run {}]", e.seq, timestamp(ts), j.job_run_id);
+                if let Some(logs) = &j.logs {
+                    for l in &logs.logs {
+                        let _ = write!(line, "\n      | {l}");
+                    }
+                }
+                line
+            } else {
+                format!("#{} {} (empty run event)", e.seq, timestamp(ts))
+            }
+        }
+        Event::Partition(p) => {
+            let ts = p.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
+            let status = PartitionStatus::try_from(p.status).map(|s| s.as_str_name()).unwrap_or("?");
+            let r = p.partition_ref.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+            let mut line = format!("#{} {} partition {r} {status}", e.seq, timestamp(ts));
+            if !p.job_graph_run_id.is_empty() {
+                let _ = write!(line, " [graph run {}]", p.job_graph_run_id);
+            }
+            if !p.failure_reason.is_empty() {
+                let _ = write!(line, ": {}", p.failure_reason);
+            }
+            line
+        }
+    }
+}
+
+/// An event as a JSON value: `{"seq": N, "jobGraphRunEvent": {...}}` or
+/// `{"seq": N, "partitionEvent": {...}}`.
+pub fn event_json(e: &LoggedEvent) -> serde_json::Value {
+    match &e.event {
+        Event::Run(r) => serde_json::json!({ "seq": e.seq, "jobGraphRunEvent": r }),
+        Event::Partition(p) => serde_json::json!({ "seq": e.seq, "partitionEvent": p }),
+    }
+}
