@@ -6,7 +6,10 @@ use prost::Message as _;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let proto_file = "databuild/v1/databuild.proto";
-    println!("cargo:rerun-if-changed={}", proto_root.join(proto_file).display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        proto_root.join(proto_file).display()
+    );
 
     let fds = protox::compile([proto_file], [&proto_root])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

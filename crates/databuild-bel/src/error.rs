@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub enum BelError {
     /// The directory for the log could not be created or written.
     #[error("cannot create the event log directory `{path}`: {source}; check its permissions or pass `--bel` with a writable location")]
-    Unwritable { path: PathBuf, source: std::io::Error },
+    Unwritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file exists but is not a SQLite database.
     #[error("`{path}` is not a databuild event log (not a SQLite database); move it away or pass `--bel` with another path")]
     NotADatabase { path: PathBuf },
@@ -16,9 +19,15 @@ pub enum BelError {
     ForeignDatabase { path: PathBuf },
     /// The log was written by a newer databuild.
     #[error("`{path}` was written by a newer databuild (event log schema version {found}, this databuild reads up to {supported}); upgrade databuild to read it")]
-    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     /// The URL names a backend this build does not include.
-    #[error("event log backend of `{url}` is not supported by this databuild; use `sqlite:///path`")]
+    #[error(
+        "event log backend of `{url}` is not supported by this databuild; use `sqlite:///path`"
+    )]
     UnsupportedBackend { url: String },
     /// The URL could not be understood.
     #[error("invalid event log URL `{url}`; expected `sqlite:///path/to/bel.sqlite`")]
@@ -28,7 +37,10 @@ pub enum BelError {
     InvalidTransition(String),
     /// Another live graph run holds the partition.
     #[error("partition `{partition_ref}` is already being built by graph run `{owner_run_id}`")]
-    Claimed { partition_ref: String, owner_run_id: String },
+    Claimed {
+        partition_ref: String,
+        owner_run_id: String,
+    },
     /// An event that cannot be stored as given.
     #[error("invalid event: {0}")]
     InvalidEvent(String),
@@ -37,7 +49,10 @@ pub enum BelError {
     Busy { path: PathBuf, waited_ms: u64 },
     /// Stored data that does not decode.
     #[error("corrupt event #{seq} in the event log: {source}")]
-    Corrupt { seq: i64, source: prost::DecodeError },
+    Corrupt {
+        seq: i64,
+        source: prost::DecodeError,
+    },
     /// Any other database error.
     #[error("event log database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -27,20 +27,30 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
 
     /// Records (or renews) the lease of a live graph run.
-    async fn heartbeat(&self, run_id: &str, owner: &Owner, lease_until_micros: i64)
-        -> Result<(), BelError>;
+    async fn heartbeat(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        lease_until_micros: i64,
+    ) -> Result<(), BelError>;
 
     /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
     /// process on this host): its claimed partitions become FAILED with reason
     /// "owner run lost", its jobs and the run FAILED. Returns what was reclaimed.
-    async fn reclaim_lost_runs(&self, now_micros: i64, this_host: &str)
-        -> Result<Vec<ReclaimedRun>, BelError>;
+    async fn reclaim_lost_runs(
+        &self,
+        now_micros: i64,
+        this_host: &str,
+    ) -> Result<Vec<ReclaimedRun>, BelError>;
 
     /// Latest state of each of `refs` that has any (missing refs are absent from the result).
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError>;
 
     /// Lists partitions' latest states.
-    async fn list_partitions(&self, filter: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError>;
+    async fn list_partitions(
+        &self,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionRow>, BelError>;
 
     /// The latest partition event of `partition_ref`.
     async fn latest_partition_event(
@@ -70,18 +80,26 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     async fn job_run_events(&self, job_run_id: &str) -> Result<Vec<LoggedEvent>, BelError>;
 
     /// Events with a log position greater than `after_seq`, oldest first, at most `limit`.
-    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<LoggedEvent>, BelError>;
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, BelError>;
 }
 
 /// Opens the event log named by `url`: `sqlite:///abs/path`, `sqlite://rel/path` or a
 /// plain path (relative ones resolve against `base`). Creates it if missing.
 pub fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(BelError::UnsupportedBackend { url: url.to_string() });
+        return Err(BelError::UnsupportedBackend {
+            url: url.to_string(),
+        });
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
-        return Err(BelError::InvalidUrl { url: url.to_string() });
+        return Err(BelError::InvalidUrl {
+            url: url.to_string(),
+        });
     }
     let path = base.join(path);
     Ok(Arc::new(SqliteEventLog::open(&path)?))

@@ -112,7 +112,10 @@ pub struct RunRow {
 impl RunRow {
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
-        matches!(self.status, JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
+        matches!(
+            self.status,
+            JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed
+        )
     }
 }
 

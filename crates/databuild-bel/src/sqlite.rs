@@ -39,8 +39,10 @@ impl SqliteEventLog {
     /// Opens (creating if needed) the event log at `path`.
     pub fn open(path: &Path) -> Result<Self, BelError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| BelError::Unwritable { path: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| BelError::Unwritable {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         schema::check_header(path)?;
         let conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
@@ -53,7 +55,10 @@ impl SqliteEventLog {
             _ => BelError::Sqlite(e),
         })?;
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
-        let log = Self { path: path.to_path_buf(), conn: Mutex::new(conn) };
+        let log = Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
         {
             let mut conn = log.conn.lock().expect("event log lock");
             schema::migrate(&mut conn, path).map_err(|e| log.map_busy(e, Instant::now()))?;
@@ -82,7 +87,9 @@ impl SqliteEventLog {
             BelError::Sqlite(ref s)
                 if s.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) =>
             {
-                BelError::NotADatabase { path: self.path.clone() }
+                BelError::NotADatabase {
+                    path: self.path.clone(),
+                }
             }
             other => other,
         }
@@ -180,7 +187,11 @@ fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
                         tx.prepare_cached(
                             "UPDATE graph_runs SET status = ?2, updated_ts = ?3 WHERE run_id = ?1",
                         )?
-                        .execute(params![g.job_graph_run_id, g.status, ts])?;
+                        .execute(params![
+                            g.job_graph_run_id,
+                            g.status,
+                            ts
+                        ])?;
                     }
                     g.sequence = seq;
                     g.job_graph_run_event_id = e.job_graph_run_event_id.clone();
@@ -196,7 +207,9 @@ fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
                         BelError::InvalidEvent(format!("unknown job status {}", j.status))
                     })?;
                     if j.job_run_id.is_empty() {
-                        return Err(BelError::InvalidEvent("job event without a job_run_id".into()));
+                        return Err(BelError::InvalidEvent(
+                            "job event without a job_run_id".into(),
+                        ));
                     }
                     match graph_status(tx, &j.job_graph_run_id)? {
                         Some(JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
@@ -257,7 +270,11 @@ fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
             if p.partition_event_id.is_empty() {
                 p.partition_event_id = id;
             }
-            let r = p.partition_ref.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+            let r = p
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.as_str())
+                .unwrap_or("");
             databuild_proto::validate_ref(r).map_err(|e| BelError::InvalidEvent(e.to_string()))?;
             let next = PartitionStatus::try_from(p.status).map_err(|_| {
                 BelError::InvalidEvent(format!("unknown partition status {}", p.status))
@@ -347,7 +364,17 @@ fn insert_event(
         "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![event_id, kind, run_id, run_seq, job_run_id, partition_ref, status, ts, body])?;
+    .execute(params![
+        event_id,
+        kind,
+        run_id,
+        run_seq,
+        job_run_id,
+        partition_ref,
+        status,
+        ts,
+        body
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -371,7 +398,11 @@ fn query_events(
 ) -> Result<Vec<LoggedEvent>, BelError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -407,7 +438,8 @@ fn read_job_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRunRow> {
 }
 
 const RUN_COLUMNS: &str = "run_id, label, status, started_ts, updated_ts, host, pid, lease_until";
-const JOB_RUN_COLUMNS: &str = "job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts";
+const JOB_RUN_COLUMNS: &str =
+    "job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts";
 
 /// Whether process `pid` on this host is gone (Linux: no `/proc/<pid>` or a zombie).
 fn process_is_dead(pid: u32) -> bool {
@@ -499,12 +531,22 @@ impl crate::EventLog for SqliteEventLog {
                 args.push(prefix.to_string().into());
             }
             if !filter.statuses.is_empty() {
-                let list: Vec<String> =
-                    filter.statuses.iter().map(|s| (*s as i32).to_string()).collect();
+                let list: Vec<String> = filter
+                    .statuses
+                    .iter()
+                    .map(|s| (*s as i32).to_string())
+                    .collect();
                 sql.push_str(&format!(" AND status IN ({})", list.join(",")));
             }
             sql.push_str(" ORDER BY ref LIMIT ? OFFSET ?");
-            args.push((if filter.limit == 0 { -1 } else { filter.limit as i64 }).into());
+            args.push(
+                (if filter.limit == 0 {
+                    -1
+                } else {
+                    filter.limit as i64
+                })
+                .into(),
+            );
             args.push((filter.offset as i64).into());
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt
@@ -550,12 +592,22 @@ impl crate::EventLog for SqliteEventLog {
                 args.push(label.clone().into());
             }
             if !filter.statuses.is_empty() {
-                let list: Vec<String> =
-                    filter.statuses.iter().map(|s| (*s as i32).to_string()).collect();
+                let list: Vec<String> = filter
+                    .statuses
+                    .iter()
+                    .map(|s| (*s as i32).to_string())
+                    .collect();
                 sql.push_str(&format!(" AND status IN ({})", list.join(",")));
             }
             sql.push_str(" ORDER BY started_ts DESC, run_id DESC LIMIT ? OFFSET ?");
-            args.push((if filter.limit == 0 { -1 } else { filter.limit as i64 }).into());
+            args.push(
+                (if filter.limit == 0 {
+                    -1
+                } else {
+                    filter.limit as i64
+                })
+                .into(),
+            );
             args.push((filter.offset as i64).into());
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt
@@ -568,7 +620,9 @@ impl crate::EventLog for SqliteEventLog {
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, BelError> {
         self.with_conn(|conn| {
             Ok(conn
-                .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM graph_runs WHERE run_id = ?1"))?
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM graph_runs WHERE run_id = ?1"
+                ))?
                 .query_row([run_id], read_run_row)
                 .optional()?)
         })
@@ -615,7 +669,11 @@ impl crate::EventLog for SqliteEventLog {
         })
     }
 
-    async fn events_after(&self, after_seq: i64, limit: usize) -> Result<Vec<LoggedEvent>, BelError> {
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, BelError> {
         self.with_conn(|conn| {
             query_events(
                 conn,
@@ -664,7 +722,9 @@ fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun,
                     status: JobRunStatus::JobFailed as i32,
                     job_key,
                     label: Some(JobLabel::new(label)),
-                    logs: Some(databuild_proto::JobLogsEvent { logs: vec![reason.to_string()] }),
+                    logs: Some(databuild_proto::JobLogsEvent {
+                        logs: vec![reason.to_string()],
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -686,5 +746,8 @@ fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun,
             ..Default::default()
         }),
     )?;
-    Ok(ReclaimedRun { run_id: run_id.to_string(), partitions: held.into_iter().map(|h| h.0).collect() })
+    Ok(ReclaimedRun {
+        run_id: run_id.to_string(),
+        partitions: held.into_iter().map(|h| h.0).collect(),
+    })
 }

@@ -134,9 +134,15 @@ pub fn check_partition(
             }
         }
         P::PartitionFailed => {
-            if claimed && same_run {
-                Ok(PartitionEffect::SetStatus)
-            } else if !claimed && matches!(cur, None | Some(P::PartitionRequested | P::PartitionFailed | P::PartitionDelegated)) {
+            let allowed = if claimed {
+                same_run
+            } else {
+                matches!(
+                    cur,
+                    None | Some(P::PartitionRequested | P::PartitionFailed | P::PartitionDelegated)
+                )
+            };
+            if allowed {
                 Ok(PartitionEffect::SetStatus)
             } else {
                 invalid("FAILED needs SCHEDULED or BUILDING by the same run")

@@ -20,7 +20,10 @@ pub enum CoreError {
     InvalidJobGraph(String),
     /// Local I/O (log directory and the like).
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// The documented exit codes.

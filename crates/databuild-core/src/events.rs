@@ -9,12 +9,19 @@ use databuild_proto::{
 };
 
 /// A graph status change, optionally carrying the analyzed graph.
-pub fn graph(run_id: &str, label: &str, status: JobGraphRunStatus, analysis: Option<JobGraph>) -> Event {
+pub fn graph(
+    run_id: &str,
+    label: &str,
+    status: JobGraphRunStatus,
+    analysis: Option<JobGraph>,
+) -> Event {
     Event::Run(JobGraphRunEvent {
         graph_event: Some(GraphEvent {
             job_graph_run_id: run_id.to_string(),
             status: status as i32,
-            label: Some(GraphLabel { label: label.to_string() }),
+            label: Some(GraphLabel {
+                label: label.to_string(),
+            }),
             analysis: analysis.map(|graph| GraphAnalyzeEvent { graph: Some(graph) }),
             ..Default::default()
         }),
@@ -51,8 +58,14 @@ pub fn job(
             status: status as i32,
             job_key: ids.job_key.to_string(),
             label: Some(JobLabel::new(ids.label)),
-            outputs: ids.outputs.iter().map(|o| PartitionRef::new(o.clone())).collect(),
-            config: config.map(|config| JobConfigEvent { config: Some(config) }),
+            outputs: ids
+                .outputs
+                .iter()
+                .map(|o| PartitionRef::new(o.clone()))
+                .collect(),
+            config: config.map(|config| JobConfigEvent {
+                config: Some(config),
+            }),
             logs: logs.map(|logs| JobLogsEvent { logs }),
             ..Default::default()
         }),

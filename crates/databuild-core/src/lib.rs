@@ -25,5 +25,8 @@ pub fn job_key(label: &str, outputs: &[String]) -> String {
         h.update([0u8]);
         h.update(o.as_bytes());
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -64,8 +64,12 @@ pub async fn analyze(
     let mut first_wave = true;
 
     while !wave.is_empty() {
-        let states: HashMap<String, PartitionStatus> =
-            bel.partitions(&wave).await?.into_iter().map(|r| (r.partition_ref, r.status)).collect();
+        let states: HashMap<String, PartitionStatus> = bel
+            .partitions(&wave)
+            .await?
+            .into_iter()
+            .map(|r| (r.partition_ref, r.status))
+            .collect();
         let need: Vec<String> = wave
             .iter()
             .filter(|r| !producer.contains_key(*r))
@@ -100,7 +104,11 @@ pub async fn analyze(
                 let idx = tasks.len();
                 for o in &config.outputs {
                     if let Some(&other) = producer.get(&o.str) {
-                        let other_label = tasks[other].job.as_ref().map(|j| j.label.clone()).unwrap_or_default();
+                        let other_label = tasks[other]
+                            .job
+                            .as_ref()
+                            .map(|j| j.label.clone())
+                            .unwrap_or_default();
                         if other_label != label {
                             return Err(LookupError::Ambiguous {
                                 partition_ref: o.str.clone(),
@@ -117,13 +125,20 @@ pub async fn analyze(
                 }
                 for d in &config.inputs {
                     if d.dep_type == DepType::Materialize as i32 {
-                        let r = d.partition_ref.as_ref().map(|r| r.str.clone()).unwrap_or_default();
+                        let r = d
+                            .partition_ref
+                            .as_ref()
+                            .map(|r| r.str.clone())
+                            .unwrap_or_default();
                         if seen.insert(r.clone()) {
                             next.push(r);
                         }
                     }
                 }
-                tasks.push(Task { job: Some(JobLabel::new(label.clone())), config: Some(config) });
+                tasks.push(Task {
+                    job: Some(JobLabel::new(label.clone())),
+                    config: Some(config),
+                });
             }
         }
         wave = next;
@@ -140,7 +155,9 @@ pub async fn analyze(
         return Err(PlanError::Cycle(cycle));
     }
     Ok(JobGraph {
-        label: Some(GraphLabel { label: graph.label.clone() }),
+        label: Some(GraphLabel {
+            label: graph.label.clone(),
+        }),
         outputs: requested.into_iter().map(PartitionRef::new).collect(),
         nodes: tasks,
     })
@@ -148,11 +165,14 @@ pub async fn analyze(
 
 /// MATERIALIZE inputs of a task.
 pub fn materialize_inputs(task: &Task) -> impl Iterator<Item = &str> {
-    task.config.iter().flat_map(|c| c.inputs.iter()).filter_map(|d| {
-        (d.dep_type == DepType::Materialize as i32)
-            .then(|| d.partition_ref.as_ref().map(|r| r.str.as_str()))
-            .flatten()
-    })
+    task.config
+        .iter()
+        .flat_map(|c| c.inputs.iter())
+        .filter_map(|d| {
+            (d.dep_type == DepType::Materialize as i32)
+                .then(|| d.partition_ref.as_ref().map(|r| r.str.as_str()))
+                .flatten()
+        })
 }
 
 /// Finds a cycle among tasks along MATERIALIZE edges; returns it as `a -> b -> a` in refs.
@@ -181,7 +201,9 @@ pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<S
             }
             top.2 += 1;
             let input = inputs[i];
-            let Some(&p) = producer.get(input) else { continue };
+            let Some(&p) = producer.get(input) else {
+                continue;
+            };
             match mark[p] {
                 Mark::Done => {}
                 Mark::New => {
@@ -189,8 +211,12 @@ pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<S
                     stack.push((p, input.to_string(), 0));
                 }
                 Mark::Active => {
-                    let pos = stack.iter().position(|s| s.0 == p).expect("active task is on the stack");
-                    let mut refs: Vec<String> = stack[pos + 1..].iter().map(|s| s.1.clone()).collect();
+                    let pos = stack
+                        .iter()
+                        .position(|s| s.0 == p)
+                        .expect("active task is on the stack");
+                    let mut refs: Vec<String> =
+                        stack[pos + 1..].iter().map(|s| s.1.clone()).collect();
                     refs.insert(0, input.to_string());
                     refs.push(input.to_string());
                     return Some(refs.join(" -> "));

@@ -17,31 +17,67 @@ const STDERR_LINES: usize = 20;
 pub enum ProtocolError {
     /// The program could not be started.
     #[error("job `{job}`: cannot start `{program}`: {source}")]
-    Spawn { job: String, program: String, source: std::io::Error },
+    Spawn {
+        job: String,
+        program: String,
+        source: std::io::Error,
+    },
     /// It ran longer than allowed.
     #[error("job `{job}`: `config` for {refs} did not finish within {secs} s")]
-    Timeout { job: String, refs: String, secs: u64 },
+    Timeout {
+        job: String,
+        refs: String,
+        secs: u64,
+    },
     /// Non-zero exit.
     #[error("job `{job}`: `config` for {refs} failed ({status}){stderr}")]
-    Failed { job: String, refs: String, status: String, stderr: String },
+    Failed {
+        job: String,
+        refs: String,
+        status: String,
+        stderr: String,
+    },
     /// Stdout was not JSON.
     #[error("job `{job}`: `config` for {refs} printed invalid JSON: {message}; it must print one `JobConfigureResponse` object{stderr}")]
-    NotJson { job: String, refs: String, message: String, stderr: String },
+    NotJson {
+        job: String,
+        refs: String,
+        message: String,
+        stderr: String,
+    },
     /// Stdout was JSON but not a `JobConfigureResponse` / `GraphLookupResponse`.
     #[error("job `{job}`: `config` for {refs} printed JSON of the wrong shape: {message}; expected {{\"configs\": [{{\"outputs\": [{{\"str\": \"...\"}}], \"inputs\": [...], \"args\": [...], \"env\": {{}}}}]}}")]
-    WrongShape { job: String, refs: String, message: String },
+    WrongShape {
+        job: String,
+        refs: String,
+        message: String,
+    },
     /// Requested refs that no config produces.
     #[error("job `{job}`: `config` returned no config producing {missing}; every requested ref must be an output of exactly one config")]
     MissingRefs { job: String, missing: String },
     /// A ref produced by two configs.
     #[error("job `{job}`: `config` returned two configs producing `{partition_ref}` (configs #{first} and #{second}); a ref must be an output of exactly one config")]
-    DuplicateRef { job: String, partition_ref: String, first: usize, second: usize },
+    DuplicateRef {
+        job: String,
+        partition_ref: String,
+        first: usize,
+        second: usize,
+    },
     /// A config output outside the job's patterns.
     #[error("job `{job}`: `config` returned output `{partition_ref}`, which matches none of the job's `produces` patterns [{patterns}]")]
-    UnmatchedOutput { job: String, partition_ref: String, patterns: String },
+    UnmatchedOutput {
+        job: String,
+        partition_ref: String,
+        patterns: String,
+    },
     /// A config with an invalid ref.
     #[error("job `{job}`: `config` returned an invalid {role} in config #{config}: {source}")]
-    InvalidRef { job: String, role: &'static str, config: usize, source: databuild_proto::RefError },
+    InvalidRef {
+        job: String,
+        role: &'static str,
+        config: usize,
+        source: databuild_proto::RefError,
+    },
     /// A config with no outputs.
     #[error("job `{job}`: `config` returned config #{config} with no outputs")]
     NoOutputs { job: String, config: usize },
@@ -131,9 +167,11 @@ async fn call(
     })?;
     match tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) => Ok(out),
-        Ok(Err(source)) => {
-            Err(ProtocolError::Spawn { job: job.to_string(), program: argv[0].clone(), source })
-        }
+        Ok(Err(source)) => Err(ProtocolError::Spawn {
+            job: job.to_string(),
+            program: argv[0].clone(),
+            source,
+        }),
         Err(_) => Err(ProtocolError::Timeout {
             job: job.to_string(),
             refs: refs_desc.to_string(),
@@ -199,7 +237,10 @@ fn validate_configs(
     for (i, c) in configs.iter().enumerate() {
         let n = i + 1;
         if c.outputs.is_empty() {
-            return Err(ProtocolError::NoOutputs { job: job.label.clone(), config: n });
+            return Err(ProtocolError::NoOutputs {
+                job: job.label.clone(),
+                config: n,
+            });
         }
         for o in &c.outputs {
             databuild_proto::validate_ref(&o.str).map_err(|source| ProtocolError::InvalidRef {
@@ -229,7 +270,11 @@ fn validate_configs(
             }
         }
         for d in &c.inputs {
-            let r = d.partition_ref.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+            let r = d
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.as_str())
+                .unwrap_or("");
             databuild_proto::validate_ref(r).map_err(|source| ProtocolError::InvalidRef {
                 job: job.label.clone(),
                 role: "input",
@@ -238,9 +283,15 @@ fn validate_configs(
             })?;
         }
     }
-    let missing: Vec<&String> = refs.iter().filter(|r| !producer.contains_key(r.as_str())).collect();
+    let missing: Vec<&String> = refs
+        .iter()
+        .filter(|r| !producer.contains_key(r.as_str()))
+        .collect();
     if !missing.is_empty() {
-        return Err(ProtocolError::MissingRefs { job: job.label.clone(), missing: ref_list(&missing) });
+        return Err(ProtocolError::MissingRefs {
+            job: job.label.clone(),
+            missing: ref_list(&missing),
+        });
     }
     Ok(())
 }

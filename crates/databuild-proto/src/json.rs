@@ -23,7 +23,11 @@ pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
             Some(i) => full[..i].to_string(),
             None => full,
         };
-        JsonError { message, line: e.line(), column: e.column() }
+        JsonError {
+            message,
+            line: e.line(),
+            column: e.column(),
+        }
     })
 }
 

@@ -11,8 +11,8 @@ pub use generated::*;
 
 mod json;
 mod refs;
-pub use refs::{validate_ref, RefError, MAX_REF_BYTES};
 pub use json::{from_json, to_json, to_json_pretty, JsonError};
+pub use refs::{validate_ref, RefError, MAX_REF_BYTES};
 
 /// The encoded `FileDescriptorSet` of `databuild.v1` (for reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -21,7 +21,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Converts a `SystemTime` into a protobuf timestamp.
 pub fn timestamp(t: std::time::SystemTime) -> pbjson_types::Timestamp {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    pbjson_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    pbjson_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// The current time as a protobuf timestamp.

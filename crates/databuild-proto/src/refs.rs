@@ -29,7 +29,10 @@ pub fn validate_ref(r: &str) -> Result<(), RefError> {
         return Err(RefError::Empty);
     }
     if r.len() > MAX_REF_BYTES {
-        return Err(RefError::TooLong { prefix: r.chars().take(40).collect(), len: r.len() });
+        return Err(RefError::TooLong {
+            prefix: r.chars().take(40).collect(),
+            len: r.len(),
+        });
     }
     if let Some(c) = r.chars().find(|c| c.is_control()) {
         return Err(RefError::ControlCharacter(r.to_string(), c as u32));
@@ -44,8 +47,14 @@ mod tests {
     #[test]
     fn refs_are_checked_for_emptiness_control_characters_and_length() {
         assert_eq!(validate_ref(""), Err(RefError::Empty));
-        assert!(matches!(validate_ref("a\nb"), Err(RefError::ControlCharacter(_, 0x0a))));
-        assert!(matches!(validate_ref(&"x".repeat(4097)), Err(RefError::TooLong { len: 4097, .. })));
+        assert!(matches!(
+            validate_ref("a\nb"),
+            Err(RefError::ControlCharacter(_, 0x0a))
+        ));
+        assert!(matches!(
+            validate_ref(&"x".repeat(4097)),
+            Err(RefError::TooLong { len: 4097, .. })
+        ));
         assert_eq!(validate_ref(&"x".repeat(4096)), Ok(()));
         assert_eq!(validate_ref("s3://lake/reviews/date=2025-01-01"), Ok(()));
     }

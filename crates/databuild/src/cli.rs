@@ -14,7 +14,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "databuild", version, propagate_version = true)]
 pub struct Cli {
     /// The graph file.
-    #[arg(long, global = true, env = "DATABUILD_GRAPH", default_value = "databuild.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABUILD_GRAPH",
+        default_value = "databuild.toml"
+    )]
     pub graph: PathBuf,
     /// The build event log: `sqlite:///path/bel.sqlite` or a path. Default: the graph
     /// file's `bel`, else `.databuild/bel.sqlite` beside the graph file.

@@ -18,8 +18,10 @@ pub fn reporter(quiet: bool) -> ProgressFn {
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} jobs  {wide_msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} jobs  {wide_msg}",
+            )
+            .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         let running = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -37,7 +39,15 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 r.push(label);
                 bar.set_message(r.join(", "));
             }
-            Progress::JobFinished { label, outputs, ok, reason, elapsed, will_retry, .. } => {
+            Progress::JobFinished {
+                label,
+                outputs,
+                ok,
+                reason,
+                elapsed,
+                will_retry,
+                ..
+            } => {
                 let mut r = running.lock().expect("progress lock");
                 if let Some(i) = r.iter().position(|l| *l == label) {
                     r.remove(i);
@@ -46,8 +56,16 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 if ok {
                     bar.inc(1);
                 } else {
-                    let what = if will_retry { "failed, will retry" } else { "FAILED" };
-                    bar.println(format!("{what}: {label} {} ({reason}) after {}", outputs.join(" "), secs(elapsed)));
+                    let what = if will_retry {
+                        "failed, will retry"
+                    } else {
+                        "FAILED"
+                    };
+                    bar.println(format!(
+                        "{what}: {label} {} ({reason}) after {}",
+                        outputs.join(" "),
+                        secs(elapsed)
+                    ));
                     if !will_retry {
                         bar.inc(1);
                     }
@@ -67,19 +85,48 @@ pub fn reporter(quiet: bool) -> ProgressFn {
     } else {
         Arc::new(|p| match p {
             Progress::Started { run_id } => eprintln!("graph run {run_id}"),
-            Progress::Planned { tasks, up_to_date, .. } => {
-                eprintln!("planned {tasks} jobs; {} requested partitions up to date", up_to_date.len())
+            Progress::Planned {
+                tasks, up_to_date, ..
+            } => {
+                eprintln!(
+                    "planned {tasks} jobs; {} requested partitions up to date",
+                    up_to_date.len()
+                )
             }
-            Progress::JobStarted { label, outputs, attempt, job_run_id } => {
-                let retry = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
-                eprintln!("start {label} {}{retry} [job run {job_run_id}]", outputs.join(" "))
+            Progress::JobStarted {
+                label,
+                outputs,
+                attempt,
+                job_run_id,
+            } => {
+                let retry = if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "start {label} {}{retry} [job run {job_run_id}]",
+                    outputs.join(" ")
+                )
             }
-            Progress::JobFinished { label, outputs, ok, reason, elapsed, will_retry, .. } => {
+            Progress::JobFinished {
+                label,
+                outputs,
+                ok,
+                reason,
+                elapsed,
+                will_retry,
+                ..
+            } => {
                 if ok {
                     eprintln!("done  {label} {} in {}", outputs.join(" "), secs(elapsed))
                 } else {
                     let what = if will_retry { "retry" } else { "FAIL " };
-                    eprintln!("{what} {label} {}: {reason} after {}", outputs.join(" "), secs(elapsed))
+                    eprintln!(
+                        "{what} {label} {}: {reason} after {}",
+                        outputs.join(" "),
+                        secs(elapsed)
+                    )
                 }
             }
             Progress::PartitionsFailed { refs, reason } => {
@@ -123,7 +170,13 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::timestamp(1_735_689_600_123_456), "2025-01-01T00:00:00.123Z");
-        assert_eq!(super::timestamp(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            super::timestamp(1_735_689_600_123_456),
+            "2025-01-01T00:00:00.123Z"
+        );
+        assert_eq!(
+            super::timestamp(951_782_400_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

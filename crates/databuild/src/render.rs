@@ -3,9 +3,7 @@
 use std::{collections::HashMap, fmt::Write as _};
 
 use databuild_bel::{Event, LoggedEvent};
-use databuild_proto::{
-    DepType, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus,
-};
+use databuild_proto::{DepType, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus};
 
 use crate::output::timestamp;
 
@@ -14,7 +12,10 @@ fn task_label(t: &databuild_proto::Task) -> &str {
 }
 
 fn outputs(t: &databuild_proto::Task) -> Vec<&str> {
-    t.config.iter().flat_map(|c| c.outputs.iter().map(|o| o.str.as_str())).collect()
+    t.config
+        .iter()
+        .flat_map(|c| c.outputs.iter().map(|o| o.str.as_str()))
+        .collect()
 }
 
 fn inputs(t: &databuild_proto::Task) -> Vec<(&str, bool)> {
@@ -22,7 +23,9 @@ fn inputs(t: &databuild_proto::Task) -> Vec<(&str, bool)> {
         .iter()
         .flat_map(|c| c.inputs.iter())
         .filter_map(|d| {
-            d.partition_ref.as_ref().map(|r| (r.str.as_str(), d.dep_type == DepType::Materialize as i32))
+            d.partition_ref
+                .as_ref()
+                .map(|r| (r.str.as_str(), d.dep_type == DepType::Materialize as i32))
         })
         .collect()
 }
@@ -31,11 +34,20 @@ fn inputs(t: &databuild_proto::Task) -> Vec<(&str, bool)> {
 pub fn graph_text(g: &JobGraph) -> String {
     let mut out = String::new();
     let label = g.label.as_ref().map(|l| l.label.as_str()).unwrap_or("");
-    let _ = writeln!(out, "graph `{label}`: {} tasks for {} requested partitions", g.nodes.len(), g.outputs.len());
+    let _ = writeln!(
+        out,
+        "graph `{label}`: {} tasks for {} requested partitions",
+        g.nodes.len(),
+        g.outputs.len()
+    );
     for t in &g.nodes {
         let _ = writeln!(out, "{} -> {}", task_label(t), outputs(t).join(" "));
         for (r, mat) in inputs(t) {
-            let _ = writeln!(out, "    {} {r}", if mat { "materialize" } else { "query      " });
+            let _ = writeln!(
+                out,
+                "    {} {r}",
+                if mat { "materialize" } else { "query      " }
+            );
         }
     }
     out
@@ -49,7 +61,9 @@ fn dot_escape(s: &str) -> String {
 /// edges for QUERY inputs.
 pub fn graph_dot(g: &JobGraph) -> String {
     let producer = producers(g);
-    let mut out = String::from("digraph databuild {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
+    let mut out = String::from(
+        "digraph databuild {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+    );
     let mut external: Vec<&str> = Vec::new();
     for (i, t) in g.nodes.iter().enumerate() {
         let _ = writeln!(
@@ -61,7 +75,11 @@ pub fn graph_dot(g: &JobGraph) -> String {
     }
     for (i, t) in g.nodes.iter().enumerate() {
         for (r, mat) in inputs(t) {
-            let style = if mat { "" } else { " [style=dashed, label=\"query\"]" };
+            let style = if mat {
+                ""
+            } else {
+                " [style=dashed, label=\"query\"]"
+            };
             match producer.get(r) {
                 Some(p) => {
                     let _ = writeln!(out, "  t{p} -> t{i}{style};");
@@ -77,7 +95,11 @@ pub fn graph_dot(g: &JobGraph) -> String {
         }
     }
     for (idx, r) in external.iter().enumerate() {
-        let _ = writeln!(out, "  x{idx} [shape=ellipse, label=\"{}\"];", dot_escape(r));
+        let _ = writeln!(
+            out,
+            "  x{idx} [shape=ellipse, label=\"{}\"];",
+            dot_escape(r)
+        );
     }
     out.push_str("}\n");
     out
@@ -110,7 +132,12 @@ pub fn graph_mermaid(g: &JobGraph) -> String {
                 None => {
                     let idx = external.iter().position(|e| *e == r).unwrap_or_else(|| {
                         external.push(r);
-                        let _ = writeln!(out, "  x{}([\"{}\"])", external.len() - 1, mermaid_escape(r));
+                        let _ = writeln!(
+                            out,
+                            "  x{}([\"{}\"])",
+                            external.len() - 1,
+                            mermaid_escape(r)
+                        );
                         external.len() - 1
                     });
                     let _ = writeln!(out, "  x{idx} {arrow} t{i}");
@@ -135,20 +162,38 @@ fn producers(g: &JobGraph) -> HashMap<&str, usize> {
 pub fn event_line(e: &LoggedEvent) -> String {
     match &e.event {
         Event::Run(r) => {
-            let ts = r.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
+            let ts = r
+                .timestamp
+                .as_ref()
+                .map(databuild_proto::timestamp_micros)
+                .unwrap_or(0);
             if let Some(g) = &r.graph_event {
-                let status = JobGraphRunStatus::try_from(g.status).map(|s| s.as_str_name()).unwrap_or("?");
+                let status = JobGraphRunStatus::try_from(g.status)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
                 let tasks = g
                     .analysis
                     .as_ref()
                     .and_then(|a| a.graph.as_ref())
                     .map(|g| format!(" ({} tasks)", g.nodes.len()))
                     .unwrap_or_default();
-                format!("#{} {} graph run {} {status}{tasks}", e.seq, timestamp(ts), g.job_graph_run_id)
+                format!(
+                    "#{} {} graph run {} {status}{tasks}",
+                    e.seq,
+                    timestamp(ts),
+                    g.job_graph_run_id
+                )
             } else if let Some(j) = &r.job_event {
-                let status = JobRunStatus::try_from(j.status).map(|s| s.as_str_name()).unwrap_or("?");
+                let status = JobRunStatus::try_from(j.status)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?");
                 let label = j.label.as_ref().map(|l| l.label.as_str()).unwrap_or("");
-                let mut line = format!("#{} {} job {label} {status} [job run {}]", e.seq, timestamp(ts), j.job_run_id);
+                let mut line = format!(
+                    "#{} {} job {label} {status} [job run {}]",
+                    e.seq,
+                    timestamp(ts),
+                    j.job_run_id
+                );
                 if let Some(logs) = &j.logs {
                     for l in &logs.logs {
                         let _ = write!(line, "\n      | {l}");
@@ -160,9 +205,19 @@ pub fn event_line(e: &LoggedEvent) -> String {
             }
         }
         Event::Partition(p) => {
-            let ts = p.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
-            let status = PartitionStatus::try_from(p.status).map(|s| s.as_str_name()).unwrap_or("?");
-            let r = p.partition_ref.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+            let ts = p
+                .timestamp
+                .as_ref()
+                .map(databuild_proto::timestamp_micros)
+                .unwrap_or(0);
+            let status = PartitionStatus::try_from(p.status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?");
+            let r = p
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.as_str())
+                .unwrap_or("");
             let mut line = format!("#{} {} partition {r} {status}", e.seq, timestamp(ts));
             if !p.job_graph_run_id.is_empty() {
                 let _ = write!(line, " [graph run {}]", p.job_graph_run_id);

@@ -69,14 +69,18 @@ CREATE INDEX job_runs_by_label ON job_runs (label, scheduled_ts);
 
 /// Refuses a non-empty file that does not start with the SQLite header.
 pub(crate) fn check_header(path: &Path) -> Result<(), BelError> {
-    let Ok(mut f) = std::fs::File::open(path) else { return Ok(()) };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(());
+    };
     let mut header = [0u8; 16];
     let n = f.read(&mut header).unwrap_or(0);
     if n == 0 {
         return Ok(());
     }
     if n < 16 || &header != b"SQLite format 3\0" {
-        return Err(BelError::NotADatabase { path: path.to_path_buf() });
+        return Err(BelError::NotADatabase {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -87,14 +91,23 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BelError
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_meta: bool = tx
-        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some();
     if !has_meta {
-        let tables: i64 =
-            tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+        let tables: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
         if tables > 0 {
-            return Err(BelError::ForeignDatabase { path: path.to_path_buf() });
+            return Err(BelError::ForeignDatabase {
+                path: path.to_path_buf(),
+            });
         }
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute(
@@ -105,11 +118,18 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BelError
         return Ok(());
     }
     let found: Option<String> = tx
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
-    let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| BelError::ForeignDatabase {
-        path: path.to_path_buf(),
-    })?;
+    let found: i64 =
+        found
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| BelError::ForeignDatabase {
+                path: path.to_path_buf(),
+            })?;
     if found > SCHEMA_VERSION {
         return Err(BelError::NewerSchema {
             path: path.to_path_buf(),

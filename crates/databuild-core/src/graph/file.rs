@@ -18,22 +18,38 @@ pub enum GraphError {
     Missing { path: PathBuf },
     /// The file could not be read.
     #[error("cannot read graph file `{}`: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Not TOML, or not the expected keys.
     #[error("invalid graph file `{}`: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     /// Two jobs share a label.
     #[error("job label `{label}` is defined twice (jobs #{first} and #{second}) in `{}`; job labels must be unique", path.display())]
-    DuplicateLabel { path: PathBuf, label: String, first: usize, second: usize },
+    DuplicateLabel {
+        path: PathBuf,
+        label: String,
+        first: usize,
+        second: usize,
+    },
     /// A `produces` pattern does not compile.
     #[error("job `{job}`: invalid `produces` pattern `{pattern}`: {message}")]
-    InvalidPattern { job: String, pattern: String, message: String },
+    InvalidPattern {
+        job: String,
+        pattern: String,
+        message: String,
+    },
     /// An empty entrypoint list.
     #[error("job `{job}`: `entrypoint` is empty; give the program to run, e.g. `entrypoint = [\"jobs/{job}.sh\"]`")]
     EmptyEntrypoint { job: String },
     /// The program does not exist.
     #[error("job `{job}`: entrypoint `{entrypoint}` not found (looked for `{}`)", resolved.display())]
-    EntrypointNotFound { job: String, entrypoint: String, resolved: PathBuf },
+    EntrypointNotFound {
+        job: String,
+        entrypoint: String,
+        resolved: PathBuf,
+    },
     /// The program is not on PATH.
     #[error("job `{job}`: entrypoint `{entrypoint}` not found on PATH")]
     EntrypointNotOnPath { job: String, entrypoint: String },
@@ -42,10 +58,18 @@ pub enum GraphError {
     EntrypointNotExecutable { job: String, path: PathBuf },
     /// A duration that does not parse.
     #[error("job `{job}`: invalid `{key}` value `{value}`; use a duration such as `30s`, `5m`, `1h` or `500ms`")]
-    InvalidDuration { job: String, key: &'static str, value: String },
+    InvalidDuration {
+        job: String,
+        key: &'static str,
+        value: String,
+    },
     /// A value out of range.
     #[error("job `{job}`: invalid `{key}`: {message}")]
-    InvalidValue { job: String, key: &'static str, message: String },
+    InvalidValue {
+        job: String,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -108,9 +132,14 @@ impl Graph {
     pub fn load(path: &Path) -> Result<Graph, GraphError> {
         let text = std::fs::read_to_string(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
-                GraphError::Missing { path: path.to_path_buf() }
+                GraphError::Missing {
+                    path: path.to_path_buf(),
+                }
             } else {
-                GraphError::Read { path: path.to_path_buf(), source }
+                GraphError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
         })?;
         let dir = path
@@ -144,10 +173,20 @@ impl Graph {
             jobs.push(job_def(j, dir)?);
         }
         let lookup = match doc.lookup {
-            Some(l) => Lookup::Program(resolve_entrypoint("[lookup]", l.entrypoint.into_vec(), dir)?),
+            Some(l) => Lookup::Program(resolve_entrypoint(
+                "[lookup]",
+                l.entrypoint.into_vec(),
+                dir,
+            )?),
             None => Lookup::Patterns(PatternLookup::new(&jobs)?),
         };
-        Ok(Graph { label: doc.graph.label, dir: dir.to_path_buf(), bel: doc.graph.bel, jobs, lookup })
+        Ok(Graph {
+            label: doc.graph.label,
+            dir: dir.to_path_buf(),
+            bel: doc.graph.bel,
+            jobs,
+            lookup,
+        })
     }
 }
 
@@ -178,7 +217,8 @@ fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
         .transpose()
     };
     let timeout = duration("timeout", j.timeout)?;
-    let retry_backoff = duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
+    let retry_backoff =
+        duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
     let entrypoint = resolve_entrypoint(&label, j.entrypoint.into_vec(), dir)?;
     Ok(JobDef {
         label,
@@ -194,9 +234,15 @@ fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
 
 /// Resolves the program of an entrypoint: a path with a `/` relative to `dir`, else a
 /// command on PATH. Checks that it exists and is executable.
-fn resolve_entrypoint(job: &str, mut ep: Vec<String>, dir: &Path) -> Result<Vec<String>, GraphError> {
+fn resolve_entrypoint(
+    job: &str,
+    mut ep: Vec<String>,
+    dir: &Path,
+) -> Result<Vec<String>, GraphError> {
     let Some(program) = ep.first().cloned() else {
-        return Err(GraphError::EmptyEntrypoint { job: job.to_string() });
+        return Err(GraphError::EmptyEntrypoint {
+            job: job.to_string(),
+        });
     };
     let resolved = if program.contains('/') {
         let p = dir.join(&program);
@@ -220,7 +266,10 @@ fn resolve_entrypoint(job: &str, mut ep: Vec<String>, dir: &Path) -> Result<Vec<
             })?
     };
     if !is_executable(&resolved) {
-        return Err(GraphError::EntrypointNotExecutable { job: job.to_string(), path: resolved });
+        return Err(GraphError::EntrypointNotExecutable {
+            job: job.to_string(),
+            path: resolved,
+        });
     }
     ep[0] = resolved.to_string_lossy().into_owned();
     Ok(ep)
@@ -234,7 +283,9 @@ fn is_executable(p: &Path) -> bool {
 /// Parses `500ms`, `30s`, `5m`, `2h` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit.trim() {

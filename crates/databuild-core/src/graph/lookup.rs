@@ -52,7 +52,13 @@ impl PatternLookup {
                 regex::Regex::new(p).map_err(|e| GraphError::InvalidPattern {
                     job: j.label.clone(),
                     pattern: p.clone(),
-                    message: e.to_string().lines().last().unwrap_or_default().trim().to_string(),
+                    message: e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 })?;
                 anchored.push(format!("^(?:{p})$"));
                 owners.push((j.label.clone(), p.clone()));
@@ -69,7 +75,9 @@ impl PatternLookup {
     /// The job producing `r`, if any; an error if several jobs match.
     pub fn job_for(&self, r: &str) -> Result<Option<&str>, LookupError> {
         let mut matches = self.set.matches(r).into_iter();
-        let Some(first) = matches.next() else { return Ok(None) };
+        let Some(first) = matches.next() else {
+            return Ok(None);
+        };
         let first_owner = &self.owners[first];
         for other in matches {
             let o = &self.owners[other];
@@ -88,7 +96,10 @@ impl PatternLookup {
 
     /// Whether any of `job`'s patterns match `r`.
     pub fn job_matches(&self, job: &str, r: &str) -> bool {
-        self.set.matches(r).into_iter().any(|i| self.owners[i].0 == job)
+        self.set
+            .matches(r)
+            .into_iter()
+            .any(|i| self.owners[i].0 == job)
     }
 }
 
@@ -100,7 +111,11 @@ impl Graph {
             Lookup::Patterns(p) => {
                 for r in refs {
                     match p.job_for(r)? {
-                        Some(job) => result.by_job.entry(job.to_string()).or_default().push(r.clone()),
+                        Some(job) => result
+                            .by_job
+                            .entry(job.to_string())
+                            .or_default()
+                            .push(r.clone()),
                         None => result.unproduced.push(r.clone()),
                     }
                 }
@@ -128,12 +143,19 @@ impl Graph {
                                     second_pattern: "(lookup)".into(),
                                 });
                             }
-                            result.by_job.entry(label.clone()).or_default().push(r.clone());
+                            result
+                                .by_job
+                                .entry(label.clone())
+                                .or_default()
+                                .push(r.clone());
                         }
                     }
                 }
-                result.unproduced =
-                    refs.iter().filter(|r| !claimed.contains_key(r.as_str())).cloned().collect();
+                result.unproduced = refs
+                    .iter()
+                    .filter(|r| !claimed.contains_key(r.as_str()))
+                    .cloned()
+                    .collect();
             }
         }
         Ok(result)

@@ -64,7 +64,10 @@ impl Graph {
     /// `.databuild/bel.sqlite` beside the graph file.
     pub fn default_bel(&self) -> String {
         self.bel.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.dir.join(".databuild/bel.sqlite").display())
+            format!(
+                "sqlite://{}",
+                self.dir.join(".databuild/bel.sqlite").display()
+            )
         })
     }
 }

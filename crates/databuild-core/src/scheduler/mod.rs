@@ -8,9 +8,7 @@ pub mod runner;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use databuild_bel::{EventLog, Owner};
-use databuild_proto::{
-    JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus,
-};
+use databuild_proto::{JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus};
 
 use crate::{events, graph::Graph, planner, CoreError};
 
@@ -59,9 +57,18 @@ pub enum Progress {
     /// The graph run began.
     Started { run_id: String },
     /// Planning finished.
-    Planned { run_id: String, tasks: usize, up_to_date: Vec<String> },
+    Planned {
+        run_id: String,
+        tasks: usize,
+        up_to_date: Vec<String>,
+    },
     /// A job run started.
-    JobStarted { job_run_id: String, label: String, outputs: Vec<String>, attempt: u32 },
+    JobStarted {
+        job_run_id: String,
+        label: String,
+        outputs: Vec<String>,
+        attempt: u32,
+    },
     /// A job run ended.
     JobFinished {
         job_run_id: String,
@@ -126,7 +133,12 @@ async fn begin(
         tracing::warn!(run_id = %lost.run_id, partitions = lost.partitions.len(), "reclaimed the claims of a lost graph run");
     }
     let run_id = databuild_bel::new_id();
-    let mut start = vec![events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphStarted, None)];
+    let mut start = vec![events::graph(
+        &run_id,
+        &graph.label,
+        JobGraphRunStatus::GraphStarted,
+        None,
+    )];
     for r in requested {
         let mut e = events::partition(r, PartitionStatus::PartitionRequested, &run_id);
         e.requesting_clients = vec![opts.client_id.clone()];
@@ -138,7 +150,10 @@ async fn begin(
 }
 
 fn owner() -> Owner {
-    Owner { host: hostname(), pid: std::process::id() }
+    Owner {
+        host: hostname(),
+        pid: std::process::id(),
+    }
 }
 
 fn lease_until(opts: &BuildOptions) -> i64 {
@@ -156,12 +171,18 @@ async fn abort(
     let mut evs = Vec::new();
     for row in bel.partitions(requested).await? {
         if row.run_id == run_id && row.status == PartitionStatus::PartitionRequested {
-            let mut e = events::partition(&row.partition_ref, PartitionStatus::PartitionFailed, run_id);
+            let mut e =
+                events::partition(&row.partition_ref, PartitionStatus::PartitionFailed, run_id);
             e.failure_reason = reason.to_string();
             evs.push(databuild_bel::Event::Partition(e));
         }
     }
-    evs.push(events::graph(run_id, &graph.label, JobGraphRunStatus::GraphFailed, None));
+    evs.push(events::graph(
+        run_id,
+        &graph.label,
+        JobGraphRunStatus::GraphFailed,
+        None,
+    ));
     bel.append(evs).await?;
     Ok(())
 }
@@ -178,11 +199,20 @@ pub async fn build(
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
     let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
-    progress(Progress::Started { run_id: run_id.clone() });
+    progress(Progress::Started {
+        run_id: run_id.clone(),
+    });
     let job_graph = match planner::analyze(graph, bel.as_ref(), refs, opts.force).await {
         Ok(g) => g,
         Err(e) => {
-            abort(graph, bel.as_ref(), &run_id, refs, &format!("analysis failed: {e}")).await?;
+            abort(
+                graph,
+                bel.as_ref(),
+                &run_id,
+                refs,
+                &format!("analysis failed: {e}"),
+            )
+            .await?;
             return Err(e.into());
         }
     };
@@ -206,14 +236,24 @@ pub async fn execute(
                 graph.label
             )));
         }
-        let config = task.config.as_ref().ok_or_else(|| {
-            CoreError::InvalidJobGraph(format!("task #{} has no config", i + 1))
-        })?;
+        let config = task
+            .config
+            .as_ref()
+            .ok_or_else(|| CoreError::InvalidJobGraph(format!("task #{} has no config", i + 1)))?;
         if config.outputs.is_empty() {
-            return Err(CoreError::InvalidJobGraph(format!("task #{} has no outputs", i + 1)));
+            return Err(CoreError::InvalidJobGraph(format!(
+                "task #{} has no outputs",
+                i + 1
+            )));
         }
-        for r in config.outputs.iter().map(|o| o.str.as_str()).chain(planner::materialize_inputs(task)) {
-            databuild_proto::validate_ref(r).map_err(|e| CoreError::InvalidJobGraph(format!("task #{}: {e}", i + 1)))?;
+        for r in config
+            .outputs
+            .iter()
+            .map(|o| o.str.as_str())
+            .chain(planner::materialize_inputs(task))
+        {
+            databuild_proto::validate_ref(r)
+                .map_err(|e| CoreError::InvalidJobGraph(format!("task #{}: {e}", i + 1)))?;
         }
     }
     let mut producer = std::collections::HashMap::new();
@@ -232,6 +272,8 @@ pub async fn execute(
     }
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
     let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
-    progress(Progress::Started { run_id: run_id.clone() });
+    progress(Progress::Started {
+        run_id: run_id.clone(),
+    });
     run::execute_run(graph, bel, run_id, job_graph, opts, progress).await
 }

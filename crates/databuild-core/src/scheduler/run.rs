@@ -47,9 +47,19 @@ struct TaskState {
 }
 
 enum Msg {
-    Lines { task: usize, job_run_id: String, lines: Vec<String> },
-    Exited { task: usize, job_run_id: String, result: ExecResult },
-    RetryDue { task: usize },
+    Lines {
+        task: usize,
+        job_run_id: String,
+        lines: Vec<String>,
+    },
+    Exited {
+        task: usize,
+        job_run_id: String,
+        result: ExecResult,
+    },
+    RetryDue {
+        task: usize,
+    },
 }
 
 struct Run<'a> {
@@ -108,7 +118,10 @@ pub(super) async fn execute_run(
         producer: HashMap::new(),
         tx,
         cancelled: None,
-        outcome: RunOutcome { run_id: run_id.clone(), ..Default::default() },
+        outcome: RunOutcome {
+            run_id: run_id.clone(),
+            ..Default::default()
+        },
     };
     run.pending.push(events::graph(
         &run_id,
@@ -118,12 +131,21 @@ pub(super) async fn execute_run(
     ));
     let up_to_date = run.setup(job_graph.nodes, &requested).await?;
     run.outcome.up_to_date = up_to_date.clone();
-    progress(Progress::Planned { run_id: run_id.clone(), tasks: run.tasks.len(), up_to_date });
+    progress(Progress::Planned {
+        run_id: run_id.clone(),
+        tasks: run.tasks.len(),
+        up_to_date,
+    });
     if let Err(e) = run.flush().await {
         // The claims were refused as a whole: nothing of this run is held.
         run.pending.clear();
-        bel.append(vec![events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphFailed, None)])
-            .await?;
+        bel.append(vec![events::graph(
+            &run_id,
+            &graph.label,
+            JobGraphRunStatus::GraphFailed,
+            None,
+        )])
+        .await?;
         return Err(e);
     }
     run.fail_missing_inputs().await?;
@@ -131,9 +153,15 @@ pub(super) async fn execute_run(
     let mut lease_tick = tokio::time::interval(opts.lease / 3);
     lease_tick.tick().await;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| CoreError::Io { what: "cannot listen for SIGTERM".into(), source })?;
+        .map_err(|source| CoreError::Io {
+            what: "cannot listen for SIGTERM".into(),
+            source,
+        })?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|source| CoreError::Io { what: "cannot listen for SIGINT".into(), source })?;
+        .map_err(|source| CoreError::Io {
+            what: "cannot listen for SIGINT".into(),
+            source,
+        })?;
     loop {
         run.start_ready();
         run.track_graph_status();
@@ -160,12 +188,24 @@ pub(super) async fn execute_run(
 
 impl Run<'_> {
     /// Builds the task table and the claim events. Returns requested refs that need no work.
-    async fn setup(&mut self, nodes: Vec<Task>, requested: &[String]) -> Result<Vec<String>, CoreError> {
+    async fn setup(
+        &mut self,
+        nodes: Vec<Task>,
+        requested: &[String],
+    ) -> Result<Vec<String>, CoreError> {
         for (i, task) in nodes.into_iter().enumerate() {
             let label = task.job.map(|j| j.label).unwrap_or_default();
-            let job = self.graph.jobs.iter().position(|j| j.label == label).ok_or_else(|| {
-                CoreError::InvalidJobGraph(format!("task #{} names unknown job `{label}`", i + 1))
-            })?;
+            let job = self
+                .graph
+                .jobs
+                .iter()
+                .position(|j| j.label == label)
+                .ok_or_else(|| {
+                    CoreError::InvalidJobGraph(format!(
+                        "task #{} names unknown job `{label}`",
+                        i + 1
+                    ))
+                })?;
             let config = task.config.unwrap_or_default();
             let outputs: Vec<String> = config.outputs.iter().map(|o| o.str.clone()).collect();
             for o in &outputs {
@@ -218,7 +258,11 @@ impl Run<'_> {
                 self.pending.push(Event::Partition(e));
             }
         }
-        Ok(requested.iter().filter(|r| !self.producer.contains_key(*r)).cloned().collect())
+        Ok(requested
+            .iter()
+            .filter(|r| !self.producer.contains_key(*r))
+            .cloned()
+            .collect())
     }
 
     /// Fails tasks whose MATERIALIZE inputs are neither produced here nor available;
@@ -279,7 +323,9 @@ impl Run<'_> {
         }
         let mut blocked = Vec::new();
         while self.running < self.opts.parallelism.max(1) {
-            let Some(job) = self.ready_jobs.pop_front() else { break };
+            let Some(job) = self.ready_jobs.pop_front() else {
+                break;
+            };
             let limit = self.graph.jobs[job].max_concurrency.unwrap_or(usize::MAX);
             if self.running_per_job[job] >= limit {
                 blocked.push(job);
@@ -316,8 +362,14 @@ impl Run<'_> {
             job_key: &t.key,
             outputs: &t.outputs,
         };
-        self.pending.push(events::job(&ids, JobRunStatus::JobScheduled, Some(t.config.clone()), None));
-        self.pending.push(events::job(&ids, JobRunStatus::JobRunning, None, None));
+        self.pending.push(events::job(
+            &ids,
+            JobRunStatus::JobScheduled,
+            Some(t.config.clone()),
+            None,
+        ));
+        self.pending
+            .push(events::job(&ids, JobRunStatus::JobRunning, None, None));
         for o in &t.outputs {
             let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &run_id);
             e.job_run_id = t.job_run_id.clone();
@@ -326,8 +378,11 @@ impl Run<'_> {
         }
         let config_json = databuild_proto::to_json(&t.config);
         let outputs_json = serde_json::to_string(&t.outputs).expect("strings serialize");
-        let mut env: Vec<(String, String)> =
-            job.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut env: Vec<(String, String)> = job
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         env.extend(t.config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.push(("DATABUILD_JOB_RUN_ID".into(), t.job_run_id.clone()));
         env.push(("DATABUILD_GRAPH_RUN_ID".into(), run_id));
@@ -364,16 +419,28 @@ impl Run<'_> {
             let lines_tx = tx.clone();
             let lines_id = job_run_id.clone();
             let result = runner::run(spec, cancel_rx, move |lines| {
-                let _ = lines_tx.send(Msg::Lines { task: i, job_run_id: lines_id.clone(), lines });
+                let _ = lines_tx.send(Msg::Lines {
+                    task: i,
+                    job_run_id: lines_id.clone(),
+                    lines,
+                });
             })
             .await;
-            let _ = tx.send(Msg::Exited { task: i, job_run_id, result });
+            let _ = tx.send(Msg::Exited {
+                task: i,
+                job_run_id,
+                result,
+            });
         });
     }
 
     async fn handle(&mut self, msg: Msg) -> Result<(), CoreError> {
         match msg {
-            Msg::Lines { task, job_run_id, lines } => {
+            Msg::Lines {
+                task,
+                job_run_id,
+                lines,
+            } => {
                 let t = &self.tasks[task];
                 let ids = events::JobRunIds {
                     run_id: &self.run_id,
@@ -382,9 +449,18 @@ impl Run<'_> {
                     job_key: &t.key,
                     outputs: &t.outputs,
                 };
-                self.pending.push(events::job(&ids, JobRunStatus::JobRunning, None, Some(lines)));
+                self.pending.push(events::job(
+                    &ids,
+                    JobRunStatus::JobRunning,
+                    None,
+                    Some(lines),
+                ));
             }
-            Msg::Exited { task, job_run_id, result } => self.exited(task, job_run_id, result).await?,
+            Msg::Exited {
+                task,
+                job_run_id,
+                result,
+            } => self.exited(task, job_run_id, result).await?,
             Msg::RetryDue { task } => {
                 self.in_backoff -= 1;
                 if self.tasks[task].state == State::Backoff {
@@ -395,7 +471,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn exited(&mut self, i: usize, job_run_id: String, result: ExecResult) -> Result<(), CoreError> {
+    async fn exited(
+        &mut self,
+        i: usize,
+        job_run_id: String,
+        result: ExecResult,
+    ) -> Result<(), CoreError> {
         self.running -= 1;
         let job = self.tasks[i].job;
         self.running_per_job[job] -= 1;
@@ -403,7 +484,10 @@ impl Run<'_> {
             self.job_queued[job] = true;
             self.ready_jobs.push_back(job);
         }
-        let (started_at, start_time) = self.tasks[i].started.take().expect("running task has a start");
+        let (started_at, start_time) = self.tasks[i]
+            .started
+            .take()
+            .expect("running task has a start");
         let elapsed = started_at.elapsed();
         self.tasks[i].cancel = None;
         let label = self.tasks[i].label.clone();
@@ -420,9 +504,11 @@ impl Run<'_> {
         match result {
             ExecResult::Success => {
                 let manifest = self.manifest(i, start_time).await?;
-                self.pending.push(events::job(&ids, JobRunStatus::JobSuccess, None, None));
+                self.pending
+                    .push(events::job(&ids, JobRunStatus::JobSuccess, None, None));
                 for o in &outputs {
-                    let mut e = events::partition(o, PartitionStatus::PartitionAvailable, &self.run_id);
+                    let mut e =
+                        events::partition(o, PartitionStatus::PartitionAvailable, &self.run_id);
                     e.job_run_id = job_run_id.clone();
                     e.producing_job = Some(JobLabel::new(label.clone()));
                     e.upstream_deps = materialize_refs(&self.tasks[i].config);
@@ -487,11 +573,18 @@ impl Run<'_> {
                     });
                 } else {
                     let attempts = self.tasks[i].attempt;
-                    let tries = if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() };
-                    let full = format!("job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)");
+                    let tries = if attempts > 1 {
+                        format!(" after {attempts} attempts")
+                    } else {
+                        String::new()
+                    };
+                    let full =
+                        format!("job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)");
                     self.fail_task(i, full, Some(job_run_id));
                     if self.opts.fail_fast && self.cancelled.is_none() {
-                        self.cancel_all(format!("cancelled: --fail-fast after job `{label}` failed"));
+                        self.cancel_all(format!(
+                            "cancelled: --fail-fast after job `{label}` failed"
+                        ));
                     }
                 }
             }
@@ -505,13 +598,23 @@ impl Run<'_> {
         let t = &self.tasks[i];
         let mut inputs = Vec::new();
         for d in &t.config.inputs {
-            let Some(r) = d.partition_ref.as_ref().map(|r| r.str.clone()) else { continue };
+            let Some(r) = d.partition_ref.as_ref().map(|r| r.str.clone()) else {
+                continue;
+            };
             if let Some(m) = self.manifests.get(&r) {
                 inputs.push(m.clone());
             } else if d.dep_type != DepType::Materialize as i32 {
                 let row = self.bel.partitions(std::slice::from_ref(&r)).await?;
-                if row.first().is_some_and(|p| p.status == PartitionStatus::PartitionAvailable) {
-                    if let Some(m) = self.bel.latest_partition_event(&r).await?.and_then(|e| e.manifest) {
+                if row
+                    .first()
+                    .is_some_and(|p| p.status == PartitionStatus::PartitionAvailable)
+                {
+                    if let Some(m) = self
+                        .bel
+                        .latest_partition_event(&r)
+                        .await?
+                        .and_then(|e| e.manifest)
+                    {
                         inputs.push(strip(m));
                     }
                 }
@@ -519,11 +622,18 @@ impl Run<'_> {
         }
         let t = &self.tasks[i];
         Ok(PartitionManifest {
-            outputs: t.outputs.iter().map(|o| PartitionRef::new(o.clone())).collect(),
+            outputs: t
+                .outputs
+                .iter()
+                .map(|o| PartitionRef::new(o.clone()))
+                .collect(),
             inputs,
             start_time: Some(databuild_proto::timestamp(start)),
             end_time: Some(databuild_proto::now()),
-            task: Some(Task { job: Some(JobLabel::new(t.label.clone())), config: Some(t.config.clone()) }),
+            task: Some(Task {
+                job: Some(JobLabel::new(t.label.clone())),
+                config: Some(t.config.clone()),
+            }),
         })
     }
 
@@ -552,7 +662,10 @@ impl Run<'_> {
                 self.outcome.failed.push((o.clone(), reason.clone()));
             }
             if job_run_id.is_none() {
-                (self.progress)(Progress::PartitionsFailed { refs: task.outputs.clone(), reason: reason.clone() });
+                (self.progress)(Progress::PartitionsFailed {
+                    refs: task.outputs.clone(),
+                    reason: reason.clone(),
+                });
             }
             let first = task.outputs.first().cloned().unwrap_or_default();
             let label = task.label.clone();
@@ -588,13 +701,17 @@ impl Run<'_> {
                     task.state = State::Failed;
                     self.unfinished -= 1;
                     for o in &task.outputs {
-                        let mut e = events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
+                        let mut e =
+                            events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
                         e.failure_reason = reason.clone();
                         e.producing_job = Some(JobLabel::new(task.label.clone()));
                         self.pending.push(Event::Partition(e));
                         self.outcome.failed.push((o.clone(), reason.clone()));
                     }
-                    (self.progress)(Progress::PartitionsFailed { refs: task.outputs.clone(), reason: reason.clone() });
+                    (self.progress)(Progress::PartitionsFailed {
+                        refs: task.outputs.clone(),
+                        reason: reason.clone(),
+                    });
                 }
                 State::Succeeded | State::Failed => {}
             }
@@ -617,7 +734,8 @@ impl Run<'_> {
         };
         if next != self.graph_status {
             self.graph_status = next;
-            self.pending.push(events::graph(&self.run_id, &self.graph.label, next, None));
+            self.pending
+                .push(events::graph(&self.run_id, &self.graph.label, next, None));
         }
     }
 
@@ -629,10 +747,18 @@ impl Run<'_> {
     }
 
     async fn finish(mut self, requested: &[String]) -> Result<RunOutcome, CoreError> {
-        let failed_requested = requested.iter().any(|r| self.outcome.failed.iter().any(|(f, _)| f == r));
-        let success = self.outcome.failed.is_empty() && !failed_requested && self.cancelled.is_none();
-        let status = if success { JobGraphRunStatus::GraphSuccess } else { JobGraphRunStatus::GraphFailed };
-        self.pending.push(events::graph(&self.run_id, &self.graph.label, status, None));
+        let failed_requested = requested
+            .iter()
+            .any(|r| self.outcome.failed.iter().any(|(f, _)| f == r));
+        let success =
+            self.outcome.failed.is_empty() && !failed_requested && self.cancelled.is_none();
+        let status = if success {
+            JobGraphRunStatus::GraphSuccess
+        } else {
+            JobGraphRunStatus::GraphFailed
+        };
+        self.pending
+            .push(events::graph(&self.run_id, &self.graph.label, status, None));
         self.flush().await?;
         self.outcome.success = success;
         self.outcome.cancelled = self.cancelled.is_some();

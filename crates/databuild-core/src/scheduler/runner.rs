@@ -77,7 +77,11 @@ impl LogSink {
         } else if !self.truncated {
             self.truncated = true;
             if let Some(f) = self.file.as_mut() {
-                let _ = writeln!(f, "\n[databuild: log truncated at {} bytes; further output discarded]", self.cap);
+                let _ = writeln!(
+                    f,
+                    "\n[databuild: log truncated at {} bytes; further output discarded]",
+                    self.cap
+                );
             }
         }
         let mut lines = Vec::new();
@@ -98,8 +102,12 @@ impl LogSink {
     }
 
     fn finish(&mut self) -> Vec<String> {
-        let rest: Vec<String> =
-            self.partial.iter_mut().map(std::mem::take).filter(|p| !p.is_empty()).collect();
+        let rest: Vec<String> = self
+            .partial
+            .iter_mut()
+            .map(std::mem::take)
+            .filter(|p| !p.is_empty())
+            .collect();
         self.take_budget(rest)
     }
 

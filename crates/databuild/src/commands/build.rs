@@ -27,7 +27,9 @@ fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOptions {
 pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
     let graph = context::graph(cli)?;
     for r in &args.refs {
-        databuild_proto::validate_ref(r).map_err(databuild_core::PlanError::from).map_err(CoreError::from)?;
+        databuild_proto::validate_ref(r)
+            .map_err(databuild_core::PlanError::from)
+            .map_err(CoreError::from)?;
     }
     let bel = context::bel(cli, Some(&graph))?;
     let mut opts = options(&args.exec, bel.log_dir);
@@ -41,8 +43,9 @@ pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
     let graph = context::graph(cli)?;
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
-    let job_graph: JobGraph = databuild_proto::from_json(&text)
-        .map_err(|e| CoreError::InvalidJobGraph(format!("stdin is not a `JobGraph` JSON document: {e}")))?;
+    let job_graph: JobGraph = databuild_proto::from_json(&text).map_err(|e| {
+        CoreError::InvalidJobGraph(format!("stdin is not a `JobGraph` JSON document: {e}"))
+    })?;
     let bel = context::bel(cli, Some(&graph))?;
     let opts = options(args, bel.log_dir);
     let outcome =
@@ -118,7 +121,9 @@ pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) ->
 pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
     let graph = context::graph(cli)?;
     for r in refs {
-        databuild_proto::validate_ref(r).map_err(databuild_core::PlanError::from).map_err(CoreError::from)?;
+        databuild_proto::validate_ref(r)
+            .map_err(databuild_core::PlanError::from)
+            .map_err(CoreError::from)?;
     }
     let result = graph
         .lookup(refs)

@@ -3,7 +3,9 @@
 use anyhow::{bail, Result};
 use databuild_bel::{Event, PartitionFilter, RunFilter};
 use databuild_core::{events, ExitKind};
-use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus};
+use databuild_proto::{
+    JobGraphRunStatus, JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus,
+};
 
 use crate::{
     cli::{Cli, PartitionsCommand, RunsCommand},
@@ -15,7 +17,11 @@ use crate::{
 /// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE`.
 fn parse_status(s: &str) -> Result<PartitionStatus> {
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("PARTITION_") { upper } else { format!("PARTITION_{upper}") };
+    let name = if upper.starts_with("PARTITION_") {
+        upper
+    } else {
+        format!("PARTITION_{upper}")
+    };
     PartitionStatus::from_str_name(&name).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated]"
@@ -29,12 +35,25 @@ fn status_name(s: PartitionStatus) -> &'static str {
 
 pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> {
     match cmd {
-        PartitionsCommand::List { status, prefix, limit, offset } => {
-            let statuses = status.iter().map(|s| parse_status(s)).collect::<Result<Vec<_>>>()?;
+        PartitionsCommand::List {
+            status,
+            prefix,
+            limit,
+            offset,
+        } => {
+            let statuses = status
+                .iter()
+                .map(|s| parse_status(s))
+                .collect::<Result<Vec<_>>>()?;
             let bel = context::bel(cli, None)?;
             let rows = bel
                 .log
-                .list_partitions(&PartitionFilter { statuses, prefix: prefix.clone(), limit: *limit, offset: *offset })
+                .list_partitions(&PartitionFilter {
+                    statuses,
+                    prefix: prefix.clone(),
+                    limit: *limit,
+                    offset: *offset,
+                })
                 .await?;
             if cli.json {
                 let v: Vec<serde_json::Value> = rows
@@ -52,7 +71,12 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for r in &rows {
-                    println!("{:<10} {} {}", status_name(r.status), timestamp(r.updated_micros), r.partition_ref);
+                    println!(
+                        "{:<10} {} {}",
+                        status_name(r.status),
+                        timestamp(r.updated_micros),
+                        r.partition_ref
+                    );
                 }
             }
         }
@@ -67,7 +91,11 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 let status = PartitionStatus::try_from(e.status).unwrap_or_default();
                 println!("partition  {partition_ref}");
                 println!("status     {}", status_name(status));
-                let ts = e.timestamp.as_ref().map(databuild_proto::timestamp_micros).unwrap_or(0);
+                let ts = e
+                    .timestamp
+                    .as_ref()
+                    .map(databuild_proto::timestamp_micros)
+                    .unwrap_or(0);
                 println!("since      {}", timestamp(ts));
                 if !e.job_graph_run_id.is_empty() {
                     println!("graph run  {}", e.job_graph_run_id);
@@ -103,7 +131,10 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             }
             let graph = context::graph(cli)?;
             if !force {
-                let found = graph.lookup(refs).await.map_err(databuild_core::PlanError::from)?;
+                let found = graph
+                    .lookup(refs)
+                    .await
+                    .map_err(databuild_core::PlanError::from)?;
                 if let Some((job, refs)) = found.by_job.iter().next() {
                     bail!(
                         "partition `{}` is produced by job `{job}`; build it with `databuild build {}`, or pass `--force` to register it as external data anyway",
@@ -123,7 +154,8 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
                 let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
                 let now = databuild_proto::now();
-                e.requesting_clients = vec![format!("cli@{}", databuild_core::scheduler::hostname())];
+                e.requesting_clients =
+                    vec![format!("cli@{}", databuild_core::scheduler::hostname())];
                 e.storage_backend = "external".into();
                 e.manifest = Some(PartitionManifest {
                     outputs: vec![PartitionRef::new(r.clone())],
@@ -160,7 +192,13 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
     let bel = context::bel(cli, None)?;
     match cmd {
         RunsCommand::List { limit } => {
-            let runs = bel.log.list_runs(&RunFilter { limit: *limit, ..Default::default() }).await?;
+            let runs = bel
+                .log
+                .list_runs(&RunFilter {
+                    limit: *limit,
+                    ..Default::default()
+                })
+                .await?;
             if cli.json {
                 let v: Vec<serde_json::Value> = runs
                     .iter()
@@ -177,8 +215,17 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for r in &runs {
-                    let took = std::time::Duration::from_micros((r.updated_micros - r.started_micros).max(0) as u64);
-                    println!("{} {} {:<15} {:>8} {}", r.run_id, timestamp(r.started_micros), r.status.as_str_name(), secs(took), r.label);
+                    let took = std::time::Duration::from_micros(
+                        (r.updated_micros - r.started_micros).max(0) as u64,
+                    );
+                    println!(
+                        "{} {} {:<15} {:>8} {}",
+                        r.run_id,
+                        timestamp(r.started_micros),
+                        r.status.as_str_name(),
+                        secs(took),
+                        r.label
+                    );
                 }
             }
         }
@@ -189,7 +236,11 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
             let events = bel.log.run_events(run_id).await?;
             if cli.json {
                 let graph = events.iter().find_map(|e| match &e.event {
-                    Event::Run(r) => r.graph_event.as_ref().and_then(|g| g.analysis.as_ref()).and_then(|a| a.graph.clone()),
+                    Event::Run(r) => r
+                        .graph_event
+                        .as_ref()
+                        .and_then(|g| g.analysis.as_ref())
+                        .and_then(|a| a.graph.clone()),
                     Event::Partition(_) => None,
                 });
                 let run_events: Vec<&databuild_proto::JobGraphRunEvent> = events
@@ -207,7 +258,9 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 println!("{}", databuild_proto::to_json_pretty(&doc));
                 return Ok(ExitKind::Success);
             }
-            let took = std::time::Duration::from_micros((run.updated_micros - run.started_micros).max(0) as u64);
+            let took = std::time::Duration::from_micros(
+                (run.updated_micros - run.started_micros).max(0) as u64,
+            );
             println!("graph run  {}", run.run_id);
             println!("graph      {}", run.label);
             println!("status     {}", run.status.as_str_name());
@@ -216,16 +269,30 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
             if let (Some(h), Some(p)) = (&run.host, run.pid) {
                 println!("owner      pid {p} on {h}");
             }
-            if run.status != JobGraphRunStatus::GraphSuccess && run.status != JobGraphRunStatus::GraphFailed {
+            if run.status != JobGraphRunStatus::GraphSuccess
+                && run.status != JobGraphRunStatus::GraphFailed
+            {
                 println!("(still running)");
             }
             let jobs = bel.log.job_runs(run_id).await?;
             println!("job runs   {}", jobs.len());
             for j in &jobs {
-                let took = std::time::Duration::from_micros((j.updated_micros - j.scheduled_micros).max(0) as u64);
+                let took = std::time::Duration::from_micros(
+                    (j.updated_micros - j.scheduled_micros).max(0) as u64,
+                );
                 let status = j.status.as_str_name();
-                let mark = if j.status == JobRunStatus::JobSuccess { "" } else { " <--" };
-                println!("  {} {:<12} {:>8} {}{mark}", j.job_run_id, status, secs(took), j.label);
+                let mark = if j.status == JobRunStatus::JobSuccess {
+                    ""
+                } else {
+                    " <--"
+                };
+                println!(
+                    "  {} {:<12} {:>8} {}{mark}",
+                    j.job_run_id,
+                    status,
+                    secs(took),
+                    j.label
+                );
             }
             println!("events");
             for e in &events {
@@ -241,7 +308,11 @@ pub async fn events(cli: &Cli, after: i64, limit: usize, follow: bool) -> Result
     let mut after = after;
     let mut printed = 0usize;
     loop {
-        let want = if limit == 0 { 10_000 } else { (limit - printed).min(10_000) };
+        let want = if limit == 0 {
+            10_000
+        } else {
+            (limit - printed).min(10_000)
+        };
         let batch = bel.log.events_after(after, want).await?;
         if let Some(last) = batch.last() {
             after = last.seq;

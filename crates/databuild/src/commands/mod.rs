@@ -12,12 +12,20 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<ExitKind> {
     match &cli.command {
         Command::Build(args) => build::build(&cli, args).await,
-        Command::Analyze { refs, format, force } => build::analyze(&cli, refs, *format, *force).await,
+        Command::Analyze {
+            refs,
+            format,
+            force,
+        } => build::analyze(&cli, refs, *format, *force).await,
         Command::Lookup { refs } => build::lookup(&cli, refs).await,
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
         Command::Runs(cmd) => catalog::runs(&cli, cmd).await,
-        Command::Events { after, limit, follow } => catalog::events(&cli, *after, *limit, *follow).await,
+        Command::Events {
+            after,
+            limit,
+            follow,
+        } => catalog::events(&cli, *after, *limit, *follow).await,
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
     }
 }
