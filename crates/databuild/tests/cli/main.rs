@@ -1,0 +1,6 @@
+//! Integration tests: the real `databuild` binary against real job programs and a real
+//! SQLite event log in a temporary directory.
+
+mod util;
+
+mod example;

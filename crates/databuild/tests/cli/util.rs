@@ -1,0 +1,204 @@
+//! The test harness: a graph in a temporary directory, job scripts, running the CLI,
+//! reading the event log back, redacting ids and times for snapshots.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The `databuild` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_databuild"))
+}
+
+/// A graph in its own temporary directory.
+pub struct TestGraph {
+    dir: tempfile::TempDir,
+}
+
+/// What a CLI invocation did.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestGraph {
+    /// A graph whose `databuild.toml` is `toml`.
+    pub fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("databuild.toml"), toml).expect("write graph");
+        Self { dir }
+    }
+
+    /// An empty directory (no graph file).
+    pub fn empty() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// The graph's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes an executable `sh` script at `jobs/<name>` with `body` after a shebang and
+    /// `set -eu`.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("jobs").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Writes a file relative to the graph directory.
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    /// Runs `databuild <args>` in the graph directory.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs `databuild <args>` with `stdin`.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn databuild");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().expect("wait databuild");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A `databuild` command in the graph directory (for tests that manage the process).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(self.dir.path()).args(args).env_remove("DATABUILD_GRAPH").env_remove("DATABUILD_BEL");
+        cmd
+    }
+
+    /// The default SQLite event log path.
+    pub fn bel_path(&self) -> PathBuf {
+        self.dir.path().join(".databuild/bel.sqlite")
+    }
+
+    /// Every event in the log, as JSON (`databuild events --json`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["events", "--json"]);
+        assert_eq!(out.code, 0, "events failed: {}", out.stderr);
+        out.stdout.lines().map(|l| serde_json::from_str(l).expect("event json")).collect()
+    }
+
+    /// Latest status per partition (`databuild partitions list --json`), as (ref, status).
+    pub fn partitions(&self) -> Vec<(String, String)> {
+        let out = self.run(&["partitions", "list", "--json", "--limit", "0"]);
+        assert_eq!(out.code, 0, "partitions list failed: {}", out.stderr);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
+        v.iter()
+            .map(|p| {
+                (p["partitionRef"].as_str().unwrap().to_string(), p["status"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    /// The status of one partition, if it has any.
+    pub fn status(&self, r: &str) -> Option<String> {
+        self.partitions().into_iter().find(|(p, _)| p == r).map(|(_, s)| s)
+    }
+
+    /// Asserts the event log reads back, no partition is left claimed, and no graph run is
+    /// left unfinished. Returns the number of events.
+    pub fn assert_bel_intact(&self) -> usize {
+        if !self.bel_path().exists() {
+            return 0;
+        }
+        let events = self.events();
+        for (r, s) in self.partitions() {
+            assert!(
+                s != "PARTITION_SCHEDULED" && s != "PARTITION_BUILDING",
+                "partition {r} left {s}"
+            );
+        }
+        let runs = self.run(&["runs", "list", "--json", "--limit", "0"]);
+        assert_eq!(runs.code, 0, "runs list failed: {}", runs.stderr);
+        let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
+        for r in runs {
+            let s = r["status"].as_str().unwrap();
+            assert!(s == "GRAPH_SUCCESS" || s == "GRAPH_FAILED", "graph run left {s}: {r}");
+        }
+        events.len()
+    }
+
+    /// Replaces this graph's directory, ids, times and durations with placeholders.
+    pub fn redact(&self, s: &str) -> String {
+        redact(s, self.dir.path())
+    }
+}
+
+/// Replaces `dir`, UUIDs, RFC 3339 times and durations with stable placeholders.
+pub fn redact(s: &str, dir: &Path) -> String {
+    let dir = dir.to_string_lossy();
+    let canonical = std::fs::canonicalize(&*dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut s = s.replace(&*dir, "[DIR]");
+    if !canonical.is_empty() {
+        s = s.replace(&canonical, "[DIR]");
+    }
+    let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let ts = regex::Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z").unwrap();
+    let secs = regex::Regex::new(r"\b\d+\.\d+s\b").unwrap();
+    let s = uuid.replace_all(&s, "[UUID]");
+    let s = ts.replace_all(&s, "[TIME]");
+    secs.replace_all(&s, "[SECS]").into_owned()
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; panics with `what`.
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The example graph shipped in `examples/basic`, copied into a temporary directory.
+pub fn example_graph() -> TestGraph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/basic");
+    let g = TestGraph::empty();
+    copy_dir(&src, g.path());
+    let _ = std::fs::remove_dir_all(g.path().join(".databuild"));
+    let _ = std::fs::remove_dir_all(g.path().join("data/out"));
+    g
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+}
