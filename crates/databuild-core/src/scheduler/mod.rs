@@ -145,7 +145,8 @@ async fn begin(
         start.push(databuild_bel::Event::Partition(e));
     }
     bel.append(start).await?;
-    bel.heartbeat(&run_id, &owner(), lease_until(opts)).await?;
+    bel.heartbeat(&run_id, &owner(), lease_until(opts.lease))
+        .await?;
     Ok(run_id)
 }
 
@@ -156,8 +157,33 @@ fn owner() -> Owner {
     }
 }
 
-fn lease_until(opts: &BuildOptions) -> i64 {
-    now_micros() + opts.lease.as_micros() as i64
+fn lease_until(lease: Duration) -> i64 {
+    now_micros() + lease.as_micros() as i64
+}
+
+/// Renews a graph run's lease every third of its length until dropped, so that planning
+/// and execution alike keep the run's claims.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl LeaseKeeper {
+    fn start(bel: Arc<dyn EventLog>, run_id: String, lease: Duration) -> Self {
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = bel.heartbeat(&run_id, &owner(), lease_until(lease)).await {
+                    tracing::warn!(%run_id, error = %e, "cannot renew the graph run's lease");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Ends a run that failed before executing: requested partitions FAILED, run FAILED.
@@ -199,6 +225,7 @@ pub async fn build(
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
     let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
+    let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
@@ -272,6 +299,7 @@ pub async fn execute(
     }
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
     let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
+    let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });

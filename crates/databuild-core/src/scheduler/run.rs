@@ -15,7 +15,6 @@ use databuild_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    lease_until, owner,
     runner::{self, ExecResult, ExecSpec},
     BuildOptions, Progress, ProgressFn, RunOutcome,
 };
@@ -150,8 +149,6 @@ pub(super) async fn execute_run(
     }
     run.fail_missing_inputs().await?;
 
-    let mut lease_tick = tokio::time::interval(opts.lease / 3);
-    lease_tick.tick().await;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| CoreError::Io {
             what: "cannot listen for SIGTERM".into(),
@@ -175,9 +172,6 @@ pub(super) async fn execute_run(
                 while let Ok(msg) = rx.try_recv() {
                     run.handle(msg).await?;
                 }
-            }
-            _ = lease_tick.tick() => {
-                bel.heartbeat(&run_id, &owner(), lease_until(opts)).await?;
             }
             _ = sigint.recv() => run.cancel_all("cancelled (interrupted)".into()),
             _ = sigterm.recv() => run.cancel_all("cancelled (terminated)".into()),
