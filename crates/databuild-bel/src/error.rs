@@ -6,11 +6,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum BelError {
     /// The directory for the log could not be created or written.
-    #[error("cannot create the event log directory `{path}`: {source}; check its permissions or pass `--bel` with a writable location")]
+    #[error("cannot create the event log directory `{path}`; check its permissions or pass `--bel` with a writable location")]
     Unwritable {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A directory on the way to the log is a file.
+    #[error("cannot create the event log `{path}`: `{file}` is a file, not a directory; pass `--bel` with a path inside a directory")]
+    NotADirectory { path: PathBuf, file: PathBuf },
     /// The file exists but is not a SQLite database.
     #[error("`{path}` is not a databuild event log (not a SQLite database); move it away or pass `--bel` with another path")]
     NotADatabase { path: PathBuf },
@@ -47,6 +50,12 @@ pub enum BelError {
     /// The database stayed locked by another writer.
     #[error("the event log `{path}` is locked by another writer (gave up after {waited_ms} ms); retry, or check for a stuck databuild process")]
     Busy { path: PathBuf, waited_ms: u64 },
+    /// A query that cannot be answered as asked.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// A partition the log has never heard of.
+    #[error("no partition `{0}` in the event log; see `databuild partitions list`")]
+    UnknownPartition(String),
     /// Stored data that does not decode.
     #[error("corrupt event #{seq} in the event log: {source}")]
     Corrupt {

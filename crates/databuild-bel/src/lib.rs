@@ -4,15 +4,17 @@
 
 mod error;
 mod model;
+pub mod query;
 mod sqlite;
 pub mod transitions;
 
 use std::{path::Path, sync::Arc};
 
+pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
-    Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter,
-    RunRow,
+    ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow,
+    ReclaimedRun, RunFilter, RunRow,
 };
 pub use sqlite::{SqliteEventLog, SCHEMA_VERSION};
 
@@ -85,6 +87,39 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Marks AVAILABLE `partition_ref` STALE with `reason`, and transitively every
+    /// partition built from it. Returns the refs made stale, `partition_ref` first.
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError>;
+
+    /// Lineage pairs `(upstream, downstream)` of the latest builds: those whose downstream
+    /// is one of `refs` (`downstream = false`) or whose upstream is (`downstream = true`).
+    async fn lineage(
+        &self,
+        refs: &[String],
+        downstream: bool,
+    ) -> Result<Vec<(String, String)>, BelError>;
+
+    /// Claims held right now (SCHEDULED or BUILDING) among `refs`, or all if `refs` is empty.
+    async fn active_builds(&self, refs: &[String]) -> Result<Vec<ActiveBuild>, BelError>;
+
+    /// Partition events matching `query` (validated: see [`query::PartitionQuery`]) and
+    /// how many match before limit and offset.
+    async fn query_partition_events(
+        &self,
+        query: &query::PartitionQuery,
+    ) -> Result<(Vec<LoggedEvent>, i64), BelError>;
+
+    /// Claims partitions for graph run `run_id`, group by group (a group is a task's
+    /// outputs): a group is claimed whole (SCHEDULED events) unless one of its refs is held
+    /// by another unfinished run, in which case the held refs get DELEGATED events naming
+    /// the owner and nothing of the group is claimed. One transaction for all groups.
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<ClaimGroup>,
+    ) -> Result<Vec<ClaimOutcome>, BelError>;
 }
 
 /// Opens the event log named by `url`: `sqlite:///abs/path`, `sqlite://rel/path` or a

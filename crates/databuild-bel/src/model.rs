@@ -159,3 +159,28 @@ pub struct ReclaimedRun {
     /// The partitions it held, now FAILED.
     pub partitions: Vec<String>,
 }
+
+/// The outputs of one task, to be claimed together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimGroup {
+    /// The partitions.
+    pub refs: Vec<String>,
+    /// The job that will produce them.
+    pub producing_job: String,
+    /// Their MATERIALIZE inputs.
+    pub upstream_deps: Vec<String>,
+}
+
+/// What [`crate::EventLog::claim`] did with one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Every ref of the group is now SCHEDULED by the claiming run.
+    Claimed,
+    /// `partition_ref` (at least) is held by unfinished graph run `owner_run_id`.
+    HeldBy {
+        /// A held ref of the group.
+        partition_ref: String,
+        /// The run holding it.
+        owner_run_id: String,
+    },
+}

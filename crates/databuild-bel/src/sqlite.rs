@@ -1,6 +1,8 @@
 //! The embedded SQLite backend: one WAL-mode file, every append one `BEGIN IMMEDIATE`
 //! transaction that validates, stores the events and updates the derived views.
 
+mod catalog;
+mod derived;
 mod schema;
 
 use std::{
@@ -39,6 +41,12 @@ impl SqliteEventLog {
     /// Opens (creating if needed) the event log at `path`.
     pub fn open(path: &Path) -> Result<Self, BelError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(file) = dir.ancestors().find(|a| a.exists() && !a.is_dir()) {
+                return Err(BelError::NotADirectory {
+                    path: path.to_path_buf(),
+                    file: file.to_path_buf(),
+                });
+            }
             std::fs::create_dir_all(dir).map_err(|source| BelError::Unwritable {
                 path: dir.to_path_buf(),
                 source,
@@ -150,7 +158,7 @@ fn read_partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PartitionRow> {
 }
 
 /// Validates one event against the current state, stores it and updates the views.
-fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
+pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
     let id = crate::new_id();
     let ts = match event.timestamp_micros() {
         0 => now_micros(),
@@ -315,6 +323,13 @@ fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
                 )?
                 .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
             }
+            let claimed = cur.as_ref().is_some_and(|c| {
+                matches!(
+                    c.status,
+                    PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding
+                )
+            });
+            derived::after_partition_event(tx, p, next, claimed)?;
             return Ok(LoggedEvent { seq, event });
         }
     }
@@ -681,6 +696,41 @@ impl crate::EventLog for SqliteEventLog {
                 params![after_seq, if limit == 0 { -1 } else { limit as i64 }],
             )
         })
+    }
+
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
+        self.write(|tx| catalog::invalidate(tx, partition_ref, reason))
+    }
+
+    async fn lineage(
+        &self,
+        refs: &[String],
+        downstream: bool,
+    ) -> Result<Vec<(String, String)>, BelError> {
+        self.with_conn(|conn| catalog::lineage(conn, refs, downstream))
+    }
+
+    async fn active_builds(
+        &self,
+        refs: &[String],
+    ) -> Result<Vec<databuild_proto::ActiveBuild>, BelError> {
+        self.with_conn(|conn| catalog::active_builds(conn, refs))
+    }
+
+    async fn query_partition_events(
+        &self,
+        query: &crate::query::PartitionQuery,
+    ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
+        self.with_conn(|conn| catalog::query_partition_events(conn, query))
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<crate::ClaimGroup>,
+    ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
+        self.write(|tx| catalog::claim(tx, run_id, client, groups))
     }
 }
 

@@ -18,6 +18,9 @@ pub enum CoreError {
     /// A job graph given to `execute` that cannot run.
     #[error("invalid job graph: {0}")]
     InvalidJobGraph(String),
+    /// A catalog request.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
     /// Local I/O (log directory and the like).
     #[error("{what}: {source}")]
     Io {

@@ -70,7 +70,18 @@ pub enum Command {
     #[command(subcommand)]
     Runs(RunsCommand),
     /// Print events from the build event log.
+    ///
+    /// Example: databuild events --follow --status failed
     Events {
+        /// Only partition events of these refs (repeatable).
+        #[arg(long = "ref")]
+        refs: Vec<String>,
+        /// Only partition events with this status (repeatable).
+        #[arg(long)]
+        status: Vec<String>,
+        /// Only events of this graph run (repeatable).
+        #[arg(long)]
+        run: Vec<String>,
         /// Only events after this log position.
         #[arg(long, default_value_t = 0)]
         after: i64,
@@ -80,6 +91,24 @@ pub enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+    /// Show what a partition was built from and what was built from it.
+    ///
+    /// Example: databuild deps reviews/daily/date=2025-01-07 --depth 2 --format dot
+    Deps {
+        /// The partition ref.
+        partition_ref: String,
+        /// Hops to follow in each direction (1..=100; default 3).
+        #[arg(long, default_value_t = 3)]
+        depth: i32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List partitions being built right now, by whom and for whom.
+    Active {
+        /// Only these refs (all if none).
+        refs: Vec<String>,
     },
     /// Print the log of a job run.
     Logs {
@@ -137,6 +166,9 @@ pub enum PartitionsCommand {
         /// Only refs starting with this prefix.
         #[arg(long)]
         prefix: Option<String>,
+        /// Only refs fully matching this regular expression.
+        #[arg(long)]
+        pattern: Option<String>,
         /// At most this many (0: all).
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -153,6 +185,21 @@ pub enum PartitionsCommand {
     History {
         /// The partition ref.
         partition_ref: String,
+    },
+    /// Explain why a partition is missing, stale or failed, down to the root cause.
+    Why {
+        /// The partition ref.
+        partition_ref: String,
+    },
+    /// Mark an available partition stale, and everything built from it.
+    ///
+    /// Example: databuild partitions invalidate reviews/raw/date=2025-01-07 --reason "bad upstream dump"
+    Invalidate {
+        /// The partition ref.
+        partition_ref: String,
+        /// Why (recorded in the event log).
+        #[arg(long, default_value = "by a user")]
+        reason: String,
     },
     /// Record external data as available.
     ///

@@ -70,7 +70,11 @@ pub fn graph_dot(g: &JobGraph) -> String {
             out,
             "  t{i} [label=\"{}\\n{}\"];",
             dot_escape(task_label(t)),
-            dot_escape(&outputs(t).join("\\n"))
+            outputs(t)
+                .into_iter()
+                .map(dot_escape)
+                .collect::<Vec<_>>()
+                .join("\\n")
         );
     }
     for (i, t) in g.nodes.iter().enumerate() {
@@ -237,4 +241,126 @@ pub fn event_json(e: &LoggedEvent) -> serde_json::Value {
         Event::Run(r) => serde_json::json!({ "seq": e.seq, "jobGraphRunEvent": r }),
         Event::Partition(p) => serde_json::json!({ "seq": e.seq, "partitionEvent": p }),
     }
+}
+
+fn node_status(g: &databuild_proto::DependencyGraph, r: &str) -> &'static str {
+    g.nodes
+        .iter()
+        .find(|n| n.partition_ref.as_ref().is_some_and(|p| p.str == r))
+        .and_then(|n| PartitionStatus::try_from(n.status).ok())
+        .map_or("UNKNOWN", |s| {
+            s.as_str_name().trim_start_matches("PARTITION_")
+        })
+}
+
+fn edge_refs(e: &databuild_proto::DependencyEdge) -> (&str, &str) {
+    (
+        e.source.as_ref().map(|r| r.str.as_str()).unwrap_or(""),
+        e.target.as_ref().map(|r| r.str.as_str()).unwrap_or(""),
+    )
+}
+
+/// A dependency graph as indented text: what the root was built from, and what was
+/// built from it.
+pub fn deps_text(g: &databuild_proto::DependencyGraph) -> String {
+    let root = g.root.as_ref().map(|r| r.str.as_str()).unwrap_or("");
+    let mut out = format!("{root} [{}]\n", node_status(g, root));
+    let depends = databuild_proto::DependencyType::DependsOn as i32;
+    for (title, upstream) in [
+        ("built from (upstream)", true),
+        ("used by (downstream)", false),
+    ] {
+        let _ = writeln!(out, "{title}:");
+        let mut level = vec![root.to_string()];
+        let mut seen = std::collections::HashSet::from([root.to_string()]);
+        let mut indent = 1;
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for from in &level {
+                for e in g.edges.iter().filter(|e| e.r#type == depends) {
+                    let (s, t) = edge_refs(e);
+                    let hop = if upstream {
+                        (s == from).then_some(t)
+                    } else {
+                        (t == from).then_some(s)
+                    };
+                    if let Some(h) = hop.filter(|h| seen.insert(h.to_string())) {
+                        let _ = writeln!(out, "{}{h} [{}]", "  ".repeat(indent), node_status(g, h));
+                        next.push(h.to_string());
+                    }
+                }
+            }
+            level = next;
+            indent += 1;
+        }
+    }
+    for e in g.edges.iter().filter(|e| e.r#type != depends) {
+        let _ = writeln!(out, "produced together with: {}", edge_refs(e).1);
+    }
+    out
+}
+
+/// A dependency graph in Graphviz DOT (edges point from input to output).
+pub fn deps_dot(g: &databuild_proto::DependencyGraph) -> String {
+    let mut out = String::from(
+        "digraph deps {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+    );
+    let ids: HashMap<&str, usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.partition_ref.as_ref().map(|r| (r.str.as_str(), i)))
+        .collect();
+    for (r, i) in &ids {
+        let _ = writeln!(
+            out,
+            "  p{i} [label=\"{}\\n{}\"];",
+            dot_escape(r),
+            node_status(g, r)
+        );
+    }
+    for e in &g.edges {
+        let (s, t) = edge_refs(e);
+        if let (Some(s), Some(t)) = (ids.get(s), ids.get(t)) {
+            if e.r#type == databuild_proto::DependencyType::DependsOn as i32 {
+                let _ = writeln!(out, "  p{t} -> p{s};");
+            } else {
+                let _ = writeln!(out, "  p{s} -> p{t} [style=dotted, arrowhead=none];");
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A dependency graph as a Mermaid flowchart.
+pub fn deps_mermaid(g: &databuild_proto::DependencyGraph) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let ids: HashMap<&str, usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.partition_ref.as_ref().map(|r| (r.str.as_str(), i)))
+        .collect();
+    let mut sorted: Vec<_> = ids.iter().collect();
+    sorted.sort_by_key(|(_, i)| **i);
+    for (r, i) in sorted {
+        let _ = writeln!(
+            out,
+            "  p{i}[\"{}<br/>{}\"]",
+            mermaid_escape(r),
+            node_status(g, r)
+        );
+    }
+    for e in &g.edges {
+        let (s, t) = edge_refs(e);
+        if let (Some(s), Some(t)) = (ids.get(s), ids.get(t)) {
+            if e.r#type == databuild_proto::DependencyType::DependsOn as i32 {
+                let _ = writeln!(out, "  p{t} --> p{s}");
+            } else {
+                let _ = writeln!(out, "  p{s} -.- p{t}");
+            }
+        }
+    }
+    out
 }

@@ -40,6 +40,21 @@ CREATE TABLE partitions (
 ) WITHOUT ROWID;
 CREATE INDEX partitions_by_status ON partitions (status, ref);
 CREATE INDEX partitions_by_run ON partitions (run_id) WHERE status IN (2, 3);
+-- Derived: everyone who asked for a partition while its current claim is held
+-- (REQUESTED, SCHEDULED and DELEGATED events), cleared when the claim ends.
+CREATE TABLE requesters (
+    ref TEXT NOT NULL,
+    client TEXT NOT NULL,
+    PRIMARY KEY (ref, client)
+) WITHOUT ROWID;
+-- Derived: MATERIALIZE lineage of the latest build of each partition (downstream was
+-- built from upstream), for staleness and dependency graphs.
+CREATE TABLE deps (
+    upstream TEXT NOT NULL,
+    downstream TEXT NOT NULL,
+    PRIMARY KEY (upstream, downstream)
+) WITHOUT ROWID;
+CREATE INDEX deps_by_downstream ON deps (downstream, upstream);
 -- Derived: graph runs, with the owner's lease.
 CREATE TABLE graph_runs (
     run_id TEXT PRIMARY KEY,

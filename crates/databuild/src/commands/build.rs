@@ -85,15 +85,20 @@ fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
             o.run_id
         );
     } else {
+        let n = o.failed.len();
         println!(
-            "build failed: {} partitions failed, {} built (graph run {})",
-            o.failed.len(),
+            "build failed: {n} partition{} failed, {} built (graph run {})",
+            if n == 1 { "" } else { "s" },
             o.built.len(),
             o.run_id
         );
         for (r, reason) in &o.failed {
             println!("  {r}: {reason}");
         }
+        println!(
+            "see a job's output with `databuild logs <job run id>`, the whole run with `databuild runs show {}`",
+            o.run_id
+        );
     }
     if o.success {
         ExitKind::Success

@@ -2,13 +2,13 @@
 
 use anyhow::{bail, Result};
 use databuild_bel::{Event, PartitionFilter, RunFilter};
-use databuild_core::{events, ExitKind};
+use databuild_core::{catalog, events, ExitKind};
 use databuild_proto::{
     JobGraphRunStatus, JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus,
 };
 
 use crate::{
-    cli::{Cli, PartitionsCommand, RunsCommand},
+    cli::{Cli, Format, PartitionsCommand, RunsCommand},
     context,
     output::{secs, timestamp},
     render,
@@ -38,6 +38,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         PartitionsCommand::List {
             status,
             prefix,
+            pattern,
             limit,
             offset,
         } => {
@@ -46,15 +47,22 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 .map(|s| parse_status(s))
                 .collect::<Result<Vec<_>>>()?;
             let bel = context::bel(cli, None)?;
-            let rows = bel
-                .log
-                .list_partitions(&PartitionFilter {
-                    statuses,
-                    prefix: prefix.clone(),
-                    limit: *limit,
-                    offset: *offset,
-                })
-                .await?;
+            let rows = match pattern {
+                Some(p) => {
+                    catalog::find_partitions(bel.log.as_ref(), Some(p), statuses, *limit, *offset)
+                        .await?
+                }
+                None => {
+                    bel.log
+                        .list_partitions(&PartitionFilter {
+                            statuses,
+                            prefix: prefix.clone(),
+                            limit: *limit,
+                            offset: *offset,
+                        })
+                        .await?
+                }
+            };
             if cli.json {
                 let v: Vec<serde_json::Value> = rows
                     .iter()
@@ -115,6 +123,26 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                         println!("input      {}", outs.join(" "));
                     }
                 }
+            }
+        }
+        PartitionsCommand::Why { partition_ref } => {
+            let graph = context::graph(cli).ok();
+            let bel = context::bel(cli, graph.as_ref())?;
+            println!(
+                "{}",
+                catalog::why(graph.as_ref(), bel.log.as_ref(), partition_ref).await?
+            );
+        }
+        PartitionsCommand::Invalidate {
+            partition_ref,
+            reason,
+        } => {
+            databuild_proto::validate_ref(partition_ref)?;
+            let bel = context::bel(cli, None)?;
+            let stale = bel.log.invalidate(partition_ref, reason).await?;
+            println!("{} partitions are now stale:", stale.len());
+            for r in stale {
+                println!("  {r}");
             }
         }
         PartitionsCommand::History { partition_ref } => {
@@ -303,30 +331,128 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
     Ok(ExitKind::Success)
 }
 
-pub async fn events(cli: &Cli, after: i64, limit: usize, follow: bool) -> Result<ExitKind> {
+/// Which events `databuild events` prints.
+pub struct EventFilter<'a> {
+    /// Only partition events of these refs.
+    pub refs: &'a [String],
+    /// Only partition events with these statuses.
+    pub statuses: &'a [String],
+    /// Only events of these graph runs.
+    pub runs: &'a [String],
+}
+
+impl EventFilter<'_> {
+    fn matches(&self, e: &databuild_bel::LoggedEvent, statuses: &[PartitionStatus]) -> bool {
+        if !self.runs.is_empty() && !self.runs.iter().any(|r| r == e.event.run_id()) {
+            return false;
+        }
+        if self.refs.is_empty() && statuses.is_empty() {
+            return true;
+        }
+        let Event::Partition(p) = &e.event else {
+            return false;
+        };
+        let r = p
+            .partition_ref
+            .as_ref()
+            .map(|r| r.str.as_str())
+            .unwrap_or("");
+        (self.refs.is_empty() || self.refs.iter().any(|x| x == r))
+            && (statuses.is_empty() || statuses.iter().any(|s| *s as i32 == p.status))
+    }
+}
+
+pub async fn events(
+    cli: &Cli,
+    filter: EventFilter<'_>,
+    after: i64,
+    limit: usize,
+    follow: bool,
+) -> Result<ExitKind> {
+    let statuses = filter
+        .statuses
+        .iter()
+        .map(|s| parse_status(s))
+        .collect::<Result<Vec<_>>>()?;
+    for r in filter.refs {
+        databuild_proto::validate_ref(r)?;
+    }
     let bel = context::bel(cli, None)?;
     let mut after = after;
     let mut printed = 0usize;
+    const PAGE: usize = 10_000;
     loop {
-        let want = if limit == 0 {
-            10_000
-        } else {
-            (limit - printed).min(10_000)
-        };
-        let batch = bel.log.events_after(after, want).await?;
+        let batch = bel.log.events_after(after, PAGE).await?;
         if let Some(last) = batch.last() {
             after = last.seq;
         }
-        printed += batch.len();
-        print_events(cli, &batch)?;
+        let mut matching: Vec<_> = batch
+            .iter()
+            .filter(|e| filter.matches(e, &statuses))
+            .cloned()
+            .collect();
+        if limit != 0 {
+            matching.truncate(limit - printed);
+        }
+        printed += matching.len();
+        print_events(cli, &matching)?;
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
         if limit != 0 && printed >= limit {
             break;
         }
-        if batch.len() < want {
+        if batch.len() < PAGE {
             if !follow {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn deps(cli: &Cli, partition_ref: &str, depth: i32, format: Format) -> Result<ExitKind> {
+    let bel = context::bel(cli, None)?;
+    let g = catalog::dependency_graph(bel.log.as_ref(), partition_ref, depth).await?;
+    let format = if cli.json { Format::Json } else { format };
+    match format {
+        Format::Json => println!("{}", databuild_proto::to_json_pretty(&g)),
+        Format::Text => print!("{}", render::deps_text(&g)),
+        Format::Dot => print!("{}", render::deps_dot(&g)),
+        Format::Mermaid => print!("{}", render::deps_mermaid(&g)),
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
+    for r in refs {
+        databuild_proto::validate_ref(r)?;
+    }
+    let bel = context::bel(cli, None)?;
+    let active = bel.log.active_builds(refs).await?;
+    if cli.json {
+        let resp = databuild_proto::GetActiveBuildStatusResponse {
+            active_builds: active,
+        };
+        println!("{}", databuild_proto::to_json_pretty(&resp));
+    } else if active.is_empty() {
+        println!("nothing is being built");
+    } else {
+        for a in active {
+            let status = PartitionStatus::try_from(a.status).unwrap_or_default();
+            let since = a
+                .started_at
+                .as_ref()
+                .map(databuild_proto::timestamp_micros)
+                .unwrap_or(0);
+            println!(
+                "{:<9} {} since {} (graph run {}; requested by {})",
+                status_name(status),
+                a.partition_ref.map(|r| r.str).unwrap_or_default(),
+                timestamp(since),
+                a.job_graph_run_id,
+                a.requesting_clients.join(", ")
+            );
         }
     }
     Ok(ExitKind::Success)

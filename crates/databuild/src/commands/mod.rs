@@ -22,10 +22,26 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
         Command::Runs(cmd) => catalog::runs(&cli, cmd).await,
         Command::Events {
+            refs,
+            status,
+            run,
             after,
             limit,
             follow,
-        } => catalog::events(&cli, *after, *limit, *follow).await,
+        } => {
+            let filter = catalog::EventFilter {
+                refs,
+                statuses: status,
+                runs: run,
+            };
+            catalog::events(&cli, filter, *after, *limit, *follow).await
+        }
+        Command::Deps {
+            partition_ref,
+            depth,
+            format,
+        } => catalog::deps(&cli, partition_ref, *depth, *format).await,
+        Command::Active { refs } => catalog::active(&cli, refs).await,
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
     }
 }

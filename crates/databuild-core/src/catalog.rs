@@ -1,0 +1,417 @@
+//! Catalog answers built on the event log: why a partition is missing, stale or failed;
+//! its dependency graph; manifests by ref pattern; graph runs by query.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use databuild_bel::{Event, EventLog, PartitionFilter, RunFilter};
+use databuild_proto::{
+    DependencyEdge, DependencyGraph, DependencyNode, DependencyType, JobGraphRun, JobGraphRunQuery,
+    JobGraphRunStatus, PartitionManifest, PartitionManifestsQuery, PartitionRef, PartitionStatus,
+};
+
+use crate::{graph::Graph, CoreError};
+
+/// Most hops `why` follows before giving up (a guard against malformed logs).
+const MAX_WHY_HOPS: usize = 64;
+/// Deepest dependency graph served.
+pub const MAX_DEPTH: i32 = 100;
+
+/// A catalog request that cannot be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A bad argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+fn status_word(s: PartitionStatus) -> &'static str {
+    s.as_str_name().trim_start_matches("PARTITION_")
+}
+
+/// Explains in one line why `partition_ref` is in its state, following upstream causes to
+/// the root: e.g. "`a` is FAILED: upstream partition `b` failed (job `j`) <- `b` is FAILED:
+/// job `k` failed: exit code 3 (job run `...`)".
+pub async fn why(
+    graph: Option<&Graph>,
+    bel: &dyn EventLog,
+    partition_ref: &str,
+) -> Result<String, CoreError> {
+    databuild_proto::validate_ref(partition_ref).map_err(crate::planner::PlanError::from)?;
+    let mut parts = Vec::new();
+    let mut seen = HashSet::new();
+    let mut next = Some(partition_ref.to_string());
+    while let Some(r) = next.take() {
+        if !seen.insert(r.clone()) || parts.len() >= MAX_WHY_HOPS {
+            break;
+        }
+        let Some(e) = bel.latest_partition_event(&r).await? else {
+            parts.push(missing(graph, &r).await);
+            break;
+        };
+        let status = PartitionStatus::try_from(e.status).unwrap_or_default();
+        let upstream = e.upstream_deps.first().map(|u| u.str.clone());
+        let run = if e.job_graph_run_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (graph run `{}`)", e.job_graph_run_id)
+        };
+        match status {
+            PartitionStatus::PartitionFailed => {
+                parts.push(format!("`{r}` is FAILED: {}", e.failure_reason));
+                if e.failure_reason.starts_with("upstream ") {
+                    next = upstream;
+                }
+            }
+            PartitionStatus::PartitionStale => {
+                parts.push(format!("`{r}` is STALE: {}", e.failure_reason));
+                if e.failure_reason.contains("is stale") {
+                    next = upstream;
+                }
+            }
+            PartitionStatus::PartitionAvailable => {
+                let how = if e.job_graph_run_id.is_empty() {
+                    " (registered external data)".to_string()
+                } else {
+                    format!(", built by graph run `{}`", e.job_graph_run_id)
+                };
+                parts.push(format!("`{r}` is AVAILABLE{how}"));
+            }
+            PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding => {
+                parts.push(format!(
+                    "`{r}` is {} by graph run `{}`: it is being built now",
+                    status_word(status),
+                    e.job_graph_run_id
+                ));
+            }
+            other => parts.push(format!("`{r}` is {}{run}", status_word(other))),
+        }
+    }
+    Ok(parts.join(" <- "))
+}
+
+async fn missing(graph: Option<&Graph>, r: &str) -> String {
+    let job = match graph {
+        Some(g) => g
+            .lookup(&[r.to_string()])
+            .await
+            .ok()
+            .and_then(|l| l.by_job.into_keys().next()),
+        None => None,
+    };
+    match (graph, job) {
+        (_, Some(job)) => format!("`{r}` is missing: it has never been built; job `{job}` produces it (`databuild build {r}`)"),
+        (Some(_), None) => format!(
+            "`{r}` is missing: no job produces it and it was never registered; if it is external data, `databuild partitions register {r}`"
+        ),
+        (None, None) => format!("`{r}` is missing: the event log has no record of it"),
+    }
+}
+
+/// The partitions upstream and downstream of `partition_ref`, `depth` hops each way.
+pub async fn dependency_graph(
+    bel: &dyn EventLog,
+    partition_ref: &str,
+    depth: i32,
+) -> Result<DependencyGraph, CoreError> {
+    databuild_proto::validate_ref(partition_ref).map_err(crate::planner::PlanError::from)?;
+    if !(0..=MAX_DEPTH).contains(&depth) {
+        return Err(CatalogError::InvalidArgument(format!(
+            "depth must be between 0 and {MAX_DEPTH} (got {depth})"
+        ))
+        .into());
+    }
+    let depth = if depth == 0 { 3 } else { depth };
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut nodes: BTreeSet<String> = BTreeSet::from([partition_ref.to_string()]);
+    for downstream in [false, true] {
+        let mut frontier = vec![partition_ref.to_string()];
+        for _ in 0..depth {
+            if frontier.is_empty() {
+                break;
+            }
+            let pairs = bel.lineage(&frontier, downstream).await?;
+            frontier.clear();
+            for (u, d) in pairs {
+                let next = if downstream { d.clone() } else { u.clone() };
+                if nodes.insert(next.clone()) {
+                    frontier.push(next);
+                }
+                edges.insert((d, u));
+            }
+        }
+    }
+    let refs: Vec<String> = nodes.iter().cloned().collect();
+    let rows: BTreeMap<String, databuild_bel::PartitionRow> = bel
+        .partitions(&refs)
+        .await?
+        .into_iter()
+        .map(|r| (r.partition_ref.clone(), r))
+        .collect();
+    let mut out_edges: Vec<DependencyEdge> = edges
+        .into_iter()
+        .map(|(d, u)| DependencyEdge {
+            source: Some(PartitionRef::new(d)),
+            target: Some(PartitionRef::new(u)),
+            r#type: DependencyType::DependsOn as i32,
+        })
+        .collect();
+    // Outputs of the same job run as the root: PRODUCES edges from the root to them.
+    if let Some(root) = rows.get(partition_ref).filter(|r| !r.job_run_id.is_empty()) {
+        for e in bel.job_run_events(&root.job_run_id).await? {
+            if let Event::Run(r) = e.event {
+                if let Some(j) = r.job_event {
+                    for o in j.outputs.iter().filter(|o| o.str != partition_ref) {
+                        if !out_edges.iter().any(|x| {
+                            x.r#type == DependencyType::Produces as i32
+                                && x.target.as_ref() == Some(o)
+                        }) {
+                            out_edges.push(DependencyEdge {
+                                source: Some(PartitionRef::new(partition_ref)),
+                                target: Some(o.clone()),
+                                r#type: DependencyType::Produces as i32,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out_nodes: Vec<DependencyNode> = nodes
+        .into_iter()
+        .map(|r| {
+            let row = rows.get(&r);
+            DependencyNode {
+                status: row.map_or(0, |p| p.status as i32),
+                last_updated: row.map(|p| databuild_proto::timestamp_from_micros(p.updated_micros)),
+                partition_ref: Some(PartitionRef::new(r)),
+            }
+        })
+        .collect();
+    for e in &out_edges {
+        if let Some(t) = e.target.as_ref().filter(|t| {
+            !out_nodes
+                .iter()
+                .any(|n| n.partition_ref.as_ref() == Some(t))
+        }) {
+            let row = bel.partitions(std::slice::from_ref(&t.str)).await?.pop();
+            out_nodes.push(DependencyNode {
+                partition_ref: Some(t.clone()),
+                status: row.as_ref().map_or(0, |p| p.status as i32),
+                last_updated: row.map(|p| databuild_proto::timestamp_from_micros(p.updated_micros)),
+            });
+        }
+    }
+    Ok(DependencyGraph {
+        root: Some(PartitionRef::new(partition_ref)),
+        nodes: out_nodes,
+        edges: out_edges,
+    })
+}
+
+/// The literal prefix of a regular expression (up to its first metacharacter).
+fn literal_prefix(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => {
+                break
+            }
+            _ => {
+                // A quantifier after this char would make it optional.
+                if matches!(chars.peek(), Some('*' | '?' | '{')) {
+                    break;
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Latest partition states whose ref fully matches `pattern` (a regex), in ref order.
+pub async fn find_partitions(
+    bel: &dyn EventLog,
+    pattern: Option<&str>,
+    statuses: Vec<PartitionStatus>,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<databuild_bel::PartitionRow>, CoreError> {
+    let Some(pattern) = pattern.filter(|p| !p.is_empty()) else {
+        return Ok(bel
+            .list_partitions(&PartitionFilter {
+                statuses,
+                prefix: None,
+                limit,
+                offset,
+            })
+            .await?);
+    };
+    let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        CatalogError::InvalidArgument(format!(
+            "invalid ref pattern `{pattern}`: {}",
+            e.to_string().lines().last().unwrap_or_default().trim()
+        ))
+    })?;
+    let prefix = literal_prefix(pattern);
+    const PAGE: usize = 5_000;
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    let mut page_offset = 0;
+    loop {
+        let page = bel
+            .list_partitions(&PartitionFilter {
+                statuses: statuses.clone(),
+                prefix: Some(prefix.clone()),
+                limit: PAGE,
+                offset: page_offset,
+            })
+            .await?;
+        let n = page.len();
+        for row in page {
+            if re.is_match(&row.partition_ref) {
+                if skipped < offset {
+                    skipped += 1;
+                } else {
+                    out.push(row);
+                    if limit != 0 && out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        if n < PAGE {
+            return Ok(out);
+        }
+        page_offset += PAGE;
+    }
+}
+
+fn limit_offset(limit: i32, offset: i32) -> Result<(usize, usize), CoreError> {
+    if limit < 0 || offset < 0 {
+        return Err(CatalogError::InvalidArgument(format!(
+            "limit and offset must not be negative (got {limit}, {offset})"
+        ))
+        .into());
+    }
+    if limit > databuild_bel::query::MAX_LIMIT as i32 {
+        return Err(CatalogError::InvalidArgument(format!(
+            "limit {limit} is above the maximum of {}",
+            databuild_bel::query::MAX_LIMIT
+        ))
+        .into());
+    }
+    Ok((
+        if limit == 0 { 100 } else { limit as usize },
+        offset as usize,
+    ))
+}
+
+/// `ListPartitions`: manifests of the latest builds of partitions matching the query.
+pub async fn list_manifests(
+    bel: &dyn EventLog,
+    q: &PartitionManifestsQuery,
+) -> Result<Vec<PartitionManifest>, CoreError> {
+    let (limit, offset) = limit_offset(q.limit, q.offset)?;
+    let statuses = q
+        .statuses
+        .iter()
+        .map(|&s| {
+            PartitionStatus::try_from(s)
+                .map_err(|_| CatalogError::InvalidArgument(format!("unknown partition status {s}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = find_partitions(bel, Some(&q.ref_pattern), statuses, limit, offset).await?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(m) = bel
+            .latest_partition_event(&row.partition_ref)
+            .await?
+            .and_then(|e| e.manifest)
+        {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// `ListJobGraphRuns`: runs matching the query, newest first, each with its graph and
+/// events.
+pub async fn list_runs(
+    bel: &dyn EventLog,
+    q: &JobGraphRunQuery,
+) -> Result<Vec<JobGraphRun>, CoreError> {
+    let (limit, offset) = limit_offset(q.limit, q.offset)?;
+    let statuses = q
+        .statuses
+        .iter()
+        .map(|&s| {
+            JobGraphRunStatus::try_from(s)
+                .map_err(|_| CatalogError::InvalidArgument(format!("unknown graph run status {s}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (start, end) = match &q.time_range {
+        Some(t) => (
+            t.start.as_ref().map(databuild_proto::timestamp_micros),
+            t.end.as_ref().map(databuild_proto::timestamp_micros),
+        ),
+        None => (None, None),
+    };
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(
+                CatalogError::InvalidArgument("time range start is after its end".into()).into(),
+            );
+        }
+    }
+    let rows = bel
+        .list_runs(&RunFilter {
+            label: (!q.label.is_empty()).then(|| q.label.clone()),
+            statuses,
+            limit: 0,
+            offset: 0,
+        })
+        .await?;
+    let mut out = Vec::new();
+    for row in rows
+        .into_iter()
+        .filter(|r| {
+            start.is_none_or(|s| r.started_micros >= s) && end.is_none_or(|e| r.started_micros < e)
+        })
+        .skip(offset)
+        .take(limit)
+    {
+        let events = bel.run_events(&row.run_id).await?;
+        let mut run = JobGraphRun {
+            job_graph_run_id: row.run_id.clone(),
+            ..Default::default()
+        };
+        for e in events {
+            if let Event::Run(r) = e.event {
+                if run.graph.is_none() {
+                    run.graph = r
+                        .graph_event
+                        .as_ref()
+                        .and_then(|g| g.analysis.as_ref())
+                        .and_then(|a| a.graph.clone());
+                }
+                run.events.push(r);
+            }
+        }
+        out.push(run);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn literal_prefixes_stop_at_metacharacters_and_optional_chars() {
+        assert_eq!(
+            super::literal_prefix(r"reviews/daily/date=2025-01-\d+"),
+            "reviews/daily/date=2025-01-"
+        );
+        assert_eq!(super::literal_prefix("abc?"), "ab");
+        assert_eq!(super::literal_prefix(".*"), "");
+    }
+}
