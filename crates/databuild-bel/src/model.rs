@@ -169,6 +169,9 @@ pub struct ClaimGroup {
     pub producing_job: String,
     /// Their MATERIALIZE inputs.
     pub upstream_deps: Vec<String>,
+    /// If every ref is AVAILABLE when claimed, claim nothing and answer
+    /// [`ClaimOutcome::Available`] (another run built them since planning).
+    pub skip_if_available: bool,
 }
 
 /// What [`crate::EventLog::claim`] did with one group.
@@ -176,6 +179,8 @@ pub struct ClaimGroup {
 pub enum ClaimOutcome {
     /// Every ref of the group is now SCHEDULED by the claiming run.
     Claimed,
+    /// Every ref was already AVAILABLE (only with `skip_if_available`); nothing claimed.
+    Available,
     /// `partition_ref` (at least) is held by unfinished graph run `owner_run_id`.
     HeldBy {
         /// A held ref of the group.

@@ -17,8 +17,8 @@ use crate::{
 /// Why no job graph could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// A requested ref is not valid.
-    #[error("invalid partition ref: {0}")]
+    /// A requested ref is not valid (the message already says it is a partition ref).
+    #[error(transparent)]
     InvalidRef(#[from] databuild_proto::RefError),
     /// Lookup failed.
     #[error(transparent)]
@@ -30,7 +30,7 @@ pub enum PlanError {
     #[error("no job produces {refs} and {they} not registered as available; register external data with `databuild partitions register <ref>`, or check the refs against the graph's `produces` patterns", they = if *count == 1 { "it is" } else { "they are" })]
     MissingExternal { refs: String, count: usize },
     /// The MATERIALIZE inputs form a cycle.
-    #[error("dependency cycle: {0}")]
+    #[error("dependency cycle: {0} (each partition needs the next as a MATERIALIZE input); change the jobs' `config` so that no partition depends on itself")]
     Cycle(String),
     /// Reading partition statuses.
     #[error(transparent)]

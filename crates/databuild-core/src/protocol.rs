@@ -38,12 +38,13 @@ pub enum ProtocolError {
         stderr: String,
     },
     /// Stdout was not JSON.
-    #[error("job `{job}`: `config` for {refs} printed invalid JSON: {message}; it must print one `JobConfigureResponse` object{stderr}")]
+    #[error("job `{job}`: `config` for {refs} printed invalid JSON: {message}; it must print one `JobConfigureResponse` object on stdout and nothing else (write logs to stderr){output}")]
     NotJson {
         job: String,
         refs: String,
         message: String,
-        stderr: String,
+        /// Excerpts of the program's stdout and stderr.
+        output: String,
     },
     /// Stdout was JSON but not a `JobConfigureResponse` / `GraphLookupResponse`.
     #[error("job `{job}`: `config` for {refs} printed JSON of the wrong shape: {message}; expected {{\"configs\": [{{\"outputs\": [{{\"str\": \"...\"}}], \"inputs\": [...], \"args\": [...], \"env\": {{}}}}]}}")]
@@ -64,7 +65,7 @@ pub enum ProtocolError {
         second: usize,
     },
     /// A config output outside the job's patterns.
-    #[error("job `{job}`: `config` returned output `{partition_ref}`, which matches none of the job's `produces` patterns [{patterns}]")]
+    #[error("job `{job}`: `config` returned output `{partition_ref}`, which matches none of the job's `produces` patterns [{patterns}]; add a pattern that matches it or stop returning it")]
     UnmatchedOutput {
         job: String,
         partition_ref: String,
@@ -99,6 +100,26 @@ pub fn ref_list<S: AsRef<str>>(refs: &[S]) -> String {
         let _ = write!(out, ", ... {} more", refs.len() - 10);
     }
     out.push(']');
+    out
+}
+
+/// The first lines of what a program printed on stdout, to show where it went wrong.
+fn stdout_excerpt(stdout: &[u8]) -> String {
+    const LINES: usize = 5;
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "\n  (no stdout)".into();
+    }
+    let mut out = String::from("\n  stdout:");
+    for l in lines.iter().take(LINES) {
+        let short: String = l.chars().take(200).collect();
+        let more = if short.len() < l.len() { " ..." } else { "" };
+        let _ = write!(out, "\n    {short}{more}");
+    }
+    if lines.len() > LINES {
+        let _ = write!(out, "\n    ... {} more lines", lines.len() - LINES);
+    }
     out
 }
 
@@ -196,7 +217,7 @@ fn parse<T: serde::de::DeserializeOwned>(
             job: job.to_string(),
             refs: refs.to_string(),
             message: e.to_string(),
-            stderr: stderr_excerpt(&out.stderr),
+            output: stdout_excerpt(&out.stdout) + &stderr_excerpt(&out.stderr),
         },
     })
 }

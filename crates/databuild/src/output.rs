@@ -74,6 +74,31 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                     bar.finish_and_clear();
                 }
             }
+            Progress::Delegated { refs, owner_run_id } => {
+                bar.println(format!(
+                    "wait: {} (being built by graph run {owner_run_id})",
+                    refs.join(" ")
+                ));
+            }
+            Progress::DelegationEnded {
+                refs,
+                owner_run_id,
+                ok,
+                reason,
+            } => {
+                bar.inc(1);
+                if ok {
+                    bar.println(format!(
+                        "done: {} (built by graph run {owner_run_id})",
+                        refs.join(" ")
+                    ));
+                } else {
+                    bar.println(format!("FAILED: {} ({reason})", refs.join(" ")));
+                }
+                if bar.length() == Some(bar.position()) {
+                    bar.finish_and_clear();
+                }
+            }
             Progress::PartitionsFailed { refs, reason } => {
                 bar.inc(1);
                 bar.println(format!("not built: {} ({reason})", refs.join(" ")));
@@ -127,6 +152,27 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                         outputs.join(" "),
                         secs(elapsed)
                     )
+                }
+            }
+            Progress::Delegated { refs, owner_run_id } => {
+                eprintln!(
+                    "wait  {} (being built by graph run {owner_run_id})",
+                    refs.join(" ")
+                )
+            }
+            Progress::DelegationEnded {
+                refs,
+                owner_run_id,
+                ok,
+                reason,
+            } => {
+                if ok {
+                    eprintln!(
+                        "done  {} (built by graph run {owner_run_id})",
+                        refs.join(" ")
+                    )
+                } else {
+                    eprintln!("FAIL  {}: {reason}", refs.join(" "))
                 }
             }
             Progress::PartitionsFailed { refs, reason } => {

@@ -172,8 +172,12 @@ pub(super) fn claim(
     let mut outcomes = Vec::with_capacity(groups.len());
     for g in groups {
         let mut held = Vec::new();
+        let mut available = 0;
         for r in &g.refs {
             if let Some(cur) = partition_row(tx, r)? {
+                if cur.status == PartitionStatus::PartitionAvailable {
+                    available += 1;
+                }
                 let claimed = matches!(
                     cur.status,
                     PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding
@@ -204,6 +208,10 @@ pub(super) fn claim(
                 partition_ref: first_ref,
                 owner_run_id: first_owner,
             });
+            continue;
+        }
+        if g.skip_if_available && available == g.refs.len() {
+            outcomes.push(ClaimOutcome::Available);
             continue;
         }
         for r in &g.refs {

@@ -34,7 +34,7 @@ pub enum GraphError {
         second: usize,
     },
     /// A `produces` pattern does not compile.
-    #[error("job `{job}`: invalid `produces` pattern `{pattern}`: {message}")]
+    #[error("job `{job}`: invalid `produces` pattern `{pattern}`: {message}; patterns are Rust `regex` syntax, anchored at both ends")]
     InvalidPattern {
         job: String,
         pattern: String,
@@ -44,14 +44,14 @@ pub enum GraphError {
     #[error("job `{job}`: `entrypoint` is empty; give the program to run, e.g. `entrypoint = [\"jobs/{job}.sh\"]`")]
     EmptyEntrypoint { job: String },
     /// The program does not exist.
-    #[error("job `{job}`: entrypoint `{entrypoint}` not found (looked for `{}`)", resolved.display())]
+    #[error("job `{job}`: entrypoint `{entrypoint}` not found (looked for `{}`); a path in `entrypoint` is relative to the graph file's directory", resolved.display())]
     EntrypointNotFound {
         job: String,
         entrypoint: String,
         resolved: PathBuf,
     },
     /// The program is not on PATH.
-    #[error("job `{job}`: entrypoint `{entrypoint}` not found on PATH")]
+    #[error("job `{job}`: entrypoint `{entrypoint}` not found on PATH; install it, or give a path such as `./{entrypoint}` (relative to the graph file's directory)")]
     EntrypointNotOnPath { job: String, entrypoint: String },
     /// The program is not executable.
     #[error("job `{job}`: entrypoint `{}` is not executable; run `chmod +x {}`", path.display(), path.display())]

@@ -58,6 +58,7 @@ impl PatternLookup {
                         .last()
                         .unwrap_or_default()
                         .trim()
+                        .trim_start_matches("error: ")
                         .to_string(),
                 })?;
                 anchored.push(format!("^(?:{p})$"));

@@ -79,6 +79,18 @@ pub enum Progress {
         elapsed: Duration,
         will_retry: bool,
     },
+    /// Another graph run holds these partitions; this run waits for its outcome.
+    Delegated {
+        refs: Vec<String>,
+        owner_run_id: String,
+    },
+    /// The run they were delegated to finished with them.
+    DelegationEnded {
+        refs: Vec<String>,
+        owner_run_id: String,
+        ok: bool,
+        reason: String,
+    },
     /// Partitions failed without their job running (upstream failure, cancellation).
     PartitionsFailed { refs: Vec<String>, reason: String },
 }
@@ -97,6 +109,8 @@ pub struct RunOutcome {
     pub up_to_date: Vec<String>,
     /// Partitions built by this run.
     pub built: Vec<String>,
+    /// Partitions this run needed that another graph run built.
+    pub delegated: Vec<String>,
     /// Partitions that failed, with the reason.
     pub failed: Vec<(String, String)>,
     /// Manifests of the job runs that succeeded.
@@ -117,7 +131,7 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     databuild_proto::timestamp_micros(&databuild_proto::now())
 }
 

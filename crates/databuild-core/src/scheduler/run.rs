@@ -20,6 +20,8 @@ use super::{
 };
 use crate::{events, graph::Graph, job_key, CoreError};
 
+mod delegation;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Waiting,
@@ -28,6 +30,8 @@ enum State {
     Backoff,
     Succeeded,
     Failed,
+    /// Another graph run holds the outputs; waiting for its outcome.
+    Delegated,
 }
 
 struct TaskState {
@@ -42,7 +46,16 @@ struct TaskState {
     attempt: u32,
     job_run_id: String,
     started: Option<(Instant, SystemTime)>,
+    /// Manifests of the inputs available when the current attempt started (its lineage).
+    inputs: Vec<PartitionManifest>,
     cancel: Option<oneshot::Sender<()>>,
+    /// The graph run holding the outputs while delegated.
+    owner: Option<String>,
+    /// An upstream failure that reached the task while it was delegated: it fails with
+    /// this reason if it ever has to be built here.
+    upstream_failed: Option<String>,
+    /// Rebuild even if the outputs are available when claimed (`--force`).
+    forced: bool,
 }
 
 enum Msg {
@@ -75,6 +88,8 @@ struct Run<'a> {
     running_per_job: Vec<usize>,
     running: usize,
     in_backoff: usize,
+    delegated: usize,
+    polls: u32,
     unfinished: usize,
     graph_status: JobGraphRunStatus,
     pending: Vec<Event>,
@@ -110,6 +125,8 @@ pub(super) async fn execute_run(
         running_per_job: vec![0; graph.jobs.len()],
         running: 0,
         in_backoff: 0,
+        delegated: 0,
+        polls: 0,
         unfinished: job_graph.nodes.len(),
         graph_status: JobGraphRunStatus::GraphAnalyzed,
         pending: Vec::new(),
@@ -135,9 +152,9 @@ pub(super) async fn execute_run(
         tasks: run.tasks.len(),
         up_to_date,
     });
-    if let Err(e) = run.flush().await {
-        // The claims were refused as a whole: nothing of this run is held.
-        run.pending.clear();
+    run.flush().await?;
+    let all: Vec<usize> = (0..run.tasks.len()).collect();
+    if let Err(e) = run.claim(all).await {
         bel.append(vec![events::graph(
             &run_id,
             &graph.label,
@@ -160,10 +177,14 @@ pub(super) async fn execute_run(
             source,
         })?;
     loop {
-        run.start_ready();
+        run.start_ready().await?;
         run.track_graph_status();
         run.flush().await?;
-        if run.running == 0 && run.ready_jobs.is_empty() && run.in_backoff == 0 {
+        if run.running == 0
+            && run.ready_jobs.is_empty()
+            && run.in_backoff == 0
+            && run.delegated == 0
+        {
             break;
         }
         tokio::select! {
@@ -173,6 +194,9 @@ pub(super) async fn execute_run(
                     run.handle(msg).await?;
                 }
             }
+            _ = tokio::time::sleep(delegation::POLL), if run.delegated > 0 => {
+                run.poll_delegated().await?;
+            }
             _ = sigint.recv() => run.cancel_all("cancelled (interrupted)".into()),
             _ = sigterm.recv() => run.cancel_all("cancelled (terminated)".into()),
         }
@@ -181,7 +205,7 @@ pub(super) async fn execute_run(
 }
 
 impl Run<'_> {
-    /// Builds the task table and the claim events. Returns requested refs that need no work.
+    /// Builds the task table. Returns requested refs that need no work.
     async fn setup(
         &mut self,
         nodes: Vec<Task>,
@@ -221,7 +245,11 @@ impl Run<'_> {
                 attempt: 0,
                 job_run_id: String::new(),
                 started: None,
+                inputs: Vec::new(),
                 cancel: None,
+                owner: None,
+                upstream_failed: None,
+                forced: false,
             });
         }
         for i in 0..self.tasks.len() {
@@ -241,15 +269,11 @@ impl Run<'_> {
                 self.tasks[d].dependents.push(i);
             }
         }
-        for t in &self.tasks {
-            for o in &t.outputs {
-                let mut e = events::partition(o, PartitionStatus::PartitionScheduled, &self.run_id);
-                e.producing_job = Some(JobLabel::new(t.label.clone()));
-                if requested.contains(o) {
-                    e.requesting_clients = vec![self.opts.client_id.clone()];
+        if self.opts.force {
+            for r in requested {
+                if let Some(&p) = self.producer.get(r) {
+                    self.tasks[p].forced = true;
                 }
-                e.upstream_deps = materialize_refs(&t.config);
-                self.pending.push(Event::Partition(e));
             }
         }
         Ok(requested
@@ -287,18 +311,35 @@ impl Run<'_> {
             }
         }
         for i in 0..self.tasks.len() {
+            if self.tasks[i].state != State::Waiting {
+                continue;
+            }
             let missing: Vec<String> = materialize_refs(&self.tasks[i].config)
                 .into_iter()
                 .map(|r| r.str)
                 .filter(|r| !self.producer.contains_key(r) && !available.contains(r))
                 .collect();
             if let Some(m) = missing.first() {
-                self.fail_task(i, format!("input `{m}` is not available"), None);
+                let reason = format!("input `{m}` is not available");
+                self.fail_task(i, reason, None, Some(m.clone()));
             } else if self.tasks[i].deps_left == 0 && self.tasks[i].state == State::Waiting {
                 self.make_ready(i);
             }
         }
         Ok(())
+    }
+
+    /// Task `i` is done: its dependents no longer wait for it.
+    fn release_dependents(&mut self, i: usize) {
+        let dependents = std::mem::take(&mut self.tasks[i].dependents);
+        for &d in &dependents {
+            let dt = &mut self.tasks[d];
+            dt.deps_left -= 1;
+            if dt.deps_left == 0 && dt.state == State::Waiting {
+                self.make_ready(d);
+            }
+        }
+        self.tasks[i].dependents = dependents;
     }
 
     fn make_ready(&mut self, i: usize) {
@@ -311,9 +352,9 @@ impl Run<'_> {
         }
     }
 
-    fn start_ready(&mut self) {
+    async fn start_ready(&mut self) -> Result<(), CoreError> {
         if self.cancelled.is_some() {
-            return;
+            return Ok(());
         }
         let mut blocked = Vec::new();
         while self.running < self.opts.parallelism.max(1) {
@@ -334,14 +375,16 @@ impl Run<'_> {
             } else {
                 self.ready_jobs.push_back(job);
             }
-            self.start(i);
+            self.start(i).await?;
         }
         for job in blocked.into_iter().rev() {
             self.ready_jobs.push_front(job);
         }
+        Ok(())
     }
 
-    fn start(&mut self, i: usize) {
+    async fn start(&mut self, i: usize) -> Result<(), CoreError> {
+        let inputs = self.available_inputs(i).await?;
         let job = &self.graph.jobs[self.tasks[i].job];
         let run_id = self.run_id.clone();
         let t = &mut self.tasks[i];
@@ -349,6 +392,7 @@ impl Run<'_> {
         t.job_run_id = databuild_bel::new_id();
         t.state = State::Running;
         t.started = Some((Instant::now(), SystemTime::now()));
+        t.inputs = inputs;
         let ids = events::JobRunIds {
             run_id: &run_id,
             job_run_id: &t.job_run_id,
@@ -426,6 +470,7 @@ impl Run<'_> {
                 result,
             });
         });
+        Ok(())
     }
 
     async fn handle(&mut self, msg: Msg) -> Result<(), CoreError> {
@@ -456,8 +501,10 @@ impl Run<'_> {
                 result,
             } => self.exited(task, job_run_id, result).await?,
             Msg::RetryDue { task } => {
-                self.in_backoff -= 1;
+                // A task taken out of backoff early (cancelled, failed upstream) was
+                // already uncounted then.
                 if self.tasks[task].state == State::Backoff {
+                    self.in_backoff -= 1;
                     self.make_ready(task);
                 }
             }
@@ -497,7 +544,7 @@ impl Run<'_> {
         };
         match result {
             ExecResult::Success => {
-                let manifest = self.manifest(i, start_time).await?;
+                let manifest = self.manifest(i, start_time);
                 self.pending
                     .push(events::job(&ids, JobRunStatus::JobSuccess, None, None));
                 for o in &outputs {
@@ -523,15 +570,7 @@ impl Run<'_> {
                     elapsed,
                     will_retry: false,
                 });
-                let dependents = std::mem::take(&mut self.tasks[i].dependents);
-                for &d in &dependents {
-                    let dt = &mut self.tasks[d];
-                    dt.deps_left -= 1;
-                    if dt.deps_left == 0 && dt.state == State::Waiting {
-                        self.make_ready(d);
-                    }
-                }
-                self.tasks[i].dependents = dependents;
+                self.release_dependents(i);
             }
             ExecResult::Failed(reason) => {
                 let reason = match &self.cancelled {
@@ -574,7 +613,7 @@ impl Run<'_> {
                     };
                     let full =
                         format!("job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)");
-                    self.fail_task(i, full, Some(job_run_id));
+                    self.fail_task(i, full, Some(job_run_id), None);
                     if self.opts.fail_fast && self.cancelled.is_none() {
                         self.cancel_all(format!(
                             "cancelled: --fail-fast after job `{label}` failed"
@@ -586,12 +625,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The manifest of task `i`'s successful run: outputs, the input manifests available
-    /// at its start (MATERIALIZE, and QUERY ones that existed), times and the task.
-    async fn manifest(&self, i: usize, start: SystemTime) -> Result<PartitionManifest, CoreError> {
-        let t = &self.tasks[i];
+    /// Manifests of task `i`'s inputs available now, in config order: MATERIALIZE ones and
+    /// QUERY ones that exist (built by this run, or AVAILABLE in the log).
+    async fn available_inputs(&self, i: usize) -> Result<Vec<PartitionManifest>, CoreError> {
         let mut inputs = Vec::new();
-        for d in &t.config.inputs {
+        for d in &self.tasks[i].config.inputs {
             let Some(r) = d.partition_ref.as_ref().map(|r| r.str.clone()) else {
                 continue;
             };
@@ -614,29 +652,47 @@ impl Run<'_> {
                 }
             }
         }
+        Ok(inputs)
+    }
+
+    /// The manifest of task `i`'s successful run: outputs, the input manifests available
+    /// at its start (MATERIALIZE, and QUERY ones that existed), times and the task.
+    fn manifest(&self, i: usize, start: SystemTime) -> PartitionManifest {
         let t = &self.tasks[i];
-        Ok(PartitionManifest {
+        PartitionManifest {
             outputs: t
                 .outputs
                 .iter()
                 .map(|o| PartitionRef::new(o.clone()))
                 .collect(),
-            inputs,
+            inputs: t.inputs.clone(),
             start_time: Some(databuild_proto::timestamp(start)),
             end_time: Some(databuild_proto::now()),
             task: Some(Task {
                 job: Some(JobLabel::new(t.label.clone())),
                 config: Some(t.config.clone()),
             }),
-        })
+        }
     }
 
     /// Fails task `i`'s outputs with `reason`, and everything downstream that has not run.
-    fn fail_task(&mut self, i: usize, reason: String, job_run_id: Option<String>) {
-        let mut queue = VecDeque::from([(i, reason, job_run_id)]);
-        while let Some((t, reason, job_run_id)) = queue.pop_front() {
+    /// `upstream` is the input whose failure (or absence) caused this one, if any.
+    fn fail_task(
+        &mut self,
+        i: usize,
+        reason: String,
+        job_run_id: Option<String>,
+        upstream: Option<String>,
+    ) {
+        let mut queue = VecDeque::from([(i, reason, job_run_id, upstream)]);
+        while let Some((t, reason, job_run_id, upstream)) = queue.pop_front() {
             let task = &mut self.tasks[t];
             if matches!(task.state, State::Succeeded | State::Failed) {
+                continue;
+            }
+            if task.state == State::Delegated {
+                // Another run builds it from its own inputs; remember in case it comes back.
+                task.upstream_failed.get_or_insert(reason);
                 continue;
             }
             if task.state == State::Backoff {
@@ -652,6 +708,10 @@ impl Run<'_> {
                 e.failure_reason = reason.clone();
                 e.job_run_id = job_run_id.clone().unwrap_or_default();
                 e.producing_job = Some(JobLabel::new(task.label.clone()));
+                e.upstream_deps = upstream
+                    .iter()
+                    .map(|u| PartitionRef::new(u.clone()))
+                    .collect();
                 self.pending.push(Event::Partition(e));
                 self.outcome.failed.push((o.clone(), reason.clone()));
             }
@@ -668,6 +728,7 @@ impl Run<'_> {
                     d,
                     format!("upstream partition `{first}` failed (job `{label}`)"),
                     None,
+                    Some(first.clone()),
                 ));
             }
         }
@@ -706,6 +767,15 @@ impl Run<'_> {
                         refs: task.outputs.clone(),
                         reason: reason.clone(),
                     });
+                }
+                State::Delegated => {
+                    // Held by another run: stop waiting; its partitions are not ours to fail.
+                    self.tasks[i].state = State::Failed;
+                    self.delegated -= 1;
+                    self.unfinished -= 1;
+                    for o in &self.tasks[i].outputs {
+                        self.outcome.failed.push((o.clone(), reason.clone()));
+                    }
                 }
                 State::Succeeded | State::Failed => {}
             }

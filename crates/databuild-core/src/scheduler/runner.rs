@@ -62,6 +62,7 @@ struct LogSink {
 
 impl LogSink {
     fn write(&mut self, stream: usize, chunk: &[u8]) -> Vec<String> {
+        let mut kept = 0;
         if self.written < self.cap {
             if self.file.is_none() {
                 if let Some(dir) = self.path.parent() {
@@ -69,12 +70,14 @@ impl LogSink {
                 }
                 self.file = std::fs::File::create(&self.path).ok();
             }
-            let n = chunk.len().min((self.cap - self.written) as usize);
+            kept = chunk.len().min((self.cap - self.written) as usize);
             if let Some(f) = self.file.as_mut() {
-                let _ = f.write_all(&chunk[..n]);
+                let _ = f.write_all(&chunk[..kept]);
             }
-            self.written += n as u64;
-        } else if !self.truncated {
+            self.written += kept as u64;
+        }
+        // Noted as soon as a byte is dropped: the cut chunk may be the job's last.
+        if kept < chunk.len() && !self.truncated {
             self.truncated = true;
             if let Some(f) = self.file.as_mut() {
                 let _ = writeln!(

@@ -64,6 +64,7 @@ fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
             "jobGraphRunId": o.run_id,
             "success": o.success,
             "built": o.built,
+            "delegated": o.delegated,
             "upToDate": o.up_to_date,
             "failed": failed,
             "jobRuns": o.job_runs,
@@ -71,15 +72,20 @@ fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
             "manifests": o.manifests,
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
-    } else if o.success && o.job_runs == 0 {
+    } else if o.success && o.job_runs == 0 && o.delegated.is_empty() {
         println!(
             "nothing to do: {} requested partitions already available (graph run {})",
             o.up_to_date.len(),
             o.run_id
         );
     } else if o.success {
+        let delegated = if o.delegated.is_empty() {
+            String::new()
+        } else {
+            format!("; {} more built by other graph runs", o.delegated.len())
+        };
         println!(
-            "built {} partitions with {} job runs (graph run {})",
+            "built {} partitions with {} job runs{delegated} (graph run {})",
             o.built.len(),
             o.job_runs,
             o.run_id

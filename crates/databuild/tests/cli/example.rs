@@ -12,20 +12,40 @@ fn example_builds_then_second_build_does_no_work() {
     assert_eq!(reg.code, 0, "{}", reg.stderr);
 
     let first = g.run(&["build", WEEK]);
-    assert_eq!(first.code, 0, "stdout: {}\nstderr: {}", first.stdout, first.stderr);
-    assert!(first.stdout.contains("built 29 partitions with 22 job runs"), "{}", first.stdout);
-    assert!(g.path().join("data/out/reports/weekly/week=2025-01-06.txt").exists());
+    assert_eq!(
+        first.code, 0,
+        "stdout: {}\nstderr: {}",
+        first.stdout, first.stderr
+    );
+    assert!(
+        first
+            .stdout
+            .contains("built 29 partitions with 22 job runs"),
+        "{}",
+        first.stdout
+    );
+    assert!(g
+        .path()
+        .join("data/out/reports/weekly/week=2025-01-06.txt")
+        .exists());
 
     let second = g.run(&["build", WEEK]);
     assert_eq!(second.code, 0, "{}", second.stderr);
-    assert!(second.stdout.starts_with("nothing to do"), "{}", second.stdout);
+    assert!(
+        second.stdout.starts_with("nothing to do"),
+        "{}",
+        second.stdout
+    );
 
     let runs = g.run(&["runs", "list", "--json"]);
     let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(runs.len(), 2);
     let history = g.run(&["partitions", "history", WEEK]);
-    let statuses: Vec<&str> =
-        history.stdout.lines().map(|l| l.split_whitespace().nth(4).unwrap()).collect();
+    let statuses: Vec<&str> = history
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().nth(4).unwrap())
+        .collect();
     assert_eq!(
         statuses,
         [

@@ -3,4 +3,7 @@
 
 mod util;
 
+mod architecture;
+mod bad_input;
 mod example;
+mod execution;

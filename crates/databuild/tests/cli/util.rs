@@ -37,7 +37,9 @@ impl TestGraph {
 
     /// An empty directory (no graph file).
     pub fn empty() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// The graph's directory.
@@ -78,7 +80,12 @@ impl TestGraph {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn databuild");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().expect("wait databuild");
         Output {
             code: out.status.code().unwrap_or(-1),
@@ -90,7 +97,10 @@ impl TestGraph {
     /// A `databuild` command in the graph directory (for tests that manage the process).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.current_dir(self.dir.path()).args(args).env_remove("DATABUILD_GRAPH").env_remove("DATABUILD_BEL");
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .env_remove("DATABUILD_GRAPH")
+            .env_remove("DATABUILD_BEL");
         cmd
     }
 
@@ -103,7 +113,10 @@ impl TestGraph {
     pub fn events(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["events", "--json"]);
         assert_eq!(out.code, 0, "events failed: {}", out.stderr);
-        out.stdout.lines().map(|l| serde_json::from_str(l).expect("event json")).collect()
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event json"))
+            .collect()
     }
 
     /// Latest status per partition (`databuild partitions list --json`), as (ref, status).
@@ -113,14 +126,20 @@ impl TestGraph {
         let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
         v.iter()
             .map(|p| {
-                (p["partitionRef"].as_str().unwrap().to_string(), p["status"].as_str().unwrap().to_string())
+                (
+                    p["partitionRef"].as_str().unwrap().to_string(),
+                    p["status"].as_str().unwrap().to_string(),
+                )
             })
             .collect()
     }
 
     /// The status of one partition, if it has any.
     pub fn status(&self, r: &str) -> Option<String> {
-        self.partitions().into_iter().find(|(p, _)| p == r).map(|(_, s)| s)
+        self.partitions()
+            .into_iter()
+            .find(|(p, _)| p == r)
+            .map(|(_, s)| s)
     }
 
     /// Asserts the event log reads back, no partition is left claimed, and no graph run is
@@ -141,7 +160,10 @@ impl TestGraph {
         let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
         for r in runs {
             let s = r["status"].as_str().unwrap();
-            assert!(s == "GRAPH_SUCCESS" || s == "GRAPH_FAILED", "graph run left {s}: {r}");
+            assert!(
+                s == "GRAPH_SUCCESS" || s == "GRAPH_FAILED",
+                "graph run left {s}: {r}"
+            );
         }
         events.len()
     }
@@ -155,12 +177,15 @@ impl TestGraph {
 /// Replaces `dir`, UUIDs, RFC 3339 times and durations with stable placeholders.
 pub fn redact(s: &str, dir: &Path) -> String {
     let dir = dir.to_string_lossy();
-    let canonical = std::fs::canonicalize(&*dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let canonical = std::fs::canonicalize(&*dir)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut s = s.replace(&*dir, "[DIR]");
     if !canonical.is_empty() {
         s = s.replace(&canonical, "[DIR]");
     }
-    let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let uuid =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
     let ts = regex::Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z").unwrap();
     let secs = regex::Regex::new(r"\b\d+\.\d+s\b").unwrap();
     let s = uuid.replace_all(&s, "[UUID]");
@@ -172,7 +197,10 @@ pub fn redact(s: &str, dir: &Path) -> String {
 pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
