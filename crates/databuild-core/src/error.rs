@@ -21,6 +21,9 @@ pub enum CoreError {
     /// A catalog request.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// The run was cancelled (SIGINT or SIGTERM) before it executed anything.
+    #[error("{0}; the graph run is recorded as failed")]
+    Cancelled(String),
     /// Local I/O (log directory and the like).
     #[error("{what}: {source}")]
     Io {
@@ -47,6 +50,7 @@ impl CoreError {
             CoreError::Bel(
                 databuild_bel::BelError::Busy { .. } | databuild_bel::BelError::Claimed { .. },
             ) => ExitKind::BuildFailed,
+            CoreError::Cancelled(_) => ExitKind::BuildFailed,
             _ => ExitKind::Usage,
         }
     }

@@ -245,7 +245,7 @@ impl Ctx<'_> {
     }
 
     /// Builds the case's refs with `failing` nodes and checks the build against the DAG.
-    /// Returns the nodes AVAILABLE afterwards.
+    /// Returns the nodes AVAILABLE afterwards, what was expected and the run's outcome.
     async fn build_and_check(
         &self,
         available_before: &BTreeSet<usize>,

@@ -175,6 +175,37 @@ fn lease_until(lease: Duration) -> i64 {
     now_micros() + lease.as_micros() as i64
 }
 
+/// SIGINT and SIGTERM, listened to for the whole graph run (planning included), so that
+/// either cancels the run cleanly instead of killing the process.
+pub(crate) struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, CoreError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind, name: &str| {
+            signal(kind).map_err(|source| CoreError::Io {
+                what: format!("cannot listen for {name}"),
+                source,
+            })
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Waits for either signal; returns the cancellation reason.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "cancelled (interrupted)",
+            _ = self.terminate.recv() => "cancelled (terminated)",
+        }
+    }
+}
+
 /// Renews a graph run's lease every third of its length until dropped, so that planning
 /// and execution alike keep the run's claims.
 struct LeaseKeeper(tokio::task::JoinHandle<()>);
@@ -238,12 +269,20 @@ pub async fn build(
     for r in refs {
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
+    let mut signals = Signals::new()?;
     let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
-    let job_graph = match planner::analyze(graph, bel.as_ref(), refs, opts.force).await {
+    let analyzed = tokio::select! {
+        r = planner::analyze(graph, bel.as_ref(), refs, opts.force) => r,
+        reason = signals.recv() => {
+            abort(graph, bel.as_ref(), &run_id, refs, reason).await?;
+            return Err(CoreError::Cancelled(reason.to_string()));
+        }
+    };
+    let job_graph = match analyzed {
         Ok(g) => g,
         Err(e) => {
             abort(
@@ -257,7 +296,7 @@ pub async fn build(
             return Err(e.into());
         }
     };
-    run::execute_run(graph, bel, run_id, job_graph, opts, progress).await
+    run::execute_run(graph, bel, run_id, job_graph, opts, progress, signals).await
 }
 
 /// Executes a given job graph as a new graph run.
@@ -312,10 +351,11 @@ pub async fn execute(
         return Err(planner::PlanError::Cycle(cycle).into());
     }
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
+    let signals = Signals::new()?;
     let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
-    run::execute_run(graph, bel, run_id, job_graph, opts, progress).await
+    run::execute_run(graph, bel, run_id, job_graph, opts, progress, signals).await
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     runner::{self, ExecResult, ExecSpec},
-    BuildOptions, Progress, ProgressFn, RunOutcome,
+    BuildOptions, Progress, ProgressFn, RunOutcome, Signals,
 };
 use crate::{events, graph::Graph, job_key, CoreError};
 
@@ -109,6 +109,7 @@ pub(super) async fn execute_run(
     job_graph: JobGraph,
     opts: &BuildOptions,
     progress: ProgressFn,
+    mut signals: Signals,
 ) -> Result<RunOutcome, CoreError> {
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -166,16 +167,6 @@ pub(super) async fn execute_run(
     }
     run.fail_missing_inputs().await?;
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|source| CoreError::Io {
-            what: "cannot listen for SIGTERM".into(),
-            source,
-        })?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|source| CoreError::Io {
-            what: "cannot listen for SIGINT".into(),
-            source,
-        })?;
     loop {
         run.start_ready().await?;
         run.track_graph_status();
@@ -197,8 +188,7 @@ pub(super) async fn execute_run(
             _ = tokio::time::sleep(delegation::POLL), if run.delegated > 0 => {
                 run.poll_delegated().await?;
             }
-            _ = sigint.recv() => run.cancel_all("cancelled (interrupted)".into()),
-            _ = sigterm.recv() => run.cancel_all("cancelled (terminated)".into()),
+            reason = signals.recv() => run.cancel_all(reason.into()),
         }
     }
     run.finish(&requested).await
