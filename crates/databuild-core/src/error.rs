@@ -21,6 +21,9 @@ pub enum CoreError {
     /// A catalog request.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A request that cannot join the build in flight.
+    #[error("{0}")]
+    Delegation(String),
     /// The run was cancelled (SIGINT or SIGTERM) before it executed anything.
     #[error("{0}; the graph run is recorded as failed")]
     Cancelled(String),
@@ -50,7 +53,7 @@ impl CoreError {
             CoreError::Bel(
                 databuild_bel::BelError::Busy { .. } | databuild_bel::BelError::Claimed { .. },
             ) => ExitKind::BuildFailed,
-            CoreError::Cancelled(_) => ExitKind::BuildFailed,
+            CoreError::Cancelled(_) | CoreError::Delegation(_) => ExitKind::BuildFailed,
             _ => ExitKind::Usage,
         }
     }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod graph;
 pub mod planner;
 pub mod protocol;
+pub mod request;
 pub mod scheduler;
 
 pub use error::{CoreError, ExitKind};

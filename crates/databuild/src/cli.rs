@@ -110,6 +110,24 @@ pub enum Command {
         /// Only these refs (all if none).
         refs: Vec<String>,
     },
+    /// Ask for a partition: get it if available, join the build in flight, or start one.
+    ///
+    /// Prints a `RequestPartitionResponse` (JSON). A build this starts runs to the end
+    /// before the command exits.
+    /// Example: databuild request reviews/daily/date=2025-01-07 --timeout 30s
+    Request {
+        /// The partition ref.
+        partition_ref: String,
+        /// Who is asking (recorded in `requesting_clients`).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Refuse instead of joining a build in flight.
+        #[arg(long)]
+        no_delegation: bool,
+        /// How long to wait for the partition before answering with a token.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print the log of a job run.
     Logs {
         /// The job run id (see `databuild runs show`).

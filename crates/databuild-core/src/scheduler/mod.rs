@@ -33,6 +33,9 @@ pub struct BuildOptions {
     pub max_bel_log_lines: usize,
     /// Who asked (recorded in `requesting_clients`).
     pub client_id: String,
+    /// Cancel the run on SIGINT/SIGTERM (a command line build); a long-running service
+    /// turns this off and lets in-flight builds finish.
+    pub handle_signals: bool,
 }
 
 impl Default for BuildOptions {
@@ -47,6 +50,7 @@ impl Default for BuildOptions {
             log_cap_bytes: 64 * 1024 * 1024,
             max_bel_log_lines: 1000,
             client_id: format!("cli@{}", hostname()),
+            handle_signals: true,
         }
     }
 }
@@ -177,31 +181,34 @@ fn lease_until(lease: Duration) -> i64 {
 
 /// SIGINT and SIGTERM, listened to for the whole graph run (planning included), so that
 /// either cancels the run cleanly instead of killing the process.
-pub(crate) struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
+pub(crate) struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
 
 impl Signals {
-    fn new() -> Result<Self, CoreError> {
+    fn new(enabled: bool) -> Result<Self, CoreError> {
         use tokio::signal::unix::{signal, SignalKind};
+        if !enabled {
+            return Ok(Self(None));
+        }
         let listen = |kind, name: &str| {
             signal(kind).map_err(|source| CoreError::Io {
                 what: format!("cannot listen for {name}"),
                 source,
             })
         };
-        Ok(Self {
-            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
-            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
-        })
+        Ok(Self(Some((
+            listen(SignalKind::interrupt(), "SIGINT")?,
+            listen(SignalKind::terminate(), "SIGTERM")?,
+        ))))
     }
 
     /// Waits for either signal; returns the cancellation reason.
     pub(crate) async fn recv(&mut self) -> &'static str {
+        let Some((interrupt, terminate)) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
         tokio::select! {
-            _ = self.interrupt.recv() => "cancelled (interrupted)",
-            _ = self.terminate.recv() => "cancelled (terminated)",
+            _ = interrupt.recv() => "cancelled (interrupted)",
+            _ = terminate.recv() => "cancelled (terminated)",
         }
     }
 }
@@ -269,7 +276,7 @@ pub async fn build(
     for r in refs {
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
-    let mut signals = Signals::new()?;
+    let mut signals = Signals::new(opts.handle_signals)?;
     let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
@@ -351,7 +358,7 @@ pub async fn execute(
         return Err(planner::PlanError::Cycle(cycle).into());
     }
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
-    let signals = Signals::new()?;
+    let signals = Signals::new(opts.handle_signals)?;
     let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {

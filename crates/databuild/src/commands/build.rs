@@ -165,3 +165,46 @@ pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
     }
     Ok(ExitKind::Success)
 }
+
+pub async fn request(
+    cli: &Cli,
+    partition_ref: &str,
+    client_id: Option<String>,
+    allow_delegation: bool,
+    timeout: std::time::Duration,
+) -> Result<ExitKind> {
+    let graph = std::sync::Arc::new(context::graph(cli)?);
+    let bel = context::bel(cli, Some(&graph))?;
+    let build_opts = BuildOptions {
+        log_dir: bel.log_dir.clone(),
+        ..BuildOptions::default()
+    };
+    let opts = databuild_core::request::RequestOptions {
+        client_id: client_id.unwrap_or_else(|| build_opts.client_id.clone()),
+        allow_delegation,
+        timeout,
+    };
+    let requested = databuild_core::request::request_partition(
+        graph,
+        bel.log,
+        partition_ref,
+        &opts,
+        &build_opts,
+    )
+    .await?;
+    let resp = databuild_proto::RequestPartitionResponse {
+        result: Some(requested.result),
+    };
+    println!("{}", databuild_proto::to_json_pretty(&resp));
+    match requested.build {
+        Some(handle) => {
+            let outcome = handle.await??;
+            Ok(if outcome.success {
+                ExitKind::Success
+            } else {
+                ExitKind::BuildFailed
+            })
+        }
+        None => Ok(ExitKind::Success),
+    }
+}

@@ -42,6 +42,21 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             format,
         } => catalog::deps(&cli, partition_ref, *depth, *format).await,
         Command::Active { refs } => catalog::active(&cli, refs).await,
+        Command::Request {
+            partition_ref,
+            client_id,
+            no_delegation,
+            timeout,
+        } => {
+            build::request(
+                &cli,
+                partition_ref,
+                client_id.clone(),
+                !no_delegation,
+                *timeout,
+            )
+            .await
+        }
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
     }
 }
