@@ -35,6 +35,9 @@ pub enum BelError {
     /// The URL could not be understood.
     #[error("invalid event log URL `{url}`; expected `sqlite:///path/to/bel.sqlite`")]
     InvalidUrl { url: String },
+    /// A URL parameter that is unknown or has a bad value.
+    #[error("invalid event log URL `{url}`: {detail}; the only parameter is `busy_timeout_ms=N` (milliseconds), e.g. `sqlite:///path/bel.sqlite?busy_timeout_ms=2000`")]
+    InvalidUrlParameter { url: String, detail: String },
     /// A write that would break a state machine.
     #[error("invalid transition: {0}")]
     InvalidTransition(String),
@@ -57,11 +60,8 @@ pub enum BelError {
     #[error("no partition `{0}` in the event log; see `databuild partitions list`")]
     UnknownPartition(String),
     /// Stored data that does not decode.
-    #[error("corrupt event #{seq} in the event log: {source}")]
-    Corrupt {
-        seq: i64,
-        source: prost::DecodeError,
-    },
+    #[error("corrupt event #{seq} in the event log: {error}")]
+    Corrupt { seq: i64, error: prost::DecodeError },
     /// Any other database error.
     #[error("event log database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -16,7 +16,7 @@ pub use model::{
     ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow,
     ReclaimedRun, RunFilter, RunRow,
 };
-pub use sqlite::{SqliteEventLog, SCHEMA_VERSION};
+pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// The event log every backend implements. Appends are atomic per batch: either every event
 /// of the batch is durable and the derived views reflect it, or the call fails and nothing
@@ -123,21 +123,47 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens the event log named by `url`: `sqlite:///abs/path`, `sqlite://rel/path` or a
-/// plain path (relative ones resolve against `base`). Creates it if missing.
+/// plain path (relative ones resolve against `base`). Creates it if missing. A `sqlite://`
+/// URL may end in `?busy_timeout_ms=N`: how long a write waits for another writer's lock
+/// (default [`DEFAULT_BUSY_TIMEOUT`]).
 pub fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Err(BelError::UnsupportedBackend {
             url: url.to_string(),
         });
     }
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let (path, params) = match url.strip_prefix("sqlite://") {
+        Some(rest) => match rest.split_once('?') {
+            Some((path, params)) => (path, Some(params)),
+            None => (rest, None),
+        },
+        None => (url, None),
+    };
     if path.is_empty() {
         return Err(BelError::InvalidUrl {
             url: url.to_string(),
         });
     }
+    let mut options = SqliteOptions::default();
+    for param in params.into_iter().flat_map(|p| p.split('&')) {
+        let bad = |detail: String| BelError::InvalidUrlParameter {
+            url: url.to_string(),
+            detail,
+        };
+        match param.split_once('=') {
+            Some(("busy_timeout_ms", ms)) => {
+                let ms: u64 = ms.parse().map_err(|_| {
+                    bad(format!(
+                        "`busy_timeout_ms` must be a whole number of milliseconds (got `{ms}`)"
+                    ))
+                })?;
+                options.busy_timeout = std::time::Duration::from_millis(ms);
+            }
+            _ => return Err(bad(format!("unknown parameter `{param}`"))),
+        }
+    }
     let path = base.join(path);
-    Ok(Arc::new(SqliteEventLog::open(&path)?))
+    Ok(Arc::new(SqliteEventLog::open(&path, &options)?))
 }
 
 /// A new UUIDv7 as a string.

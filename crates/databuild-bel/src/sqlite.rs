@@ -28,7 +28,24 @@ pub use schema::SCHEMA_VERSION;
 const KIND_GRAPH: i64 = 1;
 const KIND_JOB: i64 = 2;
 const KIND_PARTITION: i64 = 3;
-const BUSY_TIMEOUT_MS: u64 = 10_000;
+/// How long a write waits for another writer's lock by default.
+pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How a SQLite event log is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a write waits for another writer's lock before failing with
+    /// [`BelError::Busy`].
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+}
 
 /// The SQLite event log.
 #[derive(Debug)]
@@ -39,7 +56,7 @@ pub struct SqliteEventLog {
 
 impl SqliteEventLog {
     /// Opens (creating if needed) the event log at `path`.
-    pub fn open(path: &Path) -> Result<Self, BelError> {
+    pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, BelError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Some(file) = dir.ancestors().find(|a| a.exists() && !a.is_dir()) {
                 return Err(BelError::NotADirectory {
@@ -62,14 +79,16 @@ impl SqliteEventLog {
             }
             _ => BelError::Sqlite(e),
         })?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        conn.busy_timeout(options.busy_timeout)?;
         let log = Self {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         };
         {
+            let started = Instant::now();
             let mut conn = log.conn.lock().expect("event log lock");
-            schema::migrate(&mut conn, path).map_err(|e| log.map_busy(e, Instant::now()))?;
+            schema::migrate(&mut conn, path, options.busy_timeout)
+                .map_err(|e| log.map_busy(e, started))?;
         }
         Ok(log)
     }
@@ -396,11 +415,11 @@ fn insert_event(
 fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, BelError> {
     let event = if kind == KIND_PARTITION {
         Event::Partition(
-            PartitionEvent::decode(body).map_err(|source| BelError::Corrupt { seq, source })?,
+            PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
         )
     } else {
         Event::Run(
-            JobGraphRunEvent::decode(body).map_err(|source| BelError::Corrupt { seq, source })?,
+            JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
         )
     };
     Ok(LoggedEvent { seq, event })

@@ -116,7 +116,7 @@ pub async fn dependency_graph(
     databuild_proto::validate_ref(partition_ref).map_err(crate::planner::PlanError::from)?;
     if !(0..=MAX_DEPTH).contains(&depth) {
         return Err(CatalogError::InvalidArgument(format!(
-            "depth must be between 0 and {MAX_DEPTH} (got {depth})"
+            "depth must be between 1 and {MAX_DEPTH} hops, or 0 for the default of 3 (got {depth})"
         ))
         .into());
     }
@@ -249,8 +249,13 @@ pub async fn find_partitions(
     };
     let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
         CatalogError::InvalidArgument(format!(
-            "invalid ref pattern `{pattern}`: {}",
-            e.to_string().lines().last().unwrap_or_default().trim()
+            "invalid ref pattern `{pattern}`: {}; a ref pattern is a regular expression that must match the whole ref, e.g. `reviews/daily/.*`",
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches("error: ")
         ))
     })?;
     let prefix = literal_prefix(pattern);

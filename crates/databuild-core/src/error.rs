@@ -28,11 +28,8 @@ pub enum CoreError {
     #[error("{0}; the graph run is recorded as failed")]
     Cancelled(String),
     /// Local I/O (log directory and the like).
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 /// The documented exit codes.

@@ -16,11 +16,11 @@ const STDERR_LINES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The program could not be started.
-    #[error("job `{job}`: cannot start `{program}`: {source}")]
+    #[error("job `{job}`: cannot start `{program}`: {error}")]
     Spawn {
         job: String,
         program: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// It ran longer than allowed.
     #[error("job `{job}`: `config` for {refs} did not finish within {secs} s")]
@@ -72,12 +72,12 @@ pub enum ProtocolError {
         patterns: String,
     },
     /// A config with an invalid ref.
-    #[error("job `{job}`: `config` returned an invalid {role} in config #{config}: {source}")]
+    #[error("job `{job}`: `config` returned an invalid {role} in config #{config}: {error}")]
     InvalidRef {
         job: String,
         role: &'static str,
         config: usize,
-        source: databuild_proto::RefError,
+        error: databuild_proto::RefError,
     },
     /// A config with no outputs.
     #[error("job `{job}`: `config` returned config #{config} with no outputs")]
@@ -184,14 +184,14 @@ async fn call(
     let child = cmd.spawn().map_err(|source| ProtocolError::Spawn {
         job: job.to_string(),
         program: argv[0].clone(),
-        source,
+        error: source,
     })?;
     match tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(source)) => Err(ProtocolError::Spawn {
             job: job.to_string(),
             program: argv[0].clone(),
-            source,
+            error: source,
         }),
         Err(_) => Err(ProtocolError::Timeout {
             job: job.to_string(),
@@ -268,7 +268,7 @@ fn validate_configs(
                 job: job.label.clone(),
                 role: "output",
                 config: n,
-                source,
+                error: source,
             })?;
             if let Some(first) = producer.insert(&o.str, n) {
                 return Err(ProtocolError::DuplicateRef {
@@ -300,7 +300,7 @@ fn validate_configs(
                 job: job.label.clone(),
                 role: "input",
                 config: n,
-                source,
+                error: source,
             })?;
         }
     }

@@ -99,7 +99,7 @@ pub enum Command {
         /// The partition ref.
         partition_ref: String,
         /// Hops to follow in each direction (1..=100; default 3).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
         depth: i32,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -165,8 +165,14 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Partition refs to build.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_file")]
     pub refs: Vec<String>,
+    /// Also build the refs listed in FILE, one per line (`-`: read them from stdin), for
+    /// more refs than a command line holds.
+    ///
+    /// Example: databuild build --from-file refs.txt
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
     /// Rebuild the requested partitions even if they are available.
     #[arg(long)]
     pub force: bool,
@@ -224,8 +230,14 @@ pub enum PartitionsCommand {
     /// Example: databuild partitions register catalog/podcasts
     Register {
         /// Partition refs.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from_file")]
         refs: Vec<String>,
+        /// Also register the refs listed in FILE, one per line (`-`: read them from
+        /// stdin), for more refs than a command line holds.
+        ///
+        /// Example: databuild partitions register --from-file landed.txt
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
         /// Register even if a job of the graph produces the ref.
         #[arg(long)]
         force: bool,

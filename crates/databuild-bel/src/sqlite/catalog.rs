@@ -15,8 +15,17 @@ pub(super) fn invalidate(tx: &Connection, r: &str, reason: &str) -> Result<Vec<S
         return Err(BelError::UnknownPartition(r.to_string()));
     };
     if cur.status != PartitionStatus::PartitionAvailable {
+        let hint = match cur.status {
+            PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding => {
+                "it is being built now; invalidate it once it is AVAILABLE".to_string()
+            }
+            PartitionStatus::PartitionStale => {
+                "it is already stale; the next build that needs it rebuilds it".to_string()
+            }
+            _ => format!("there is nothing to invalidate; `databuild build {r}` builds it"),
+        };
         return Err(BelError::InvalidTransition(format!(
-            "partition `{r}` is {}; only an AVAILABLE partition can be invalidated",
+            "partition `{r}` is {}; only an AVAILABLE partition can be invalidated: {hint}",
             cur.status.as_str_name()
         )));
     }

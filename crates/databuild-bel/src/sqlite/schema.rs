@@ -1,6 +1,10 @@
 //! The SQLite schema, its version, and the checks made when a file is opened.
 
-use std::{io::Read as _, path::Path};
+use std::{
+    io::Read as _,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -100,9 +104,33 @@ pub(crate) fn check_header(path: &Path) -> Result<(), BelError> {
     Ok(())
 }
 
+/// Switches the file to WAL mode. While another connection creates the same file, SQLite
+/// answers SQLITE_BUSY at once, without waiting in the busy handler: retry until
+/// `busy_timeout` has passed.
+fn set_wal(conn: &Connection, busy_timeout: Duration) -> Result<(), BelError> {
+    let started = Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < busy_timeout =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// Sets pragmas and creates or checks the schema.
-pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), BelError> {
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<(), BelError> {
+    set_wal(conn, busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_meta: bool = tx

@@ -17,10 +17,10 @@ pub enum GraphError {
     #[error("graph file `{}` not found; pass `--graph path/to/databuild.toml`", path.display())]
     Missing { path: PathBuf },
     /// The file could not be read.
-    #[error("cannot read graph file `{}`: {source}", path.display())]
+    #[error("cannot read graph file `{}`: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not TOML, or not the expected keys.
     #[error("invalid graph file `{}`: {message}", path.display())]
@@ -138,7 +138,7 @@ impl Graph {
             } else {
                 GraphError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 }
             }
         })?;

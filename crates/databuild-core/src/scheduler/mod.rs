@@ -192,7 +192,7 @@ impl Signals {
         let listen = |kind, name: &str| {
             signal(kind).map_err(|source| CoreError::Io {
                 what: format!("cannot listen for {name}"),
-                source,
+                error: source,
             })
         };
         Ok(Self(Some((

@@ -25,8 +25,9 @@ fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOptions {
 }
 
 pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
+    let refs = super::refs_and_file(&args.refs, args.from_file.as_deref())?;
     let graph = context::graph(cli)?;
-    for r in &args.refs {
+    for r in &refs {
         databuild_proto::validate_ref(r)
             .map_err(databuild_core::PlanError::from)
             .map_err(CoreError::from)?;
@@ -35,7 +36,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
     let mut opts = options(&args.exec, bel.log_dir);
     opts.force = args.force;
     let outcome =
-        databuild_core::build(&graph, bel.log, &args.refs, &opts, output::reporter(false)).await?;
+        databuild_core::build(&graph, bel.log, &refs, &opts, output::reporter(false)).await?;
     Ok(report(cli, &outcome))
 }
 

@@ -153,7 +153,12 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             }
             print_events(cli, &events)?;
         }
-        PartitionsCommand::Register { refs, force } => {
+        PartitionsCommand::Register {
+            refs,
+            from_file,
+            force,
+        } => {
+            let refs = &super::refs_and_file(refs, from_file.as_deref())?;
             for r in refs {
                 databuild_proto::validate_ref(r)?;
             }
@@ -172,14 +177,22 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
             }
             let bel = context::bel(cli, Some(&graph))?;
-            let current = bel.log.partitions(refs).await?;
+            let mut skip: std::collections::HashSet<String> = bel
+                .log
+                .partitions(refs)
+                .await?
+                .into_iter()
+                .filter(|s| s.status == PartitionStatus::PartitionAvailable)
+                .map(|s| s.partition_ref)
+                .collect();
             let mut evs = Vec::new();
             for r in refs {
-                let state = current.iter().find(|c| &c.partition_ref == r);
-                if state.is_some_and(|s| s.status == PartitionStatus::PartitionAvailable) {
+                if skip.contains(r) {
                     println!("already available: {r}");
                     continue;
                 }
+                // A ref listed twice is registered once.
+                skip.insert(r.clone());
                 let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
                 let now = databuild_proto::now();
                 e.requesting_clients =

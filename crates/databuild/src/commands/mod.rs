@@ -3,7 +3,9 @@
 mod build;
 mod catalog;
 
-use anyhow::Result;
+use std::{io::Read as _, path::Path};
+
+use anyhow::{Context as _, Result};
 use databuild_core::ExitKind;
 
 use crate::cli::{Cli, Command};
@@ -59,4 +61,33 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         }
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
     }
+}
+
+/// The refs given as arguments followed by those listed in `from_file`, one per line
+/// (`-`: stdin); blank lines are skipped.
+fn refs_and_file(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String>> {
+    let Some(path) = from_file else {
+        return Ok(refs.to_vec());
+    };
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read refs from stdin (`--from-file -`)")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read refs from `{}` (`--from-file`); give a readable text file with one partition ref per line",
+                path.display()
+            )
+        })?
+    };
+    let mut all = refs.to_vec();
+    all.extend(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string),
+    );
+    Ok(all)
 }

@@ -5,5 +5,6 @@ mod util;
 
 mod architecture;
 mod bad_input;
+mod coordination;
 mod example;
 mod execution;
