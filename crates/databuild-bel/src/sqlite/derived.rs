@@ -80,16 +80,20 @@ pub(super) fn propagate_stale(
     let mut made_stale = Vec::new();
     let mut queue = VecDeque::from([(root.to_string(), reason)]);
     while let Some((up, reason)) = queue.pop_front() {
-        let downstream: Vec<String> = tx
-            .prepare_cached(
-                "SELECT d.downstream FROM deps d JOIN partitions p ON p.ref = d.downstream
-                 WHERE d.upstream = ?1 AND p.status = ?2 ORDER BY d.downstream",
-            )?
-            .query_map(
-                params![up, PartitionStatus::PartitionAvailable as i32],
-                |row| row.get(0),
-            )?
+        // Lineage first, then each dependent's status: the join written the other way
+        // round lets SQLite scan every AVAILABLE partition.
+        let candidates: Vec<String> = tx
+            .prepare_cached("SELECT downstream FROM deps WHERE upstream = ?1 ORDER BY downstream")?
+            .query_map([&up], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut downstream = Vec::new();
+        for d in candidates {
+            if super::partition_row(tx, &d)?
+                .is_some_and(|p| p.status == PartitionStatus::PartitionAvailable)
+            {
+                downstream.push(d);
+            }
+        }
         for d in downstream {
             apply(
                 tx,
