@@ -300,34 +300,55 @@ pub fn deps_text(g: &databuild_proto::DependencyGraph) -> String {
     out
 }
 
+/// A dependency graph as numbered nodes `(id, ref, status)` and edges
+/// `(from, to, lineage)`: lineage edges point from input to output; the others join
+/// outputs of one job run.
+#[allow(clippy::type_complexity)] // two plain lists, used right away by the renderers
+fn deps_drawing(
+    g: &databuild_proto::DependencyGraph,
+) -> (Vec<(usize, &str, &'static str)>, Vec<(usize, usize, bool)>) {
+    let nodes: Vec<(usize, &str, &'static str)> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.partition_ref.as_ref().map(|r| (i, r.str.as_str())))
+        .map(|(i, r)| (i, r, node_status(g, r)))
+        .collect();
+    let ids: HashMap<&str, usize> = nodes.iter().map(|(i, r, _)| (*r, *i)).collect();
+    let edges = g
+        .edges
+        .iter()
+        .filter_map(|e| {
+            let (s, t) = edge_refs(e);
+            let (s, t) = (*ids.get(s)?, *ids.get(t)?);
+            Some(
+                if e.r#type == databuild_proto::DependencyType::DependsOn as i32 {
+                    (t, s, true)
+                } else {
+                    (s, t, false)
+                },
+            )
+        })
+        .collect();
+    (nodes, edges)
+}
+
 /// A dependency graph in Graphviz DOT (edges point from input to output).
 pub fn deps_dot(g: &databuild_proto::DependencyGraph) -> String {
     let mut out = String::from(
         "digraph deps {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
     );
-    let ids: HashMap<&str, usize> = g
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.partition_ref.as_ref().map(|r| (r.str.as_str(), i)))
-        .collect();
-    for (r, i) in &ids {
-        let _ = writeln!(
-            out,
-            "  p{i} [label=\"{}\\n{}\"];",
-            dot_escape(r),
-            node_status(g, r)
-        );
+    let (nodes, edges) = deps_drawing(g);
+    for (i, r, status) in nodes {
+        let _ = writeln!(out, "  p{i} [label=\"{}\\n{status}\"];", dot_escape(r));
     }
-    for e in &g.edges {
-        let (s, t) = edge_refs(e);
-        if let (Some(s), Some(t)) = (ids.get(s), ids.get(t)) {
-            if e.r#type == databuild_proto::DependencyType::DependsOn as i32 {
-                let _ = writeln!(out, "  p{t} -> p{s};");
-            } else {
-                let _ = writeln!(out, "  p{s} -> p{t} [style=dotted, arrowhead=none];");
-            }
-        }
+    for (a, b, lineage) in edges {
+        let style = if lineage {
+            ""
+        } else {
+            " [style=dotted, arrowhead=none]"
+        };
+        let _ = writeln!(out, "  p{a} -> p{b}{style};");
     }
     out.push_str("}\n");
     out
@@ -336,31 +357,13 @@ pub fn deps_dot(g: &databuild_proto::DependencyGraph) -> String {
 /// A dependency graph as a Mermaid flowchart.
 pub fn deps_mermaid(g: &databuild_proto::DependencyGraph) -> String {
     let mut out = String::from("flowchart LR\n");
-    let ids: HashMap<&str, usize> = g
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.partition_ref.as_ref().map(|r| (r.str.as_str(), i)))
-        .collect();
-    let mut sorted: Vec<_> = ids.iter().collect();
-    sorted.sort_by_key(|(_, i)| **i);
-    for (r, i) in sorted {
-        let _ = writeln!(
-            out,
-            "  p{i}[\"{}<br/>{}\"]",
-            mermaid_escape(r),
-            node_status(g, r)
-        );
+    let (nodes, edges) = deps_drawing(g);
+    for (i, r, status) in nodes {
+        let _ = writeln!(out, "  p{i}[\"{}<br/>{status}\"]", mermaid_escape(r));
     }
-    for e in &g.edges {
-        let (s, t) = edge_refs(e);
-        if let (Some(s), Some(t)) = (ids.get(s), ids.get(t)) {
-            if e.r#type == databuild_proto::DependencyType::DependsOn as i32 {
-                let _ = writeln!(out, "  p{t} --> p{s}");
-            } else {
-                let _ = writeln!(out, "  p{s} -.- p{t}");
-            }
-        }
+    for (a, b, lineage) in edges {
+        let arrow = if lineage { "-->" } else { "-.-" };
+        let _ = writeln!(out, "  p{a} {arrow} p{b}");
     }
     out
 }
