@@ -8,58 +8,28 @@
 #   clean_reviews.sh exec <date>                -> writes the partition
 set -eu
 
-EX_DIR=$(cd "$(dirname "$0")/.." && pwd)
-OUT_DIR="$EX_DIR/data/out"
+JOB=clean_reviews
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-die() { echo "clean_reviews: $*" >&2; exit 1; }
+parse_ref() { ref_date "$1" reviews/clean/date=; }
 
-usage() {
-    echo "usage: $0 config <ref> [<ref> ...]" >&2
-    echo "       $0 exec <YYYY-MM-DD>" >&2
-    exit 2
-}
-
-valid_date() {
-    case $1 in
-        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
-        *) return 1 ;;
-    esac
-    [ "$(date -u -d "$1" +%F 2>/dev/null)" = "$1" ]
-}
-
-configure() {
-    [ $# -ge 1 ] || die "config: no partition refs given"
-    configs=""
-    seen=" "
-    for ref in "$@"; do
-        case $ref in
-            reviews/clean/date=*) d=${ref#reviews/clean/date=} ;;
-            *) die "config: cannot parse ref '$ref' (expected reviews/clean/date=YYYY-MM-DD)" ;;
-        esac
-        valid_date "$d" || die "config: bad date '$d' in ref '$ref' (expected a real YYYY-MM-DD)"
-        case $seen in *" $d "*) continue ;; esac
-        seen="$seen$d "
-        cfg="{\"outputs\":[{\"str\":\"$ref\"}]"
-        cfg="$cfg,\"inputs\":[{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"reviews/raw/date=$d\"}}]"
-        cfg="$cfg,\"args\":[\"$d\"]}"
-        configs="${configs:+$configs,}$cfg"
-    done
-    printf '{"configs":[%s]}\n' "$configs"
+config_for() {
+    add_output "$1"
+    add_input MATERIALIZE "reviews/raw/date=$2"
 }
 
 execute() {
-    [ $# -eq 1 ] || usage
     d=$1
     valid_date "$d" || die "exec: bad date '$d'"
     in="$OUT_DIR/reviews/raw/date=$d.csv"
     out="$OUT_DIR/reviews/clean/date=$d.csv"
-    [ -f "$in" ] || die "exec: input partition reviews/raw/date=$d missing ($in)"
+    need_input "reviews/raw/date=$d" "$in"
     mkdir -p "$(dirname "$out")"
     echo "clean_reviews: cleaning reviews for $d (outputs: ${DATABUILD_OUTPUTS:-unset})"
 
-    tmp=$(mktemp "$out.tmp.XXXXXX")
-    trap 'rm -f "$tmp" "$tmp.rows"' EXIT
-    trap 'exit 1' HUP INT TERM   # e.g. killed on timeout: still clean up
+    new_tmp "$out"
+    remove_on_exit "$tmp.rows"
     kept=0; dropped=0
     set -f   # no globbing while splitting rows on commas
     {
@@ -88,15 +58,8 @@ execute() {
     set +f
     # Rows only contain digits, commas and text, so lowercase the lot.
     tr '[:upper:]' '[:lower:]' <"$tmp.rows" >"$tmp"
-    chmod 644 "$tmp"   # mktemp makes it 0600
-    mv -f "$tmp" "$out"
+    publish "$tmp" "$out"
     echo "clean_reviews: kept $kept rows, dropped $dropped -> ${out#"$EX_DIR"/}"
 }
 
-[ $# -ge 1 ] || usage
-cmd=$1; shift
-case $cmd in
-    config) configure "$@" ;;
-    exec) execute "$@" ;;
-    *) usage ;;
-esac
+main "$@"

@@ -14,58 +14,24 @@
 #   daily_summary.sh exec <date>                -> writes both partitions
 set -eu
 
-EX_DIR=$(cd "$(dirname "$0")/.." && pwd)
-OUT_DIR="$EX_DIR/data/out"
+JOB=daily_summary
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
+
 CATALOG="$EX_DIR/data/podcasts.csv"   # what catalog/podcasts stands for
 
-die() { echo "daily_summary: $*" >&2; exit 1; }
+parse_ref() { ref_date "$1" reviews/daily/date= reviews/daily_top/date=; }
 
-usage() {
-    echo "usage: $0 config <ref> [<ref> ...]" >&2
-    echo "       $0 exec <YYYY-MM-DD>" >&2
-    exit 2
-}
-
-valid_date() {
-    case $1 in
-        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
-        *) return 1 ;;
-    esac
-    [ "$(date -u -d "$1" +%F 2>/dev/null)" = "$1" ]
-}
-
-configure() {
-    [ $# -ge 1 ] || die "config: no partition refs given"
-    configs=""
-    seen=" "
-    for ref in "$@"; do
-        case $ref in
-            reviews/daily/date=*) d=${ref#reviews/daily/date=} ;;
-            reviews/daily_top/date=*) d=${ref#reviews/daily_top/date=} ;;
-            *) die "config: cannot parse ref '$ref' (expected reviews/daily/date=YYYY-MM-DD or reviews/daily_top/date=YYYY-MM-DD)" ;;
-        esac
-        valid_date "$d" || die "config: bad date '$d' in ref '$ref' (expected a real YYYY-MM-DD)"
-        # Both outputs come from one run, so one config per date no matter
-        # which (or both) of the two refs were asked for.
-        case $seen in *" $d "*) continue ;; esac
-        seen="$seen$d "
-        prev=$(date -u -d "$d - 1 day" +%F)
-        cfg="{\"outputs\":[{\"str\":\"reviews/daily/date=$d\"},{\"str\":\"reviews/daily_top/date=$d\"}]"
-        cfg="$cfg,\"inputs\":["
-        cfg="$cfg{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"reviews/clean/date=$d\"}}"
-        cfg="$cfg,{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"catalog/podcasts\"}}"
-        cfg="$cfg,{\"depType\":\"QUERY\",\"partitionRef\":{\"str\":\"reviews/daily/date=$prev\"}}"
-        cfg="$cfg],\"args\":[\"$d\"]}"
-        configs="${configs:+$configs,}$cfg"
-    done
-    printf '{"configs":[%s]}\n' "$configs"
-}
-
-# fmt_cents N [sign]: 425 -> 4.25 ; with "sign": 25 -> +0.25, -100 -> -1.00
-fmt_cents() {
-    n=$1; s=""
-    if [ "$n" -lt 0 ]; then s="-"; n=$((-n)); elif [ "${2:-}" = sign ]; then s="+"; fi
-    printf '%s%d.%02d' "$s" $((n / 100)) $((n % 100))
+# Both outputs come from one run, so one config per date no matter which
+# (or both) of the two refs were asked for.
+config_for() {
+    d=$2
+    prev=$(date -u -d "$d - 1 day" +%F)
+    add_output "reviews/daily/date=$d"
+    add_output "reviews/daily_top/date=$d"
+    add_input MATERIALIZE "reviews/clean/date=$d"
+    add_input MATERIALIZE catalog/podcasts
+    add_input QUERY "reviews/daily/date=$prev"
 }
 
 # to_cents "4.25" -> 425
@@ -75,7 +41,6 @@ to_cents() {
 }
 
 execute() {
-    [ $# -eq 1 ] || usage
     d=$1
     valid_date "$d" || die "exec: bad date '$d'"
     prev=$(date -u -d "$d - 1 day" +%F)
@@ -83,7 +48,7 @@ execute() {
     prev_daily="$OUT_DIR/reviews/daily/date=$prev.csv"
     daily="$OUT_DIR/reviews/daily/date=$d.csv"
     top="$OUT_DIR/reviews/daily_top/date=$d.csv"
-    [ -f "$clean" ] || die "exec: input partition reviews/clean/date=$d missing ($clean)"
+    need_input "reviews/clean/date=$d" "$clean"
     [ -f "$CATALOG" ] || die "exec: external partition catalog/podcasts missing ($CATALOG)"
     echo "daily_summary: summarising $d (outputs: ${DATABUILD_OUTPUTS:-unset})"
     if [ -f "$prev_daily" ]; then
@@ -94,10 +59,8 @@ execute() {
     fi
 
     mkdir -p "$(dirname "$daily")" "$(dirname "$top")"
-    tmp_daily=$(mktemp "$daily.tmp.XXXXXX")
-    tmp_top=$(mktemp "$top.tmp.XXXXXX")
-    trap 'rm -f "$tmp_daily" "$tmp_top"' EXIT
-    trap 'exit 1' HUP INT TERM   # e.g. killed on timeout: still clean up
+    new_tmp "$daily"; tmp_daily=$tmp
+    new_tmp "$top"; tmp_top=$tmp
 
     best_id=""; best_name=""; best_count=0; best_cents=-1; known=0
     echo "podcast_id,podcast_name,review_count,rating_sum,avg_rating,avg_rating_delta" >"$tmp_daily"
@@ -143,16 +106,8 @@ execute() {
         echo "daily_summary: note: no reviews on $d, daily_top is empty"
     fi
 
-    chmod 644 "$tmp_daily" "$tmp_top"   # mktemp makes them 0600
-    mv -f "$tmp_daily" "$daily"
-    mv -f "$tmp_top" "$top"
+    publish "$tmp_daily" "$daily" "$tmp_top" "$top"
     echo "daily_summary: wrote ${daily#"$EX_DIR"/} and ${top#"$EX_DIR"/}"
 }
 
-[ $# -ge 1 ] || usage
-cmd=$1; shift
-case $cmd in
-    config) configure "$@" ;;
-    exec) execute "$@" ;;
-    *) usage ;;
-esac
+main "$@"

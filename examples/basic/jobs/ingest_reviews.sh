@@ -10,44 +10,14 @@
 #   ingest_reviews.sh exec <date>                -> writes the partition
 set -eu
 
-EX_DIR=$(cd "$(dirname "$0")/.." && pwd)
-OUT_DIR="$EX_DIR/data/out"
+JOB=ingest_reviews
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-die() { echo "ingest_reviews: $*" >&2; exit 1; }
+parse_ref() { ref_date "$1" reviews/raw/date=; }
 
-usage() {
-    echo "usage: $0 config <ref> [<ref> ...]" >&2
-    echo "       $0 exec <YYYY-MM-DD>" >&2
-    exit 2
-}
-
-# valid_date D: D is YYYY-MM-DD and a real calendar day.
-valid_date() {
-    case $1 in
-        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
-        *) return 1 ;;
-    esac
-    [ "$(date -u -d "$1" +%F 2>/dev/null)" = "$1" ]
-}
-
-configure() {
-    [ $# -ge 1 ] || die "config: no partition refs given"
-    configs=""
-    seen=" "
-    for ref in "$@"; do
-        case $ref in
-            reviews/raw/date=*) d=${ref#reviews/raw/date=} ;;
-            *) die "config: cannot parse ref '$ref' (expected reviews/raw/date=YYYY-MM-DD)" ;;
-        esac
-        valid_date "$d" || die "config: bad date '$d' in ref '$ref' (expected a real YYYY-MM-DD)"
-        case $seen in *" $d "*) continue ;; esac   # same ref asked twice
-        seen="$seen$d "
-        # No inputs: this is a source job.
-        cfg="{\"outputs\":[{\"str\":\"$ref\"}],\"inputs\":[],\"args\":[\"$d\"]}"
-        configs="${configs:+$configs,}$cfg"
-    done
-    printf '{"configs":[%s]}\n' "$configs"
-}
+# No inputs: this is a source job.
+config_for() { add_output "$1"; }
 
 # Tiny linear congruential generator; state lives in $rng.
 next_rand() {
@@ -56,7 +26,6 @@ next_rand() {
 }
 
 execute() {
-    [ $# -eq 1 ] || usage
     d=$1
     valid_date "$d" || die "exec: bad date '$d'"
     n=${REVIEWS_PER_DAY:-20}
@@ -71,9 +40,7 @@ execute() {
     rng=$(( y * 10000 + ${m#0} * 100 + ${dd#0} ))
     next_rand; next_rand; next_rand   # stir the seed a little
 
-    tmp=$(mktemp "$out.tmp.XXXXXX")
-    trap 'rm -f "$tmp"' EXIT
-    trap 'exit 1' HUP INT TERM   # e.g. killed on timeout: still clean up
+    new_tmp "$out"
     {
         echo "podcast_id,rating,text"
         i=0
@@ -107,15 +74,8 @@ execute() {
             esac
         done
     } >"$tmp"
-    chmod 644 "$tmp"   # mktemp makes it 0600
-    mv -f "$tmp" "$out"
+    publish "$tmp" "$out"
     echo "ingest_reviews: wrote $n rows to ${out#"$EX_DIR"/}"
 }
 
-[ $# -ge 1 ] || usage
-cmd=$1; shift
-case $cmd in
-    config) configure "$@" ;;
-    exec) execute "$@" ;;
-    *) usage ;;
-esac
+main "$@"

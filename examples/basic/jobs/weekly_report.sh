@@ -9,24 +9,11 @@
 #   weekly_report.sh exec <monday>              -> writes the report
 set -eu
 
-EX_DIR=$(cd "$(dirname "$0")/.." && pwd)
-OUT_DIR="$EX_DIR/data/out"
+JOB=weekly_report
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-die() { echo "weekly_report: $*" >&2; exit 1; }
-
-usage() {
-    echo "usage: $0 config <ref> [<ref> ...]" >&2
-    echo "       $0 exec <YYYY-MM-DD (a Monday)>" >&2
-    exit 2
-}
-
-valid_date() {
-    case $1 in
-        [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]) ;;
-        *) return 1 ;;
-    esac
-    [ "$(date -u -d "$1" +%F 2>/dev/null)" = "$1" ]
-}
+EXEC_ARG='<YYYY-MM-DD (a Monday)>'
 
 # check_monday D: exits with a clear message unless D is a real Monday.
 check_monday() {
@@ -36,37 +23,25 @@ check_monday() {
     fi
 }
 
-configure() {
-    [ $# -ge 1 ] || die "config: no partition refs given"
-    configs=""
-    seen=" "
-    for ref in "$@"; do
-        case $ref in
-            reports/weekly/week=*) w=${ref#reports/weekly/week=} ;;
-            *) die "config: cannot parse ref '$ref' (expected reports/weekly/week=YYYY-MM-DD)" ;;
-        esac
-        check_monday "$w" "config: ref '$ref'"
-        case $seen in *" $w "*) continue ;; esac
-        seen="$seen$w "
-        inputs=""
-        i=0
-        while [ $i -lt 7 ]; do
-            day=$(date -u -d "$w + $i day" +%F)
-            inputs="${inputs:+$inputs,}{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"reviews/daily/date=$day\"}}"
-            i=$((i + 1))
-        done
-        sunday=$(date -u -d "$w + 6 day" +%F)
-        cfg="{\"outputs\":[{\"str\":\"$ref\"}],\"inputs\":[$inputs],\"args\":[\"$w\"]"
-        cfg="$cfg,\"env\":{\"WEEK_END\":\"$sunday\"}}"
-        configs="${configs:+$configs,}$cfg"
-    done
-    printf '{"configs":[%s]}\n' "$configs"
+parse_ref() {
+    ref_suffix "$1" reports/weekly/week=
+    check_monday "$key" "config: ref '$1'"
 }
 
-fmt_cents() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
+config_for() {
+    w=$2
+    add_output "$1"
+    i=0
+    while [ $i -lt 7 ]; do
+        day=$(date -u -d "$w + $i day" +%F)
+        add_input MATERIALIZE "reviews/daily/date=$day"
+        i=$((i + 1))
+    done
+    sunday=$(date -u -d "$w + 6 day" +%F)
+    add_env WEEK_END "$sunday"
+}
 
 execute() {
-    [ $# -eq 1 ] || usage
     w=$1
     check_monday "$w" "exec"
     sunday=$(date -u -d "$w + 6 day" +%F)
@@ -82,15 +57,14 @@ execute() {
     while [ $i -lt 7 ]; do
         day=$(date -u -d "$w + $i day" +%F)
         f="$OUT_DIR/reviews/daily/date=$day.csv"
-        [ -f "$f" ] || die "exec: input partition reviews/daily/date=$day missing ($f)"
+        need_input "reviews/daily/date=$day" "$f"
         days="$days $day"
         i=$((i + 1))
     done
 
     mkdir -p "$(dirname "$out")"
-    tmp=$(mktemp "$out.tmp.XXXXXX")
-    trap 'rm -f "$tmp" "$tmp.ids"' EXIT
-    trap 'exit 1' HUP INT TERM   # e.g. killed on timeout: still clean up
+    new_tmp "$out"
+    remove_on_exit "$tmp.ids"
 
     # Podcast ids/names in the order of the first daily file (= catalog order).
     # shellcheck disable=SC2086  # split the date list on purpose
@@ -140,15 +114,8 @@ execute() {
             echo "Podcast of the week: $best ($(fmt_cents "$best_cents"))"
         fi
     } >"$tmp"
-    chmod 644 "$tmp"   # mktemp makes it 0600
-    mv -f "$tmp" "$out"
+    publish "$tmp" "$out"
     echo "weekly_report: wrote ${out#"$EX_DIR"/}"
 }
 
-[ $# -ge 1 ] || usage
-cmd=$1; shift
-case $cmd in
-    config) configure "$@" ;;
-    exec) execute "$@" ;;
-    *) usage ;;
-esac
+main "$@"
