@@ -90,7 +90,7 @@ fn duplicates(g: &TestGraph) -> Vec<String> {
         .collect()
 }
 
-/// `p/<n>` for each `n` of `range`.
+/// `<label>/<n>` for each `n` of `range`.
 fn refs(label: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|n| format!("{label}/{n}")).collect()
 }

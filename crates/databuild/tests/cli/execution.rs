@@ -453,13 +453,14 @@ fn fail_fast_cancels_running_and_waiting_work() {
 #[test]
 fn fail_fast_while_a_retry_waits_ends_the_run() {
     let g = TestGraph::new(&graph(&[
-        ("flaky", "retries = 1\nretry_backoff = \"100ms\""),
+        // A backoff far longer than the test: the retry must be cancelled, not raced.
+        ("flaky", "retries = 1\nretry_backoff = \"60s\""),
         ("bad", ""),
         ("stubborn", ""),
     ]));
     job(&g, "flaky", "", "touch flaky_failed\nexit 1");
-    // Fails after `flaky`'s first attempt, so the cancel finds `flaky` waiting to retry,
-    // while `stubborn` keeps the run alive past the retry time.
+    // Fails after `flaky`'s first attempt, so the cancel finds `flaky` waiting to retry
+    // (or, if its exit is seen late, still running); `stubborn` ignores SIGTERM.
     job(
         &g,
         "bad",
