@@ -1,10 +1,12 @@
 //! Event log benchmark (run on purpose: `cargo bench -p databuild-bel -- [N]`): append
 //! throughput batched and unbatched, then latest-status lookups and the active-builds
-//! query on a log of N partition events (default 1,000,000). Prints a table.
+//! query on a log of N partition events (default 1,000,000). Prints a table: SQLite, and
+//! PostgreSQL side by side when `DATABUILD_TEST_POSTGRES` names a server (a fresh database
+//! is created on it for the run and dropped after).
 
 use std::time::{Duration, Instant};
 
-use databuild_bel::Event;
+use databuild_bel::{Event, EventLog};
 use databuild_proto::{
     GraphEvent, GraphLabel, JobGraphRunEvent, JobGraphRunStatus, PartitionEvent, PartitionRef,
     PartitionStatus,
@@ -38,7 +40,66 @@ async fn main() {
         .find_map(|a| a.replace('_', "").parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let bel = databuild_bel::open("bel.sqlite", dir.path()).expect("open");
+    let bel = databuild_bel::open("bel.sqlite", dir.path())
+        .await
+        .expect("open");
+    let sqlite = measure(bel.as_ref(), n).await;
+    let size = std::fs::metadata(dir.path().join("bel.sqlite"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut title = format!("SQLite (file {} MiB)", size >> 20);
+    let postgres = match std::env::var("DATABUILD_TEST_POSTGRES") {
+        Ok(admin) => {
+            let db = format!("databuild_bench_{}", uuid::Uuid::now_v7().simple());
+            admin_sql(&admin, &format!("CREATE DATABASE {db}")).await;
+            let url = match admin.rsplit_once('/') {
+                Some((server, _)) => format!("{server}/{db}"),
+                None => panic!("DATABUILD_TEST_POSTGRES must end in /database: {admin}"),
+            };
+            let bel = databuild_bel::open(&url, dir.path()).await.expect("open");
+            let rows = measure(bel.as_ref(), n).await;
+            drop(bel);
+            admin_sql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)")).await;
+            title.push_str(" and PostgreSQL");
+            Some(rows)
+        }
+        Err(_) => None,
+    };
+    println!("\nevent log benchmark: {title}, {n} partition events");
+    match postgres {
+        None => {
+            println!("| {:<48} | {:<32} |", "measure", "SQLite");
+            println!("|{}|{}|", "-".repeat(50), "-".repeat(34));
+            for (k, v) in sqlite {
+                println!("| {k:<48} | {v:<32} |");
+            }
+        }
+        Some(pg) => {
+            println!(
+                "| {:<48} | {:<32} | {:<32} |",
+                "measure", "SQLite", "PostgreSQL"
+            );
+            println!("|{}|{}|{}|", "-".repeat(50), "-".repeat(34), "-".repeat(34));
+            for ((k, v), (_, p)) in sqlite.into_iter().zip(pg) {
+                println!("| {k:<48} | {v:<32} | {p:<32} |");
+            }
+        }
+    }
+}
+
+/// Runs one statement on the server of `url`.
+async fn admin_sql(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to DATABUILD_TEST_POSTGRES");
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Every measurement on `bel`, as `(measure, result)` rows.
+async fn measure(bel: &dyn EventLog, n: usize) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = Vec::new();
 
     // Batched appends: 1,000 events per transaction, the scheduler's shape.
@@ -180,16 +241,5 @@ async fn main() {
         ),
     ));
 
-    let size = std::fs::metadata(dir.path().join("bel.sqlite"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    println!(
-        "\nevent log benchmark: SQLite, {n} partition events, file {} MiB",
-        size >> 20
-    );
-    println!("| {:<48} | {:<32} |", "measure", "result");
-    println!("|{}|{}|", "-".repeat(50), "-".repeat(34));
-    for (k, v) in rows {
-        println!("| {k:<48} | {v:<32} |");
-    }
+    rows
 }

@@ -28,13 +28,27 @@ pub enum BelError {
         supported: i64,
     },
     /// The URL names a backend this build does not include.
-    #[error(
-        "event log backend of `{url}` is not supported by this databuild; use `sqlite:///path`"
-    )]
+    #[error("event log backend of `{url}` is not supported; use `sqlite:///path/to/bel.sqlite` or `postgres://user:password@host:port/database`")]
     UnsupportedBackend { url: String },
     /// The URL could not be understood.
     #[error("invalid event log URL `{url}`; expected `sqlite:///path/to/bel.sqlite`")]
     InvalidUrl { url: String },
+    /// A `postgres://` URL that does not parse (its password hidden).
+    #[error("invalid event log URL `{url}`: {detail}; expected `postgres://user:password@host:port/database`")]
+    InvalidPostgresUrl { url: String, detail: String },
+    /// The PostgreSQL server could not be reached or refused the connection.
+    #[error("cannot connect to the event log `{url}`: {reason}")]
+    Connect { url: String, reason: String },
+    /// The connection to the PostgreSQL server was lost and did not come back.
+    #[error("lost the connection to the event log `{url}` and could not reconnect within {waited_s} s ({detail}); check the PostgreSQL server, then run the command again")]
+    ConnectionLost {
+        url: String,
+        waited_s: u64,
+        detail: String,
+    },
+    /// A PostgreSQL database that has tables but is not a databuild event log.
+    #[error("the database of `{url}` has tables but is not a databuild event log; pass `--bel` with an empty database")]
+    ForeignPostgresDatabase { url: String },
     /// A URL parameter that is unknown or has a bad value.
     #[error("invalid event log URL `{url}`: {detail}; the only parameter is `busy_timeout_ms=N` (milliseconds), e.g. `sqlite:///path/bel.sqlite?busy_timeout_ms=2000`")]
     InvalidUrlParameter { url: String, detail: String },
@@ -56,6 +70,10 @@ pub enum BelError {
     /// A query that cannot be answered as asked.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A log read through a databuild service (`--remote`) that could not be answered;
+    /// the message says why.
+    #[error("{0}")]
+    Remote(String),
     /// A partition the log has never heard of.
     #[error("no partition `{0}` in the event log; see `databuild partitions list`")]
     UnknownPartition(String),
@@ -65,4 +83,7 @@ pub enum BelError {
     /// Any other database error.
     #[error("event log database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Any other PostgreSQL error.
+    #[error("event log database error: {}", crate::postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
 }

@@ -2,13 +2,15 @@
 //! events, with derived views (latest status per partition, runs, job runs) kept in step in
 //! the same transaction. Backends implement [`EventLog`]; [`open`] picks one from a URL.
 
+mod common;
 mod error;
 mod model;
+mod postgres;
 pub mod query;
 mod sqlite;
 pub mod transitions;
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
@@ -16,6 +18,7 @@ pub use model::{
     ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow,
     ReclaimedRun, RunFilter, RunRow,
 };
+pub use postgres::{PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// The event log every backend implements. Appends are atomic per batch: either every event
@@ -88,6 +91,12 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> Result<Vec<LoggedEvent>, BelError>;
 
+    /// Returns once an event with a log position greater than `after_seq` may have been
+    /// appended (by any process), or when `timeout` has passed; the caller reads with
+    /// [`EventLog::events_after`] either way. PostgreSQL is woken by LISTEN/NOTIFY; SQLite
+    /// checks the log every 50 ms.
+    async fn wait_for_events(&self, after_seq: i64, timeout: Duration) -> Result<(), BelError>;
+
     /// Marks AVAILABLE `partition_ref` STALE with `reason`, and transitively every
     /// partition built from it. Returns the refs made stale, `partition_ref` first.
     async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError>;
@@ -123,14 +132,24 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens the event log named by `url`: `sqlite:///abs/path`, `sqlite://rel/path` or a
-/// plain path (relative ones resolve against `base`). Creates it if missing. A `sqlite://`
-/// URL may end in `?busy_timeout_ms=N`: how long a write waits for another writer's lock
-/// (default [`DEFAULT_BUSY_TIMEOUT`]).
-pub fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(BelError::UnsupportedBackend {
-            url: url.to_string(),
-        });
+/// plain path (relative ones resolve against `base`), created if missing; or
+/// `postgres://user:password@host:port/database` (also `postgresql://`), whose schema is
+/// created on first use. A `sqlite://` URL may end in `?busy_timeout_ms=N`: how long a
+/// write waits for another writer's lock (default [`DEFAULT_BUSY_TIMEOUT`]). Must be
+/// called within a tokio runtime (a PostgreSQL log's connections run on it).
+pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
+    if is_postgres_url(url) {
+        return Ok(Arc::new(PostgresEventLog::open(url).await?));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        let is_scheme = scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if is_scheme && scheme != "sqlite" {
+            return Err(BelError::UnsupportedBackend {
+                url: url.to_string(),
+            });
+        }
     }
     let (path, params) = match url.strip_prefix("sqlite://") {
         Some(rest) => match rest.split_once('?') {
@@ -164,6 +183,11 @@ pub fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError> {
     }
     let path = base.join(path);
     Ok(Arc::new(SqliteEventLog::open(&path, &options)?))
+}
+
+/// Whether `url` names a PostgreSQL event log.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A new UUIDv7 as a string.

@@ -11,13 +11,11 @@ use std::{
     time::Instant,
 };
 
-use databuild_proto::{
-    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
-};
-use prost::Message as _;
+use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
+    common::{self, Subject},
     transitions::{self, PartitionEffect},
     BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun,
     RunFilter, RunRow,
@@ -25,9 +23,6 @@ use crate::{
 
 pub use schema::SCHEMA_VERSION;
 
-const KIND_GRAPH: i64 = 1;
-const KIND_JOB: i64 = 2;
-const KIND_PARTITION: i64 = 3;
 /// How long a write waits for another writer's lock by default.
 pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -144,10 +139,6 @@ impl SqliteEventLog {
     }
 }
 
-fn now_micros() -> i64 {
-    databuild_proto::timestamp_micros(&databuild_proto::now())
-}
-
 fn graph_status(tx: &Connection, run_id: &str) -> Result<Option<JobGraphRunStatus>, BelError> {
     let s: Option<i32> = tx
         .prepare_cached("SELECT status FROM graph_runs WHERE run_id = ?1")?
@@ -178,158 +169,82 @@ fn read_partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PartitionRow> {
 
 /// Validates one event against the current state, stores it and updates the views.
 pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
-    let id = crate::new_id();
-    let ts = match event.timestamp_micros() {
-        0 => now_micros(),
-        t => t,
-    };
-    let timestamp = Some(databuild_proto::timestamp_from_micros(ts));
-    let (kind, run_id, run_seq, job_run_id, partition_ref, status, body);
-    match &mut event {
-        Event::Run(e) => {
-            e.timestamp = timestamp;
-            if e.job_graph_run_event_id.is_empty() {
-                e.job_graph_run_event_id = id;
+    let ts = common::stamp(&mut event);
+    let (run_id, run_seq, job_run_id, status) = match common::classify(&event)? {
+        Subject::Graph {
+            run_id,
+            label,
+            status,
+        } => {
+            let cur = graph_status(tx, &run_id)?;
+            transitions::check_graph(&run_id, cur, status)?;
+            let seq = next_run_seq(tx, &run_id)?;
+            if cur.is_none() {
+                tx.prepare_cached(
+                    "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?4, 1)",
+                )?
+                .execute(params![run_id, label, status as i32, ts])?;
+            } else {
+                tx.prepare_cached(
+                    "UPDATE graph_runs SET status = ?2, updated_ts = ?3 WHERE run_id = ?1",
+                )?
+                .execute(params![run_id, status as i32, ts])?;
             }
-            match (&mut e.graph_event, &mut e.job_event) {
-                (Some(g), None) => {
-                    let next = JobGraphRunStatus::try_from(g.status).map_err(|_| {
-                        BelError::InvalidEvent(format!("unknown graph status {}", g.status))
-                    })?;
-                    let cur = graph_status(tx, &g.job_graph_run_id)?;
-                    transitions::check_graph(&g.job_graph_run_id, cur, next)?;
-                    let seq = next_run_seq(tx, &g.job_graph_run_id)?;
-                    if cur.is_none() {
-                        tx.prepare_cached(
-                            "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
-                             VALUES (?1, ?2, ?3, ?4, ?4, 1)",
-                        )?
-                        .execute(params![
-                            g.job_graph_run_id,
-                            g.label.as_ref().map(|l| l.label.as_str()).unwrap_or(""),
-                            g.status,
-                            ts
-                        ])?;
-                    } else {
-                        tx.prepare_cached(
-                            "UPDATE graph_runs SET status = ?2, updated_ts = ?3 WHERE run_id = ?1",
-                        )?
-                        .execute(params![
-                            g.job_graph_run_id,
-                            g.status,
-                            ts
-                        ])?;
-                    }
-                    g.sequence = seq;
-                    g.job_graph_run_event_id = e.job_graph_run_event_id.clone();
-                    kind = KIND_GRAPH;
-                    run_id = g.job_graph_run_id.clone();
-                    run_seq = seq;
-                    job_run_id = None;
-                    partition_ref = None;
-                    status = g.status;
-                }
-                (None, Some(j)) => {
-                    let next = JobRunStatus::try_from(j.status).map_err(|_| {
-                        BelError::InvalidEvent(format!("unknown job status {}", j.status))
-                    })?;
-                    if j.job_run_id.is_empty() {
-                        return Err(BelError::InvalidEvent(
-                            "job event without a job_run_id".into(),
-                        ));
-                    }
-                    match graph_status(tx, &j.job_graph_run_id)? {
-                        Some(JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
-                        | None => {
-                            return Err(BelError::InvalidTransition(format!(
-                                "job run `{}` belongs to graph run `{}`, which is not running",
-                                j.job_run_id, j.job_graph_run_id
-                            )))
-                        }
-                        Some(_) => {}
-                    }
-                    let cur: Option<i32> = tx
-                        .prepare_cached("SELECT status FROM job_runs WHERE job_run_id = ?1")?
-                        .query_row([&j.job_run_id], |r| r.get(0))
-                        .optional()?;
-                    let cur = cur.map(|c| JobRunStatus::try_from(c).unwrap_or_default());
-                    transitions::check_job(&j.job_run_id, cur, next)?;
-                    if cur.is_none() {
-                        tx.prepare_cached(
-                            "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                        )?
-                        .execute(params![
-                            j.job_run_id,
-                            j.job_graph_run_id,
-                            j.label.as_ref().map(|l| l.label.as_str()).unwrap_or(""),
-                            j.job_key,
-                            j.status,
-                            ts
-                        ])?;
-                    } else {
-                        tx.prepare_cached(
-                            "UPDATE job_runs SET status = ?2, updated_ts = ?3 WHERE job_run_id = ?1",
-                        )?
-                        .execute(params![j.job_run_id, j.status, ts])?;
-                    }
-                    let seq = next_run_seq(tx, &j.job_graph_run_id)?;
-                    j.sequence = seq;
-                    j.job_graph_run_event_id = e.job_graph_run_event_id.clone();
-                    kind = KIND_JOB;
-                    run_id = j.job_graph_run_id.clone();
-                    run_seq = seq;
-                    job_run_id = Some(j.job_run_id.clone());
-                    partition_ref = None;
-                    status = j.status;
-                }
-                _ => {
-                    return Err(BelError::InvalidEvent(
-                        "a JobGraphRunEvent must carry exactly one of graph_event and job_event"
-                            .into(),
-                    ))
-                }
-            }
-            body = e.encode_to_vec();
+            (run_id, seq, None, status as i32)
         }
-        Event::Partition(p) => {
-            p.timestamp = timestamp;
-            if p.partition_event_id.is_empty() {
-                p.partition_event_id = id;
+        Subject::Job {
+            run_id,
+            job_run_id,
+            label,
+            job_key,
+            status,
+        } => {
+            common::check_job_run_graph(&job_run_id, &run_id, graph_status(tx, &run_id)?)?;
+            let cur: Option<i32> = tx
+                .prepare_cached("SELECT status FROM job_runs WHERE job_run_id = ?1")?
+                .query_row([&job_run_id], |r| r.get(0))
+                .optional()?;
+            let cur = cur.map(|c| JobRunStatus::try_from(c).unwrap_or_default());
+            transitions::check_job(&job_run_id, cur, status)?;
+            if cur.is_none() {
+                tx.prepare_cached(
+                    "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?
+                .execute(params![job_run_id, run_id, label, job_key, status as i32, ts])?;
+            } else {
+                tx.prepare_cached(
+                    "UPDATE job_runs SET status = ?2, updated_ts = ?3 WHERE job_run_id = ?1",
+                )?
+                .execute(params![job_run_id, status as i32, ts])?;
             }
-            let r = p
-                .partition_ref
-                .as_ref()
-                .map(|r| r.str.as_str())
-                .unwrap_or("");
-            databuild_proto::validate_ref(r).map_err(|e| BelError::InvalidEvent(e.to_string()))?;
-            let next = PartitionStatus::try_from(p.status).map_err(|_| {
-                BelError::InvalidEvent(format!("unknown partition status {}", p.status))
-            })?;
+            let seq = next_run_seq(tx, &run_id)?;
+            (run_id, seq, Some(job_run_id), status as i32)
+        }
+        Subject::Partition {
+            partition_ref: r,
+            status: next,
+        } => {
+            let Event::Partition(p) = &event else {
+                unreachable!("a partition subject comes from a partition event")
+            };
             let live = !p.job_graph_run_id.is_empty()
-                && matches!(
-                    graph_status(tx, &p.job_graph_run_id)?,
-                    Some(s) if !matches!(s, JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed)
-                );
-            let cur = partition_row(tx, r)?;
+                && graph_status(tx, &p.job_graph_run_id)?
+                    .is_some_and(|s| !common::graph_finished(s));
+            let cur = partition_row(tx, &r)?;
             let effect =
-                transitions::check_partition(r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
-            kind = KIND_PARTITION;
-            run_id = p.job_graph_run_id.clone();
-            run_seq = 0;
-            job_run_id = (!p.job_run_id.is_empty()).then(|| p.job_run_id.clone());
-            partition_ref = Some(r.to_string());
-            status = p.status;
-            body = p.encode_to_vec();
+                transitions::check_partition(&r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
+            let (kind, body) = common::encode(&event);
             let seq = insert_event(
                 tx,
                 &p.partition_event_id,
                 kind,
-                &run_id,
-                run_seq,
-                job_run_id.as_deref(),
-                partition_ref.as_deref(),
-                status,
+                &p.job_graph_run_id,
+                0,
+                (!p.job_run_id.is_empty()).then_some(p.job_run_id.as_str()),
+                Some(&r),
+                p.status,
                 ts,
                 &body,
             )?;
@@ -342,28 +257,21 @@ pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, Be
                 )?
                 .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
             }
-            let claimed = cur.as_ref().is_some_and(|c| {
-                matches!(
-                    c.status,
-                    PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding
-                )
-            });
-            derived::after_partition_event(tx, p, next, claimed)?;
+            let claimed = cur.as_ref().is_some_and(|c| common::is_claimed(c.status));
+            derived::after_partition_event(tx, p, &r, next, claimed)?;
             return Ok(LoggedEvent { seq, event });
         }
-    }
-    let event_id = match &event {
-        Event::Run(e) => e.job_graph_run_event_id.clone(),
-        Event::Partition(p) => p.partition_event_id.clone(),
     };
+    common::set_run_sequence(&mut event, run_seq);
+    let (kind, body) = common::encode(&event);
     let seq = insert_event(
         tx,
-        &event_id,
+        common::event_id(&event),
         kind,
         &run_id,
         run_seq,
         job_run_id.as_deref(),
-        partition_ref.as_deref(),
+        None,
         status,
         ts,
         &body,
@@ -412,19 +320,6 @@ fn insert_event(
     Ok(tx.last_insert_rowid())
 }
 
-fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, BelError> {
-    let event = if kind == KIND_PARTITION {
-        Event::Partition(
-            PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
-        )
-    } else {
-        Event::Run(
-            JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
-        )
-    };
-    Ok(LoggedEvent { seq, event })
-}
-
 fn query_events(
     conn: &Connection,
     sql: &str,
@@ -441,7 +336,7 @@ fn query_events(
     let mut out = Vec::new();
     for row in rows {
         let (seq, kind, body) = row?;
-        out.push(decode(seq, kind, &body)?);
+        out.push(common::decode(seq, kind, &body)?);
     }
     Ok(out)
 }
@@ -474,16 +369,6 @@ fn read_job_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRunRow> {
 const RUN_COLUMNS: &str = "run_id, label, status, started_ts, updated_ts, host, pid, lease_until";
 const JOB_RUN_COLUMNS: &str =
     "job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts";
-
-/// Whether process `pid` on this host is gone (Linux: no `/proc/<pid>` or a zombie).
-fn process_is_dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => Path::new("/proc/self").exists(),
-    }
-}
 
 #[async_trait::async_trait]
 impl crate::EventLog for SqliteEventLog {
@@ -526,13 +411,9 @@ impl crate::EventLog for SqliteEventLog {
                 .collect::<Result<_, _>>()?;
             let mut reclaimed = Vec::new();
             for (run_id, host, pid, lease) in candidates {
-                let expired = lease.is_some_and(|l| l < now);
-                let dead_here = host.as_deref() == Some(this_host)
-                    && pid.is_some_and(|p| p != std::process::id() && process_is_dead(p));
-                if !(expired || dead_here) {
-                    continue;
+                if common::owner_lost(now, this_host, host.as_deref(), pid, lease) {
+                    reclaimed.push(fail_run(tx, &run_id, common::OWNER_LOST)?);
                 }
-                reclaimed.push(fail_run(tx, &run_id, "owner run lost")?);
             }
             Ok(reclaimed)
         })
@@ -541,11 +422,17 @@ impl crate::EventLog for SqliteEventLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.with_conn(|conn| {
             let mut out = Vec::with_capacity(refs.len());
-            for r in refs {
-                if let Some(row) = partition_row(conn, r)? {
-                    out.push(row);
-                }
+            if let [r] = refs {
+                out.extend(partition_row(conn, r)?);
+                return Ok(out);
             }
+            // One read transaction for the batch: one snapshot, and one file lock instead
+            // of one per ref (which cost more than the lookups themselves).
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            for r in refs {
+                out.extend(partition_row(&tx, r)?);
+            }
+            tx.commit()?;
             Ok(out)
         })
     }
@@ -717,6 +604,26 @@ impl crate::EventLog for SqliteEventLog {
         })
     }
 
+    async fn wait_for_events(
+        &self,
+        after_seq: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), BelError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last: i64 = self.with_conn(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                    .query_row([], |r| r.get(0))?)
+            })?;
+            let now = Instant::now();
+            if last > after_seq || now >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep((deadline - now).min(std::time::Duration::from_millis(50))).await;
+        }
+    }
+
     async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
         self.write(|tx| catalog::invalidate(tx, partition_ref, reason))
     }
@@ -755,66 +662,25 @@ impl crate::EventLog for SqliteEventLog {
 
 /// Fails an unfinished graph run and everything it holds, inside `tx`.
 fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun, BelError> {
-    use databuild_proto::{GraphEvent, JobEvent, JobLabel};
     let held: Vec<(String, String)> = tx
         .prepare_cached(
             "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3) ORDER BY ref",
         )?
         .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    for (r, job_run_id) in &held {
-        apply(
-            tx,
-            Event::Partition(PartitionEvent {
-                partition_ref: Some(databuild_proto::PartitionRef::new(r.clone())),
-                status: PartitionStatus::PartitionFailed as i32,
-                job_graph_run_id: run_id.to_string(),
-                job_run_id: job_run_id.clone(),
-                failure_reason: reason.to_string(),
-                ..Default::default()
-            }),
-        )?;
-    }
     let jobs: Vec<(String, String, String)> = tx
         .prepare_cached(
-            "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)",
+            "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)
+             ORDER BY scheduled_ts, job_run_id",
         )?
         .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    for (job_run_id, label, job_key) in jobs {
-        apply(
-            tx,
-            Event::Run(JobGraphRunEvent {
-                job_event: Some(JobEvent {
-                    job_graph_run_id: run_id.to_string(),
-                    job_run_id,
-                    status: JobRunStatus::JobFailed as i32,
-                    job_key,
-                    label: Some(JobLabel::new(label)),
-                    logs: Some(databuild_proto::JobLogsEvent {
-                        logs: vec![reason.to_string()],
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        )?;
-    }
     let label: String = tx
         .prepare_cached("SELECT label FROM graph_runs WHERE run_id = ?1")?
         .query_row([run_id], |r| r.get(0))?;
-    apply(
-        tx,
-        Event::Run(JobGraphRunEvent {
-            graph_event: Some(GraphEvent {
-                job_graph_run_id: run_id.to_string(),
-                status: JobGraphRunStatus::GraphFailed as i32,
-                label: Some(databuild_proto::GraphLabel { label }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    )?;
+    for e in common::fail_run_events(run_id, &label, &held, &jobs, reason) {
+        apply(tx, e)?;
+    }
     Ok(ReclaimedRun {
         run_id: run_id.to_string(),
         partitions: held.into_iter().map(|h| h.0).collect(),

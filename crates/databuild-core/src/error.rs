@@ -48,7 +48,9 @@ impl CoreError {
     pub fn exit_kind(&self) -> ExitKind {
         match self {
             CoreError::Bel(
-                databuild_bel::BelError::Busy { .. } | databuild_bel::BelError::Claimed { .. },
+                databuild_bel::BelError::Busy { .. }
+                | databuild_bel::BelError::Claimed { .. }
+                | databuild_bel::BelError::ConnectionLost { .. },
             ) => ExitKind::BuildFailed,
             CoreError::Cancelled(_) | CoreError::Delegation(_) => ExitKind::BuildFailed,
             _ => ExitKind::Usage,

@@ -8,12 +8,14 @@ pub mod events;
 pub mod graph;
 pub mod planner;
 pub mod protocol;
+pub mod remote;
 pub mod request;
 pub mod scheduler;
 
 pub use error::{CoreError, ExitKind};
 pub use graph::{Graph, GraphError, JobDef};
 pub use planner::{analyze, PlanError};
+pub use remote::{RemoteError, RemoteExec, RemoteJobs};
 pub use scheduler::{build, execute, BuildOptions, Progress, RunOutcome};
 
 /// Stable hash of a job label and its (sorted) outputs, tying runs of one task together.

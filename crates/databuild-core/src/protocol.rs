@@ -82,6 +82,13 @@ pub enum ProtocolError {
     /// A config with no outputs.
     #[error("job `{job}`: `config` returned config #{config} with no outputs")]
     NoOutputs { job: String, config: usize },
+    /// A remote job or lookup server gave no usable answer.
+    #[error("job `{job}`: `config` for {refs} failed: {error}")]
+    Remote {
+        job: String,
+        refs: String,
+        error: Box<crate::remote::RemoteError>,
+    },
     /// The lookup program named a job the graph does not have.
     #[error("lookup `{program}` answered with unknown job `{job}`")]
     UnknownJob { program: String, job: String },
@@ -230,6 +237,18 @@ pub async fn configure(
     job: &JobDef,
     refs: &[String],
 ) -> Result<Vec<JobConfig>, ProtocolError> {
+    if let Some(endpoint) = job.remote_endpoint() {
+        let deadline = job.timeout.map_or(CALL_TIMEOUT, |t| t.min(CALL_TIMEOUT));
+        let resp = remote_call(graph, endpoint, deadline, |r| r.configure(endpoint, refs))
+            .await
+            .map_err(|error| ProtocolError::Remote {
+                job: job.label.clone(),
+                refs: ref_list(refs),
+                error: Box::new(error),
+            })?;
+        validate_configs(graph, job, refs, &resp.configs)?;
+        return Ok(resp.configs);
+    }
     let mut argv = job.entrypoint.clone();
     argv.push("config".into());
     argv.extend(refs.iter().cloned());
@@ -337,4 +356,40 @@ pub async fn lookup(
         });
     }
     parse(who, &refs_desc, &out)
+}
+
+/// Calls a `GraphLookup` server with `refs`.
+pub async fn lookup_remote(
+    graph: &Graph,
+    endpoint: &str,
+    refs: &[String],
+) -> Result<GraphLookupResponse, ProtocolError> {
+    if refs.is_empty() {
+        return Ok(GraphLookupResponse::default());
+    }
+    remote_call(graph, endpoint, CALL_TIMEOUT, |r| r.lookup(endpoint, refs))
+        .await
+        .map_err(|error| ProtocolError::Remote {
+            job: "(lookup)".into(),
+            refs: ref_list(refs),
+            error: Box::new(error),
+        })
+}
+
+/// One call to a remote server through the graph's client, within `deadline`.
+async fn remote_call<'a, T, F>(
+    graph: &'a Graph,
+    endpoint: &str,
+    deadline: Duration,
+    call: impl FnOnce(&'a dyn crate::remote::RemoteJobs) -> F,
+) -> Result<T, crate::remote::RemoteError>
+where
+    F: std::future::Future<Output = Result<T, crate::remote::RemoteError>>,
+{
+    let Some(remote) = graph.remote.as_deref() else {
+        return Err(crate::remote::RemoteError::NoClient {
+            endpoint: endpoint.to_string(),
+        });
+    };
+    crate::remote::with_deadline(endpoint, deadline, call(remote)).await
 }

@@ -508,7 +508,9 @@ async fn run_case(case: Case) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     write_graph(dir.path(), &case);
     let graph = Graph::load(&dir.path().join("databuild.toml")).unwrap();
-    let bel = databuild_bel::open("sqlite://.databuild/bel.sqlite", dir.path()).unwrap();
+    let bel = databuild_bel::open("sqlite://.databuild/bel.sqlite", dir.path())
+        .await
+        .unwrap();
     let ctx = Ctx {
         dir: dir.path(),
         graph: &graph,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// databuild: ask for data, get it built.
 ///
@@ -28,6 +28,14 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Talk to a running `databuild serve` instead of a local graph and event log, e.g.
+    /// `http://127.0.0.1:50051`. Works with build, analyze, lookup, execute, request,
+    /// partitions list|show|history|why, runs, events, deps, active and logs; builds run
+    /// with the service's options (`-j`, `--lease`, ...).
+    ///
+    /// Example: databuild --remote http://127.0.0.1:50051 build reviews/daily/date=2025-01-07
+    #[arg(long, global = true, env = "DATABUILD_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
     /// More logging on stderr (-v, -vv); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -44,10 +52,13 @@ pub enum Command {
     /// Show the job graph that would build partitions, without running it.
     ///
     /// Example: databuild analyze --format dot reports/weekly/week=2025-01-06 | dot -Tsvg > g.svg
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Analyze {
         /// Partition refs.
-        #[arg(required = true)]
         refs: Vec<String>,
+        /// Also plan the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -133,6 +144,30 @@ pub enum Command {
         /// The job run id (see `databuild runs show`).
         job_run_id: String,
     },
+    /// Serve the graph: gRPC (`databuild.v1` DataBuildService, Catalog, GraphLookup, with
+    /// reflection and health) and an HTTP JSON API with Server-Sent Events, on one port.
+    ///
+    /// Prints the URL it listens on as the first line of stdout. SIGTERM or Ctrl-C stops
+    /// accepting builds and waits for the builds in flight (a second signal exits at once;
+    /// their claims then expire with their lease). The API is described at
+    /// `/api/v1/openapi.json`; metrics are at `/metrics`.
+    ///
+    /// Example: databuild serve --addr 127.0.0.1:50051 -j 4
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub addr: String,
+    /// Partition events buffered for each stream consumer; a consumer that stays this far
+    /// behind for 2 s has its stream closed (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = 1024)]
+    pub stream_buffer: usize,
+    /// Options of the builds the service runs.
+    #[command(flatten)]
+    pub exec: ExecArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,9 +198,9 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
 pub struct BuildArgs {
     /// Partition refs to build.
-    #[arg(required_unless_present = "from_file")]
     pub refs: Vec<String>,
     /// Also build the refs listed in FILE, one per line (`-`: read them from stdin), for
     /// more refs than a command line holds.
@@ -228,9 +263,9 @@ pub enum PartitionsCommand {
     /// Record external data as available.
     ///
     /// Example: databuild partitions register catalog/podcasts
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Register {
         /// Partition refs.
-        #[arg(required_unless_present = "from_file")]
         refs: Vec<String>,
         /// Also register the refs listed in FILE, one per line (`-`: read them from
         /// stdin), for more refs than a command line holds.

@@ -13,14 +13,37 @@ pub struct Bel {
     pub log_dir: PathBuf,
 }
 
-/// Loads the graph file named by `--graph`.
+/// Loads the graph file named by `--graph`, with the gRPC client for `grpc://` jobs.
 pub fn graph(cli: &Cli) -> Result<Graph, CoreError> {
-    Ok(Graph::load(&cli.graph)?)
+    let mut graph = Graph::load(&cli.graph)?;
+    graph.remote = Some(databuild_service::remote_jobs::GrpcJobs::shared());
+    Ok(graph)
 }
 
-/// Opens the event log: `--bel`, else the graph's. Commands that only read the log work
-/// without a graph file when `--bel` is given.
-pub fn bel(cli: &Cli, graph: Option<&Graph>) -> Result<Bel, CoreError> {
+/// The client of the service named by `--remote`, if any.
+pub fn remote(cli: &Cli) -> Result<Option<databuild_service::remote::Client>, CoreError> {
+    let Some(url) = &cli.remote else {
+        return Ok(None);
+    };
+    let who = format!("cli@{}", databuild_core::scheduler::hostname());
+    databuild_service::remote::Client::new(url, &who)
+        .map(Some)
+        .map_err(|e| CoreError::Bel(databuild_bel::BelError::Remote(e.to_string())))
+}
+
+/// Opens the event log: the service's with `--remote`, else `--bel`, else the graph's.
+/// Commands that only read the log work without a graph file when `--bel` or `--remote`
+/// is given. Job logs live beside a SQLite log, and in
+/// `.databuild/logs` under the graph's directory (else the working directory) with a
+/// PostgreSQL one.
+pub async fn bel(cli: &Cli, graph: Option<&Graph>) -> Result<Bel, CoreError> {
+    if let Some(client) = remote(cli)? {
+        // The service's log, read over HTTP; job logs come from its events.
+        return Ok(Bel {
+            log: Arc::new(databuild_service::remote::RemoteLog::new(client)),
+            log_dir: PathBuf::from("/dev/null/remote"),
+        });
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let (url, base) = match (&cli.bel, graph) {
         (Some(url), _) => (url.clone(), cwd),
@@ -30,7 +53,14 @@ pub fn bel(cli: &Cli, graph: Option<&Graph>) -> Result<Bel, CoreError> {
             (g.default_bel(), g.dir.clone())
         }
     };
-    let log = databuild_bel::open(&url, &base)?;
+    let log = databuild_bel::open(&url, &base).await?;
+    if databuild_bel::is_postgres_url(&url) {
+        let dir = graph.map_or(base, |g| g.dir.clone());
+        return Ok(Bel {
+            log,
+            log_dir: dir.join(".databuild/logs"),
+        });
+    }
     let path = url.strip_prefix("sqlite://").unwrap_or(&url);
     let log_dir = base
         .join(path)

@@ -1,49 +1,25 @@
 //! Catalog reads and coordination writes of the SQLite backend: invalidation, lineage,
 //! active builds, partition event queries and claims.
 
-use databuild_proto::{ActiveBuild, PartitionEvent, PartitionRef, PartitionStatus};
+use databuild_proto::{ActiveBuild, PartitionRef, PartitionStatus};
 use rusqlite::{params, Connection};
 
 use super::{apply, derived, partition_row, query_events};
 use crate::{
+    common,
     query::{OrderField, PartitionQuery},
-    BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent,
+    BelError, ClaimGroup, ClaimOutcome, LoggedEvent,
 };
 
 pub(super) fn invalidate(tx: &Connection, r: &str, reason: &str) -> Result<Vec<String>, BelError> {
-    let Some(cur) = partition_row(tx, r)? else {
-        return Err(BelError::UnknownPartition(r.to_string()));
-    };
-    if cur.status != PartitionStatus::PartitionAvailable {
-        let hint = match cur.status {
-            PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding => {
-                "it is being built now; invalidate it once it is AVAILABLE".to_string()
-            }
-            PartitionStatus::PartitionStale => {
-                "it is already stale; the next build that needs it rebuilds it".to_string()
-            }
-            _ => format!("there is nothing to invalidate; `databuild build {r}` builds it"),
-        };
-        return Err(BelError::InvalidTransition(format!(
-            "partition `{r}` is {}; only an AVAILABLE partition can be invalidated: {hint}",
-            cur.status.as_str_name()
-        )));
-    }
-    apply(
-        tx,
-        Event::Partition(PartitionEvent {
-            partition_ref: Some(PartitionRef::new(r)),
-            status: PartitionStatus::PartitionStale as i32,
-            failure_reason: format!("invalidated: {reason}"),
-            ..Default::default()
-        }),
-    )?;
+    let cur = partition_row(tx, r)?;
+    apply(tx, common::invalidation(r, cur.as_ref(), reason)?)?;
     let mut stale = vec![r.to_string()];
     stale.extend(derived::propagate_stale(
         tx,
         r,
         "",
-        format!("upstream `{r}` is stale"),
+        common::stale_upstream(r),
     )?);
     Ok(stale)
 }
@@ -180,68 +156,16 @@ pub(super) fn claim(
 ) -> Result<Vec<ClaimOutcome>, BelError> {
     let mut outcomes = Vec::with_capacity(groups.len());
     for g in groups {
-        let mut held = Vec::new();
-        let mut available = 0;
-        for r in &g.refs {
-            if let Some(cur) = partition_row(tx, r)? {
-                if cur.status == PartitionStatus::PartitionAvailable {
-                    available += 1;
-                }
-                let claimed = matches!(
-                    cur.status,
-                    PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding
-                );
-                if claimed && cur.run_id != run_id {
-                    held.push((r.clone(), cur.run_id));
-                }
-            }
+        let current = g
+            .refs
+            .iter()
+            .map(|r| partition_row(tx, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (outcome, events) = common::claim_events(run_id, client, &g, &current);
+        for e in events {
+            apply(tx, e)?;
         }
-        if let Some((first_ref, first_owner)) = held.first().cloned() {
-            for (r, owner) in held {
-                apply(
-                    tx,
-                    Event::Partition(PartitionEvent {
-                        partition_ref: Some(PartitionRef::new(r)),
-                        status: PartitionStatus::PartitionDelegated as i32,
-                        job_graph_run_id: run_id.to_string(),
-                        delegated_to_run_id: owner,
-                        requesting_clients: vec![client.to_string()],
-                        producing_job: Some(databuild_proto::JobLabel::new(
-                            g.producing_job.clone(),
-                        )),
-                        ..Default::default()
-                    }),
-                )?;
-            }
-            outcomes.push(ClaimOutcome::HeldBy {
-                partition_ref: first_ref,
-                owner_run_id: first_owner,
-            });
-            continue;
-        }
-        if g.skip_if_available && available == g.refs.len() {
-            outcomes.push(ClaimOutcome::Available);
-            continue;
-        }
-        for r in &g.refs {
-            apply(
-                tx,
-                Event::Partition(PartitionEvent {
-                    partition_ref: Some(PartitionRef::new(r.clone())),
-                    status: PartitionStatus::PartitionScheduled as i32,
-                    job_graph_run_id: run_id.to_string(),
-                    requesting_clients: vec![client.to_string()],
-                    producing_job: Some(databuild_proto::JobLabel::new(g.producing_job.clone())),
-                    upstream_deps: g
-                        .upstream_deps
-                        .iter()
-                        .map(|u| PartitionRef::new(u.clone()))
-                        .collect(),
-                    ..Default::default()
-                }),
-            )?;
-        }
-        outcomes.push(ClaimOutcome::Claimed);
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }

@@ -3,33 +3,38 @@
 
 use std::collections::VecDeque;
 
-use databuild_proto::{PartitionEvent, PartitionRef, PartitionStatus};
+use databuild_proto::{PartitionEvent, PartitionStatus};
 use rusqlite::{params, Connection};
 
 use super::apply;
-use crate::{BelError, Event};
+use crate::{
+    common::{self, Derived},
+    BelError,
+};
 
-/// Updates requesters, lineage and staleness after `p` (with status `status`) was stored.
-/// `was_claimed`: the partition was SCHEDULED/BUILDING before this event.
+/// Updates requesters, lineage and staleness after `p` (about `r`, with status `status`)
+/// was stored. `was_claimed`: the partition was SCHEDULED/BUILDING before this event.
 pub(super) fn after_partition_event(
     tx: &Connection,
     p: &PartitionEvent,
+    r: &str,
     status: PartitionStatus,
     was_claimed: bool,
 ) -> Result<(), BelError> {
-    let r = p
-        .partition_ref
-        .as_ref()
-        .map(|r| r.str.as_str())
-        .unwrap_or("");
-    match status {
-        PartitionStatus::PartitionScheduled | PartitionStatus::PartitionDelegated => {
-            add_requesters(tx, r, &p.requesting_clients)?;
+    match common::derived_effect(p, r, status, was_claimed) {
+        Derived::None => {}
+        Derived::AddRequesters => {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO requesters (ref, client) VALUES (?1, ?2)")?;
+            for c in &p.requesting_clients {
+                insert.execute(params![r, c])?;
+            }
         }
-        PartitionStatus::PartitionRequested if was_claimed => {
-            add_requesters(tx, r, &p.requesting_clients)?;
+        Derived::ClearRequesters => {
+            tx.prepare_cached("DELETE FROM requesters WHERE ref = ?1")?
+                .execute([r])?;
         }
-        PartitionStatus::PartitionAvailable => {
+        Derived::Built { cause } => {
             tx.prepare_cached("DELETE FROM requesters WHERE ref = ?1")?
                 .execute([r])?;
             tx.prepare_cached("DELETE FROM deps WHERE downstream = ?1")?
@@ -40,30 +45,8 @@ pub(super) fn after_partition_event(
             for u in &p.upstream_deps {
                 insert.execute(params![u.str, r])?;
             }
-            let cause = if p.job_graph_run_id.is_empty() {
-                format!("upstream `{r}` was registered again")
-            } else {
-                format!(
-                    "upstream `{r}` was rebuilt by graph run `{}`",
-                    p.job_graph_run_id
-                )
-            };
             propagate_stale(tx, r, &p.job_graph_run_id, cause)?;
         }
-        PartitionStatus::PartitionFailed | PartitionStatus::PartitionStale => {
-            tx.prepare_cached("DELETE FROM requesters WHERE ref = ?1")?
-                .execute([r])?;
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn add_requesters(tx: &Connection, r: &str, clients: &[String]) -> Result<(), BelError> {
-    let mut insert =
-        tx.prepare_cached("INSERT OR IGNORE INTO requesters (ref, client) VALUES (?1, ?2)")?;
-    for c in clients {
-        insert.execute(params![r, c])?;
     }
     Ok(())
 }
@@ -86,27 +69,14 @@ pub(super) fn propagate_stale(
             .prepare_cached("SELECT downstream FROM deps WHERE upstream = ?1 ORDER BY downstream")?
             .query_map([&up], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        let mut downstream = Vec::new();
         for d in candidates {
-            if super::partition_row(tx, &d)?
-                .is_some_and(|p| p.status == PartitionStatus::PartitionAvailable)
-            {
-                downstream.push(d);
+            let available = super::partition_row(tx, &d)?
+                .is_some_and(|p| p.status == PartitionStatus::PartitionAvailable);
+            if !available {
+                continue;
             }
-        }
-        for d in downstream {
-            apply(
-                tx,
-                Event::Partition(PartitionEvent {
-                    partition_ref: Some(PartitionRef::new(d.clone())),
-                    status: PartitionStatus::PartitionStale as i32,
-                    job_graph_run_id: run_id.to_string(),
-                    failure_reason: reason.clone(),
-                    upstream_deps: vec![PartitionRef::new(up.clone())],
-                    ..Default::default()
-                }),
-            )?;
-            queue.push_back((d.clone(), format!("upstream `{d}` is stale")));
+            apply(tx, common::stale_event(&d, &up, run_id, &reason))?;
+            queue.push_back((d.clone(), common::stale_upstream(&d)));
             made_stale.push(d);
         }
     }

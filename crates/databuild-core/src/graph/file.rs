@@ -8,7 +8,11 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{lookup::PatternLookup, Graph, JobDef, Lookup};
+use super::{
+    executor::{JobExecutor, SlurmResources, EXECUTORS},
+    lookup::PatternLookup,
+    Graph, JobDef, Lookup,
+};
 
 /// A graph file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,16 @@ pub enum GraphError {
         key: &'static str,
         value: String,
     },
+    /// A `grpc://` entrypoint that is not `grpc://host:port` alone.
+    #[error("job `{job}`: invalid remote entrypoint `{entrypoint}`: {message}; a remote job or lookup is written `entrypoint = \"grpc://host:port\"`")]
+    InvalidEndpoint {
+        job: String,
+        entrypoint: String,
+        message: String,
+    },
+    /// A `[graph]` value that cannot be used.
+    #[error("`[graph]`: invalid `{key}`: {message}")]
+    InvalidGraphValue { key: &'static str, message: String },
     /// A value out of range.
     #[error("job `{job}`: invalid `{key}`: {message}")]
     InvalidValue {
@@ -86,6 +100,10 @@ struct FileDoc {
 struct GraphSection {
     label: String,
     bel: Option<String>,
+    /// The executor of jobs that name none.
+    executor: Option<String>,
+    /// Slurm resources of every Slurm job, unless the job sets its own.
+    slurm: Option<SlurmResources>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +143,7 @@ struct JobSection {
     retry_backoff: Option<String>,
     max_concurrency: Option<usize>,
     executor: Option<String>,
+    slurm: Option<SlurmResources>,
 }
 
 impl Graph {
@@ -168,16 +187,31 @@ impl Graph {
                 });
             }
         }
+        let defaults = Defaults {
+            executor: doc.graph.executor.unwrap_or_else(|| "local".into()),
+            slurm: doc.graph.slurm.unwrap_or_default(),
+        };
+        if !EXECUTORS.contains(&defaults.executor.as_str()) {
+            return Err(GraphError::InvalidGraphValue {
+                key: "executor",
+                message: unknown_executor(&defaults.executor),
+            });
+        }
+        if let Err((key, message)) = defaults.slurm.validate() {
+            return Err(GraphError::InvalidGraphValue { key, message });
+        }
         let mut jobs = Vec::with_capacity(doc.jobs.len());
         for j in doc.jobs {
-            jobs.push(job_def(j, dir)?);
+            jobs.push(job_def(j, dir, &defaults)?);
         }
         let lookup = match doc.lookup {
-            Some(l) => Lookup::Program(resolve_entrypoint(
-                "[lookup]",
-                l.entrypoint.into_vec(),
-                dir,
-            )?),
+            Some(l) => {
+                let ep = resolve_entrypoint("[lookup]", l.entrypoint.into_vec(), dir)?;
+                match crate::remote::endpoint(&ep) {
+                    Some(url) => Lookup::Remote(url.to_string()),
+                    None => Lookup::Program(ep),
+                }
+            }
             None => Lookup::Patterns(PatternLookup::new(&jobs)?),
         };
         Ok(Graph {
@@ -186,19 +220,49 @@ impl Graph {
             bel: doc.graph.bel,
             jobs,
             lookup,
+            remote: None,
         })
     }
 }
 
-fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
+/// What `[graph]` sets for every job.
+struct Defaults {
+    executor: String,
+    slurm: SlurmResources,
+}
+
+fn unknown_executor(name: &str) -> String {
+    let available: Vec<String> = EXECUTORS.iter().map(|e| format!("`{e}`")).collect();
+    format!(
+        "unknown executor `{name}`; available: [{}]",
+        available.join(", ")
+    )
+}
+
+fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, GraphError> {
     let label = j.label;
-    if let Some(executor) = j.executor.as_deref().filter(|e| *e != "local") {
-        return Err(GraphError::InvalidValue {
-            job: label,
-            key: "executor",
-            message: format!("unknown executor `{executor}`; available: [`local`]"),
-        });
-    }
+    let explicit_executor = j.executor.is_some();
+    let mut executor = match j.executor.as_deref().unwrap_or(&defaults.executor) {
+        "local" => JobExecutor::Local,
+        "slurm" => {
+            let resources = j.slurm.unwrap_or_default().or(&defaults.slurm);
+            if let Err((key, message)) = resources.validate() {
+                return Err(GraphError::InvalidValue {
+                    job: label,
+                    key,
+                    message,
+                });
+            }
+            JobExecutor::Slurm(resources)
+        }
+        other => {
+            return Err(GraphError::InvalidValue {
+                message: unknown_executor(other),
+                job: label,
+                key: "executor",
+            });
+        }
+    };
     if j.max_concurrency == Some(0) {
         return Err(GraphError::InvalidValue {
             job: label,
@@ -220,6 +284,20 @@ fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
     let retry_backoff =
         duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
     let entrypoint = resolve_entrypoint(&label, j.entrypoint.into_vec(), dir)?;
+    if crate::remote::endpoint(&entrypoint).is_some() && executor != JobExecutor::Local {
+        if explicit_executor {
+            return Err(GraphError::InvalidValue {
+                job: label,
+                key: "executor",
+                message: format!(
+                    "a remote (`grpc://`) job runs on its own server, not on executor `{}`; remove `executor` from this job",
+                    executor.name()
+                ),
+            });
+        }
+        // `[graph] executor` applies to programs; a remote job runs on its own server.
+        executor = JobExecutor::Local;
+    }
     Ok(JobDef {
         label,
         entrypoint,
@@ -229,11 +307,13 @@ fn job_def(j: JobSection, dir: &Path) -> Result<JobDef, GraphError> {
         retries: j.retries,
         retry_backoff,
         max_concurrency: j.max_concurrency,
+        executor,
     })
 }
 
 /// Resolves the program of an entrypoint: a path with a `/` relative to `dir`, else a
-/// command on PATH. Checks that it exists and is executable.
+/// command on PATH. Checks that it exists and is executable. A `grpc://host:port` URL (a
+/// remote server) is checked for form only and kept as it is.
 fn resolve_entrypoint(
     job: &str,
     mut ep: Vec<String>,
@@ -244,6 +324,18 @@ fn resolve_entrypoint(
             job: job.to_string(),
         });
     };
+    if program.starts_with(crate::remote::SCHEME) {
+        let bad = |message: String| GraphError::InvalidEndpoint {
+            job: job.to_string(),
+            entrypoint: ep.join(" "),
+            message,
+        };
+        if ep.len() > 1 {
+            return Err(bad("a remote entrypoint takes no arguments".into()));
+        }
+        crate::remote::check_endpoint(&program).map_err(bad)?;
+        return Ok(ep);
+    }
     let resolved = if program.contains('/') {
         let p = dir.join(&program);
         if !p.is_file() {

@@ -123,42 +123,58 @@ impl Graph {
             }
             Lookup::Program(entrypoint) => {
                 let resp = protocol::lookup(self, entrypoint, refs).await?;
-                let mut claimed: BTreeMap<&str, String> = BTreeMap::new();
-                for task_ref in resp.task_refs {
-                    let label = task_ref.job.map(|j| j.label).unwrap_or_default();
-                    if self.job(&label).is_none() {
-                        return Err(protocol::ProtocolError::UnknownJob {
-                            program: entrypoint.join(" "),
-                            job: label,
-                        }
-                        .into());
-                    }
-                    for out in task_ref.outputs {
-                        if let Some(r) = refs.iter().find(|r| **r == out.str) {
-                            if let Some(prev) = claimed.insert(r, label.clone()) {
-                                return Err(LookupError::Ambiguous {
-                                    partition_ref: r.clone(),
-                                    first: prev,
-                                    first_pattern: "(lookup)".into(),
-                                    second: label.clone(),
-                                    second_pattern: "(lookup)".into(),
-                                });
-                            }
-                            result
-                                .by_job
-                                .entry(label.clone())
-                                .or_default()
-                                .push(r.clone());
-                        }
-                    }
-                }
-                result.unproduced = refs
-                    .iter()
-                    .filter(|r| !claimed.contains_key(r.as_str()))
-                    .cloned()
-                    .collect();
+                result = self.lookup_answer(&entrypoint.join(" "), refs, resp)?;
+            }
+            Lookup::Remote(url) => {
+                let resp = protocol::lookup_remote(self, url, refs).await?;
+                result = self.lookup_answer(url, refs, resp)?;
             }
         }
+        Ok(result)
+    }
+
+    /// Checks a lookup program's or server's answer and groups the refs by job.
+    fn lookup_answer(
+        &self,
+        program: &str,
+        refs: &[String],
+        resp: databuild_proto::GraphLookupResponse,
+    ) -> Result<LookupResult, LookupError> {
+        let mut result = LookupResult::default();
+        let mut claimed: BTreeMap<&str, String> = BTreeMap::new();
+        for task_ref in resp.task_refs {
+            let label = task_ref.job.map(|j| j.label).unwrap_or_default();
+            if self.job(&label).is_none() {
+                return Err(protocol::ProtocolError::UnknownJob {
+                    program: program.to_string(),
+                    job: label,
+                }
+                .into());
+            }
+            for out in task_ref.outputs {
+                if let Some(r) = refs.iter().find(|r| **r == out.str) {
+                    if let Some(prev) = claimed.insert(r, label.clone()) {
+                        return Err(LookupError::Ambiguous {
+                            partition_ref: r.clone(),
+                            first: prev,
+                            first_pattern: "(lookup)".into(),
+                            second: label.clone(),
+                            second_pattern: "(lookup)".into(),
+                        });
+                    }
+                    result
+                        .by_job
+                        .entry(label.clone())
+                        .or_default()
+                        .push(r.clone());
+                }
+            }
+        }
+        result.unproduced = refs
+            .iter()
+            .filter(|r| !claimed.contains_key(r.as_str()))
+            .cloned()
+            .collect();
         Ok(result)
     }
 }

@@ -1,10 +1,12 @@
 //! A graph: its jobs, how refs map to jobs (lookup), and where its event log lives.
 
+mod executor;
 mod file;
 mod lookup;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
+pub use executor::{JobExecutor, SlurmResources, EXECUTORS};
 pub use file::{parse_duration, GraphError};
 pub use lookup::{LookupError, LookupResult};
 
@@ -14,7 +16,7 @@ pub struct JobDef {
     /// Unique label.
     pub label: String,
     /// Program and leading arguments, the program resolved to an absolute path when it is
-    /// a file relative to the graph file.
+    /// a file relative to the graph file; or one `grpc://host:port` URL (a remote job).
     pub entrypoint: Vec<String>,
     /// The anchored `produces` patterns as written.
     pub produces: Vec<String>,
@@ -28,6 +30,8 @@ pub struct JobDef {
     pub retry_backoff: Duration,
     /// At most this many runs of this job at once.
     pub max_concurrency: Option<usize>,
+    /// Where `exec` runs: a local process group or a cluster engine.
+    pub executor: JobExecutor,
 }
 
 /// How refs are mapped to jobs.
@@ -37,6 +41,8 @@ pub enum Lookup {
     Patterns(lookup::PatternLookup),
     /// An external program answering `GraphLookup` in JSON.
     Program(Vec<String>),
+    /// A `GraphLookup` gRPC server at this `grpc://host:port` URL.
+    Remote(String),
 }
 
 /// A loaded, validated graph.
@@ -52,9 +58,24 @@ pub struct Graph {
     pub jobs: Vec<JobDef>,
     /// How refs map to jobs.
     pub lookup: Lookup,
+    /// The client for `grpc://` entrypoints (jobs and lookup), if the program has one.
+    pub remote: Option<Arc<dyn crate::remote::RemoteJobs>>,
+}
+
+impl JobDef {
+    /// The `grpc://host:port` URL of a remote job.
+    pub fn remote_endpoint(&self) -> Option<&str> {
+        crate::remote::endpoint(&self.entrypoint)
+    }
 }
 
 impl Graph {
+    /// Whether any job or the lookup is a `grpc://` server.
+    pub fn uses_remote(&self) -> bool {
+        matches!(self.lookup, Lookup::Remote(_))
+            || self.jobs.iter().any(|j| j.remote_endpoint().is_some())
+    }
+
     /// The job labelled `label`.
     pub fn job(&self, label: &str) -> Option<&JobDef> {
         self.jobs.iter().find(|j| j.label == label)

@@ -2,6 +2,7 @@
 //! loop owns the run's state; job runners talk to it by messages; every state change is
 //! an event, and the events of one loop tick are appended in one transaction.
 
+mod executor;
 mod run;
 pub mod runner;
 
@@ -139,17 +140,60 @@ pub(crate) fn now_micros() -> i64 {
     databuild_proto::timestamp_micros(&databuild_proto::now())
 }
 
+/// Fails the claims of graph runs whose owner died; returns the Slurm jobs they left
+/// behind (to adopt or cancel). Lost runs are only searched for Slurm jobs when the graph
+/// has Slurm jobs.
+pub(crate) async fn reclaim_lost(
+    graph: &Graph,
+    bel: &dyn EventLog,
+) -> Result<Vec<executor::slurm::Orphan>, CoreError> {
+    let lost = bel.reclaim_lost_runs(now_micros(), &hostname()).await?;
+    for l in &lost {
+        tracing::warn!(run_id = %l.run_id, partitions = l.partitions.len(), "reclaimed the claims of a lost graph run");
+    }
+    let uses_slurm = graph
+        .jobs
+        .iter()
+        .any(|j| matches!(j.executor, crate::graph::JobExecutor::Slurm(_)));
+    if lost.is_empty() || !uses_slurm {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = lost.into_iter().map(|l| l.run_id).collect();
+    Ok(executor::slurm::find_orphans(bel, graph, &ids).await?)
+}
+
+/// A graph run just begun.
+pub(crate) struct Begun {
+    /// Its id.
+    run_id: String,
+    /// The Slurm jobs that lost runs left behind, to adopt or cancel.
+    orphans: Vec<executor::slurm::Orphan>,
+}
+
 /// Starts a graph run: reclaims runs whose owner died, records GRAPH_STARTED and the lease.
 async fn begin(
     graph: &Graph,
     bel: &dyn EventLog,
     opts: &BuildOptions,
     requested: &[String],
-) -> Result<String, CoreError> {
-    let host = hostname();
-    for lost in bel.reclaim_lost_runs(now_micros(), &host).await? {
-        tracing::warn!(run_id = %lost.run_id, partitions = lost.partitions.len(), "reclaimed the claims of a lost graph run");
+) -> Result<Begun, CoreError> {
+    let orphans = reclaim_lost(graph, bel).await?;
+    match start_run(graph, bel, opts, requested).await {
+        Ok(run_id) => Ok(Begun { run_id, orphans }),
+        Err(e) => {
+            executor::slurm::cancel_orphans(&orphans).await;
+            Err(e)
+        }
     }
+}
+
+/// Records GRAPH_STARTED, the requests and the lease of a new graph run.
+async fn start_run(
+    graph: &Graph,
+    bel: &dyn EventLog,
+    opts: &BuildOptions,
+    requested: &[String],
+) -> Result<String, CoreError> {
     let run_id = databuild_bel::new_id();
     let mut start = vec![events::graph(
         &run_id,
@@ -277,7 +321,8 @@ pub async fn build(
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
     let mut signals = Signals::new(opts.handle_signals)?;
-    let run_id = begin(graph, bel.as_ref(), opts, refs).await?;
+    let begun = begin(graph, bel.as_ref(), opts, refs).await?;
+    let run_id = begun.run_id.clone();
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
@@ -285,6 +330,7 @@ pub async fn build(
     let analyzed = tokio::select! {
         r = planner::analyze(graph, bel.as_ref(), refs, opts.force) => r,
         reason = signals.recv() => {
+            executor::slurm::cancel_orphans(&begun.orphans).await;
             abort(graph, bel.as_ref(), &run_id, refs, reason).await?;
             return Err(CoreError::Cancelled(reason.to_string()));
         }
@@ -292,6 +338,7 @@ pub async fn build(
     let job_graph = match analyzed {
         Ok(g) => g,
         Err(e) => {
+            executor::slurm::cancel_orphans(&begun.orphans).await;
             abort(
                 graph,
                 bel.as_ref(),
@@ -303,7 +350,7 @@ pub async fn build(
             return Err(e.into());
         }
     };
-    run::execute_run(graph, bel, run_id, job_graph, opts, progress, signals).await
+    run::execute_run(graph, bel, begun, job_graph, opts, progress, signals).await
 }
 
 /// Executes a given job graph as a new graph run.
@@ -359,10 +406,11 @@ pub async fn execute(
     }
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
     let signals = Signals::new(opts.handle_signals)?;
-    let run_id = begin(graph, bel.as_ref(), opts, &requested).await?;
+    let begun = begin(graph, bel.as_ref(), opts, &requested).await?;
+    let run_id = begun.run_id.clone();
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
-    run::execute_run(graph, bel, run_id, job_graph, opts, progress, signals).await
+    run::execute_run(graph, bel, begun, job_graph, opts, progress, signals).await
 }

@@ -15,12 +15,23 @@ use databuild_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    executor::{
+        slurm::{self, Orphan},
+        Executors, Report, Submission,
+    },
     runner::{self, ExecResult, ExecSpec},
-    BuildOptions, Progress, ProgressFn, RunOutcome, Signals,
+    Begun, BuildOptions, Progress, ProgressFn, RunOutcome, Signals,
 };
-use crate::{events, graph::Graph, job_key, CoreError};
+use crate::{
+    events,
+    graph::{Graph, JobExecutor},
+    job_key, CoreError,
+};
 
 mod delegation;
+
+/// A job run's task, to spawn.
+type Launch = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -64,6 +75,12 @@ enum Msg {
         job_run_id: String,
         lines: Vec<String>,
     },
+    /// A cluster engine accepted the job run.
+    Submitted {
+        task: usize,
+        job_run_id: String,
+        submission: Submission,
+    },
     Exited {
         task: usize,
         job_run_id: String,
@@ -99,18 +116,26 @@ struct Run<'a> {
     tx: mpsc::UnboundedSender<Msg>,
     cancelled: Option<String>,
     outcome: RunOutcome,
+    executors: Executors,
+    /// Job runs started this tick, launched once the events announcing them are durable
+    /// (so that a cluster job is never submitted before the log names its job run).
+    /// (In a mutex only to keep the run `Sync`; the loop takes it with `get_mut`.)
+    launches: std::sync::Mutex<Vec<Launch>>,
+    /// Slurm jobs of lost graph runs to adopt, by job key.
+    orphans: HashMap<String, Orphan>,
 }
 
 /// Claims the graph's outputs and runs it to the end.
 pub(super) async fn execute_run(
     graph: &Graph,
     bel: Arc<dyn EventLog>,
-    run_id: String,
+    begun: Begun,
     job_graph: JobGraph,
     opts: &BuildOptions,
     progress: ProgressFn,
     mut signals: Signals,
 ) -> Result<RunOutcome, CoreError> {
+    let Begun { run_id, orphans } = begun;
     let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut run = Run {
@@ -139,6 +164,9 @@ pub(super) async fn execute_run(
             run_id: run_id.clone(),
             ..Default::default()
         },
+        executors: Executors::new(opts.log_dir.clone()),
+        launches: std::sync::Mutex::new(Vec::new()),
+        orphans: HashMap::new(),
     };
     run.pending.push(events::graph(
         &run_id,
@@ -156,6 +184,7 @@ pub(super) async fn execute_run(
     run.flush().await?;
     let all: Vec<usize> = (0..run.tasks.len()).collect();
     if let Err(e) = run.claim(all).await {
+        slurm::cancel_orphans(&orphans).await;
         bel.append(vec![events::graph(
             &run_id,
             &graph.label,
@@ -166,11 +195,15 @@ pub(super) async fn execute_run(
         return Err(e);
     }
     run.fail_missing_inputs().await?;
+    run.take_orphans(orphans).await;
 
     loop {
         run.start_ready().await?;
         run.track_graph_status();
         run.flush().await?;
+        for launch in run.launches.get_mut().expect("launches").drain(..) {
+            tokio::spawn(launch);
+        }
         if run.running == 0
             && run.ready_jobs.is_empty()
             && run.in_backoff == 0
@@ -398,11 +431,15 @@ impl Run<'_> {
         ));
         self.pending
             .push(events::job(&ids, JobRunStatus::JobRunning, None, None));
-        for o in &t.outputs {
-            let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &run_id);
-            e.job_run_id = t.job_run_id.clone();
-            e.producing_job = Some(JobLabel::new(t.label.clone()));
-            self.pending.push(Event::Partition(e));
+        // On a cluster, the outputs are BUILDING once the engine accepted the job (the
+        // events then record its id).
+        if job.executor == JobExecutor::Local {
+            for o in &t.outputs {
+                let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &run_id);
+                e.job_run_id = t.job_run_id.clone();
+                e.producing_job = Some(JobLabel::new(t.label.clone()));
+                self.pending.push(Event::Partition(e));
+            }
         }
         let config_json = databuild_proto::to_json(&t.config);
         let outputs_json = serde_json::to_string(&t.outputs).expect("strings serialize");
@@ -420,6 +457,8 @@ impl Run<'_> {
         argv.push("exec".into());
         argv.extend(t.config.args.iter().cloned());
         let spec = ExecSpec {
+            label: t.label.clone(),
+            job_run_id: t.job_run_id.clone(),
             argv,
             cwd: self.graph.dir.clone(),
             env,
@@ -430,6 +469,15 @@ impl Run<'_> {
             log_cap_bytes: self.opts.log_cap_bytes,
             max_bel_lines: self.opts.max_bel_log_lines,
         };
+        let remote = job.remote_endpoint().map(|endpoint| {
+            let exec = crate::remote::RemoteExec {
+                outputs: t.outputs.clone(),
+                config: t.config.clone(),
+                job_run_id: t.job_run_id.clone(),
+                graph_run_id: self.run_id.clone(),
+            };
+            (self.graph.remote.clone(), endpoint.to_string(), exec)
+        });
         let (cancel_tx, cancel_rx) = oneshot::channel();
         t.cancel = Some(cancel_tx);
         let tx = self.tx.clone();
@@ -443,23 +491,43 @@ impl Run<'_> {
         self.running += 1;
         self.running_per_job[t.job] += 1;
         self.outcome.job_runs += 1;
-        tokio::spawn(async move {
-            let lines_tx = tx.clone();
-            let lines_id = job_run_id.clone();
-            let result = runner::run(spec, cancel_rx, move |lines| {
-                let _ = lines_tx.send(Msg::Lines {
+        let adopt = match job.executor {
+            JobExecutor::Slurm(_) => self.orphans.remove(&t.key),
+            JobExecutor::Local => None,
+        };
+        let chosen = self.executors.choose(job, adopt);
+        self.launches
+            .get_mut()
+            .expect("launches")
+            .push(Box::pin(async move {
+                let report_tx = tx.clone();
+                let report_id = job_run_id.clone();
+                let report = move |r: Report| {
+                    let _ = report_tx.send(match r {
+                        Report::Lines(lines) => Msg::Lines {
+                            task: i,
+                            job_run_id: report_id.clone(),
+                            lines,
+                        },
+                        Report::Submitted(submission) => Msg::Submitted {
+                            task: i,
+                            job_run_id: report_id.clone(),
+                            submission,
+                        },
+                    });
+                };
+                let result = match (remote, chosen) {
+                    (Some((client, endpoint, exec)), _) => {
+                        runner::run_remote(client, endpoint, exec, spec.timeout, cancel_rx).await
+                    }
+                    (None, chosen) => chosen.run(spec, cancel_rx, Arc::new(report)).await,
+                };
+                let _ = tx.send(Msg::Exited {
                     task: i,
-                    job_run_id: lines_id.clone(),
-                    lines,
+                    job_run_id,
+                    result,
                 });
-            })
-            .await;
-            let _ = tx.send(Msg::Exited {
-                task: i,
-                job_run_id,
-                result,
-            });
-        });
+            }));
         Ok(())
     }
 
@@ -485,6 +553,11 @@ impl Run<'_> {
                     Some(lines),
                 ));
             }
+            Msg::Submitted {
+                task,
+                job_run_id,
+                submission,
+            } => self.submitted(task, &job_run_id, &submission),
             Msg::Exited {
                 task,
                 job_run_id,
@@ -500,6 +573,71 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A cluster engine accepted task `i`'s job run: its outputs are BUILDING, and the
+    /// events record the engine's job id.
+    fn submitted(&mut self, i: usize, job_run_id: &str, submission: &Submission) {
+        let t = &self.tasks[i];
+        if t.state != State::Running || t.job_run_id != job_run_id {
+            return;
+        }
+        let ids = events::JobRunIds {
+            run_id: &self.run_id,
+            job_run_id,
+            label: &t.label,
+            job_key: &t.key,
+            outputs: &t.outputs,
+        };
+        self.pending.push(events::job(
+            &ids,
+            JobRunStatus::JobRunning,
+            None,
+            Some(vec![submission.log_line()]),
+        ));
+        for o in &t.outputs {
+            let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &self.run_id);
+            e.job_run_id = job_run_id.to_string();
+            e.producing_job = Some(JobLabel::new(t.label.clone()));
+            e.storage_metadata = submission.metadata();
+            self.pending.push(Event::Partition(e));
+        }
+    }
+
+    /// Keeps the Slurm jobs of lost runs that this run can adopt — same task, same
+    /// configuration, still a Slurm job, claimed by this run and not yet started — and
+    /// cancels the others.
+    async fn take_orphans(&mut self, orphans: Vec<Orphan>) {
+        if orphans.is_empty() {
+            return;
+        }
+        let by_key: HashMap<&str, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key.as_str(), i))
+            .collect();
+        let mut adopt = Vec::new();
+        let mut cancel = Vec::new();
+        for o in orphans {
+            let fits = by_key.get(o.job_key.as_str()).is_some_and(|&i| {
+                let t = &self.tasks[i];
+                matches!(t.state, State::Waiting | State::Ready)
+                    && !t.forced
+                    && o.config.as_ref() == Some(&t.config)
+                    && matches!(self.graph.jobs[t.job].executor, JobExecutor::Slurm(_))
+            });
+            if fits && !self.orphans.contains_key(&o.job_key) {
+                adopt.push(o);
+            } else {
+                cancel.push(o);
+            }
+        }
+        slurm::cancel_orphans(&cancel).await;
+        for o in adopt {
+            tracing::info!(slurm_job = %o.id, label = %o.label, lost_run = %o.run_id, "adopting a Slurm job of a lost graph run");
+            self.orphans.insert(o.job_key.clone(), o);
+        }
     }
 
     async fn exited(
@@ -814,6 +952,8 @@ impl Run<'_> {
         self.pending
             .push(events::graph(&self.run_id, &self.graph.label, status, None));
         self.flush().await?;
+        let unadopted: Vec<Orphan> = self.orphans.drain().map(|(_, o)| o).collect();
+        slurm::cancel_orphans(&unadopted).await;
         self.outcome.success = success;
         self.outcome.cancelled = self.cancelled.is_some();
         Ok(self.outcome)

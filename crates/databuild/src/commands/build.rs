@@ -11,7 +11,7 @@ use crate::{
     context, output, render,
 };
 
-fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOptions {
+pub(super) fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOptions {
     let defaults = BuildOptions::default();
     BuildOptions {
         parallelism: args.jobs.unwrap_or(defaults.parallelism).max(1),
@@ -32,7 +32,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
             .map_err(databuild_core::PlanError::from)
             .map_err(CoreError::from)?;
     }
-    let bel = context::bel(cli, Some(&graph))?;
+    let bel = context::bel(cli, Some(&graph)).await?;
     let mut opts = options(&args.exec, bel.log_dir);
     opts.force = args.force;
     let outcome =
@@ -47,14 +47,14 @@ pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
     let job_graph: JobGraph = databuild_proto::from_json(&text).map_err(|e| {
         CoreError::InvalidJobGraph(format!("stdin is not a `JobGraph` JSON document: {e}"))
     })?;
-    let bel = context::bel(cli, Some(&graph))?;
+    let bel = context::bel(cli, Some(&graph)).await?;
     let opts = options(args, bel.log_dir);
     let outcome =
         databuild_core::execute(&graph, bel.log, job_graph, &opts, output::reporter(false)).await?;
     Ok(report(cli, &outcome))
 }
 
-fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
+pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
     if cli.json {
         let failed: Vec<serde_json::Value> = o
             .failed
@@ -116,7 +116,7 @@ fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
 
 pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) -> Result<ExitKind> {
     let graph = context::graph(cli)?;
-    let bel = context::bel(cli, Some(&graph))?;
+    let bel = context::bel(cli, Some(&graph)).await?;
     let g = databuild_core::analyze(&graph, bel.log.as_ref(), refs, force)
         .await
         .map_err(CoreError::from)?;
@@ -175,7 +175,7 @@ pub async fn request(
     timeout: std::time::Duration,
 ) -> Result<ExitKind> {
     let graph = std::sync::Arc::new(context::graph(cli)?);
-    let bel = context::bel(cli, Some(&graph))?;
+    let bel = context::bel(cli, Some(&graph)).await?;
     let build_opts = BuildOptions {
         log_dir: bel.log_dir.clone(),
         ..BuildOptions::default()

@@ -46,7 +46,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 .iter()
                 .map(|s| parse_status(s))
                 .collect::<Result<Vec<_>>>()?;
-            let bel = context::bel(cli, None)?;
+            let bel = context::bel(cli, None).await?;
             let rows = match pattern {
                 Some(p) => {
                     catalog::find_partitions(bel.log.as_ref(), Some(p), statuses, *limit, *offset)
@@ -89,7 +89,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             }
         }
         PartitionsCommand::Show { partition_ref } => {
-            let bel = context::bel(cli, None)?;
+            let bel = context::bel(cli, None).await?;
             let Some(e) = bel.log.latest_partition_event(partition_ref).await? else {
                 bail!("no events for partition `{partition_ref}`; see `databuild partitions list`");
             };
@@ -127,7 +127,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         }
         PartitionsCommand::Why { partition_ref } => {
             let graph = context::graph(cli).ok();
-            let bel = context::bel(cli, graph.as_ref())?;
+            let bel = context::bel(cli, graph.as_ref()).await?;
             println!(
                 "{}",
                 catalog::why(graph.as_ref(), bel.log.as_ref(), partition_ref).await?
@@ -138,7 +138,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             reason,
         } => {
             databuild_proto::validate_ref(partition_ref)?;
-            let bel = context::bel(cli, None)?;
+            let bel = context::bel(cli, None).await?;
             let stale = bel.log.invalidate(partition_ref, reason).await?;
             println!("{} partitions are now stale:", stale.len());
             for r in stale {
@@ -146,7 +146,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             }
         }
         PartitionsCommand::History { partition_ref } => {
-            let bel = context::bel(cli, None)?;
+            let bel = context::bel(cli, None).await?;
             let events = bel.log.partition_history(partition_ref).await?;
             if events.is_empty() {
                 bail!("no events for partition `{partition_ref}`; see `databuild partitions list`");
@@ -176,8 +176,8 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                     );
                 }
             }
-            let bel = context::bel(cli, Some(&graph))?;
-            let mut skip: std::collections::HashSet<String> = bel
+            let bel = context::bel(cli, Some(&graph)).await?;
+            let available: std::collections::HashSet<String> = bel
                 .log
                 .partitions(refs)
                 .await?
@@ -185,14 +185,16 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 .filter(|s| s.status == PartitionStatus::PartitionAvailable)
                 .map(|s| s.partition_ref)
                 .collect();
+            let mut seen = std::collections::HashSet::new();
             let mut evs = Vec::new();
             for r in refs {
-                if skip.contains(r) {
+                if !seen.insert(r.as_str()) {
+                    continue; // listed twice: registered once
+                }
+                if available.contains(r) {
                     println!("already available: {r}");
                     continue;
                 }
-                // A ref listed twice is registered once.
-                skip.insert(r.clone());
                 let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
                 let now = databuild_proto::now();
                 e.requesting_clients =
@@ -230,7 +232,7 @@ fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> 
 }
 
 pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
-    let bel = context::bel(cli, None)?;
+    let bel = context::bel(cli, None).await?;
     match cmd {
         RunsCommand::List { limit } => {
             let runs = bel
@@ -316,6 +318,15 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 println!("(still running)");
             }
             let jobs = bel.log.job_runs(run_id).await?;
+            // The cluster job of each job run, from its partition events.
+            let mut cluster_jobs = std::collections::HashMap::new();
+            for e in &events {
+                if let Event::Partition(p) = &e.event {
+                    if let Some(id) = p.storage_metadata.get("slurm_job_id") {
+                        cluster_jobs.insert(p.job_run_id.as_str(), format!(" (slurm job {id})"));
+                    }
+                }
+            }
             println!("job runs   {}", jobs.len());
             for j in &jobs {
                 let took = std::time::Duration::from_micros(
@@ -327,8 +338,11 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 } else {
                     " <--"
                 };
+                let cluster = cluster_jobs
+                    .get(j.job_run_id.as_str())
+                    .map_or("", String::as_str);
                 println!(
-                    "  {} {:<12} {:>8} {}{mark}",
+                    "  {} {:<12} {:>8} {}{cluster}{mark}",
                     j.job_run_id,
                     status,
                     secs(took),
@@ -390,7 +404,7 @@ pub async fn events(
     for r in filter.refs {
         databuild_proto::validate_ref(r)?;
     }
-    let bel = context::bel(cli, None)?;
+    let bel = context::bel(cli, None).await?;
     let mut after = after;
     let mut printed = 0usize;
     const PAGE: usize = 10_000;
@@ -418,14 +432,17 @@ pub async fn events(
             if !follow {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // Woken by the next append (LISTEN/NOTIFY on PostgreSQL), not by polling.
+            bel.log
+                .wait_for_events(after, std::time::Duration::from_secs(30))
+                .await?;
         }
     }
     Ok(ExitKind::Success)
 }
 
 pub async fn deps(cli: &Cli, partition_ref: &str, depth: i32, format: Format) -> Result<ExitKind> {
-    let bel = context::bel(cli, None)?;
+    let bel = context::bel(cli, None).await?;
     let g = catalog::dependency_graph(bel.log.as_ref(), partition_ref, depth).await?;
     let format = if cli.json { Format::Json } else { format };
     match format {
@@ -441,7 +458,7 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
     for r in refs {
         databuild_proto::validate_ref(r)?;
     }
-    let bel = context::bel(cli, None)?;
+    let bel = context::bel(cli, None).await?;
     let active = bel.log.active_builds(refs).await?;
     if cli.json {
         let resp = databuild_proto::GetActiveBuildStatusResponse {
@@ -472,7 +489,7 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
 }
 
 pub async fn logs(cli: &Cli, job_run_id: &str) -> Result<ExitKind> {
-    let bel = context::bel(cli, None)?;
+    let bel = context::bel(cli, None).await?;
     if bel.log.job_run(job_run_id).await?.is_none() {
         bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`");
     }

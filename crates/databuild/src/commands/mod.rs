@@ -2,6 +2,8 @@
 
 mod build;
 mod catalog;
+mod remote;
+mod serve;
 
 use std::{io::Read as _, path::Path};
 
@@ -12,13 +14,22 @@ use crate::cli::{Cli, Command};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitKind> {
+    if let Some(client) = crate::context::remote(&cli)? {
+        if let Some(kind) = remote::run(&cli, &client).await? {
+            return Ok(kind);
+        }
+    }
     match &cli.command {
         Command::Build(args) => build::build(&cli, args).await,
         Command::Analyze {
             refs,
+            from_file,
             format,
             force,
-        } => build::analyze(&cli, refs, *format, *force).await,
+        } => {
+            let refs = refs_and_file(refs, from_file.as_deref())?;
+            build::analyze(&cli, &refs, *format, *force).await
+        }
         Command::Lookup { refs } => build::lookup(&cli, refs).await,
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
@@ -60,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             .await
         }
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
+        Command::Serve(args) => serve::serve(&cli, args).await,
     }
 }
 

@@ -34,8 +34,26 @@ const BANNED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "databuild-service",
+        &[
+            "rusqlite",
+            "tokio-postgres",
+            "postgres",
+            "sqlx",
+            "clap",
+            "databuild",
+        ],
+    ),
+    (
         "databuild",
-        &["rusqlite", "tokio-postgres", "sqlx", "prost"],
+        &[
+            "rusqlite",
+            "tokio-postgres",
+            "sqlx",
+            "prost",
+            "tonic",
+            "axum",
+        ],
     ),
 ];
 

@@ -100,7 +100,8 @@ impl TestGraph {
         cmd.current_dir(self.dir.path())
             .args(args)
             .env_remove("DATABUILD_GRAPH")
-            .env_remove("DATABUILD_BEL");
+            .env_remove("DATABUILD_BEL")
+            .env_remove("DATABUILD_REMOTE");
         cmd
     }
 

@@ -8,10 +8,7 @@ use databuild_bel::{ClaimGroup, ClaimOutcome, PartitionRow};
 use databuild_proto::PartitionStatus;
 
 use super::{materialize_refs, strip, Run, State};
-use crate::{
-    scheduler::{hostname, now_micros, Progress},
-    CoreError,
-};
+use crate::{scheduler::Progress, CoreError};
 
 /// How often delegated partitions are checked.
 pub(super) const POLL: Duration = Duration::from_millis(100);
@@ -110,11 +107,11 @@ impl Run<'_> {
     /// failed, and claims again what its owner let go (or lost).
     pub(super) async fn poll_delegated(&mut self) -> Result<(), CoreError> {
         self.polls += 1;
-        if self.polls.is_multiple_of(RECLAIM_EVERY) {
-            self.bel
-                .reclaim_lost_runs(now_micros(), &hostname())
-                .await?;
-        }
+        let orphans = if self.polls.is_multiple_of(RECLAIM_EVERY) {
+            crate::scheduler::reclaim_lost(self.graph, self.bel.as_ref()).await?
+        } else {
+            Vec::new()
+        };
         let waiting: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| self.tasks[i].state == State::Delegated)
             .collect();
@@ -173,7 +170,10 @@ impl Run<'_> {
                 None => again.push(i),
             }
         }
-        self.claim(again).await
+        self.claim(again).await?;
+        // The lost owner's Slurm jobs: adopted for what this run now builds, else cancelled.
+        self.take_orphans(orphans).await;
+        Ok(())
     }
 
     /// Ends a delegated task whose owner failed; this run's dependents of it fail too.

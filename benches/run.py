@@ -1,0 +1,495 @@
+#!/usr/bin/env python3
+"""databuild's benchmarks, side by side with make and ninja (PRODUCT.md section 8).
+
+    python3 benches/run.py            # the full suite (5 repetitions; W4 up to 1,000,000)
+    python3 benches/run.py --quick    # 3 repetitions, W4 at 100,000 only, W6 at 100,000
+    python3 benches/run.py --smoke    # tiny sizes, 1 repetition: checks the suite works
+
+Workloads (docs/benchmarks.md explains them):
+  W1 chain of N no-op jobs, W2 fan-out 1 -> N -> 1, W3 L layers x W nodes, 3 parents each:
+     databuild vs `make -j2` vs `ninja -j2` on the same DAG and the same command per node,
+     cold (everything to build) and no-op (everything built), interleaved per repetition.
+  W4 a no-op request for N already-available partitions: wall time and peak RSS.
+  W5 concurrent clients asking for overlapping partitions of one SQLite event log:
+     wall time and duplicate executions (must be 0).
+  W6 the event log's own benchmark (`cargo bench -p databuild-bel`).
+
+Prints markdown tables of medians on stdout (and to --out FILE). Uses only the Python
+standard library; installs make and ninja-build with apt-get when they are missing
+(except with --smoke, which skips a missing tool and says so).
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import workloads  # noqa: E402
+
+JOBS = "2"  # the same parallelism for every tool
+
+
+class Result:
+    """One timed process (tree): wall seconds, CPU seconds of it and its children, peak
+    RSS in KiB of the largest process, exit code, output."""
+
+    def __init__(self, wall, cpu, rss_kib, code, out):
+        self.wall, self.cpu, self.rss_kib, self.code, self.out = wall, cpu, rss_kib, code, out
+
+
+def timed(argv, cwd):
+    """Runs argv and measures it with wait4 (wall, user+sys of the tree, peak RSS)."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        p = subprocess.Popen(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return Result(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode, text)
+
+
+def check(res, what):
+    if res.code != 0:
+        sys.exit("benchmark step failed: %s exited %d\n%s" % (what, res.code, res.out[-3000:]))
+    return res
+
+
+def run_quiet(argv, cwd=None):
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_s(x):
+    if x is None:
+        return "–"
+    return "%.3f s" % x if x < 10 else "%.1f s" % x
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b <= 0:
+        return "–"
+    return "%.2f×" % (a / b)
+
+
+def clean(d, bel=True):
+    stamps = os.path.join(d, "stamps")
+    for f in os.listdir(stamps):
+        os.unlink(os.path.join(stamps, f))
+    for f in (".ninja_log", ".ninja_deps", "executions.log"):
+        if os.path.exists(os.path.join(d, f)):
+            os.unlink(os.path.join(d, f))
+    if bel:
+        shutil.rmtree(os.path.join(d, ".databuild"), ignore_errors=True)
+
+
+# --- tools -----------------------------------------------------------------------------
+
+
+def ensure_tools(smoke):
+    """make and ninja: installed with apt-get if missing (not in smoke mode). Returns the
+    tools to compare with and notes about the ones skipped."""
+    wanted = {"make": "make", "ninja": "ninja-build"}
+    missing = [pkg for tool, pkg in wanted.items() if shutil.which(tool) is None]
+    if missing and not smoke:
+        print("installing %s with apt-get" % " ".join(missing), file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "-qq"] + missing
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+    tools, notes = [], []
+    for tool in wanted:
+        if shutil.which(tool):
+            tools.append(tool)
+        else:
+            notes.append("%s not installed: skipped (--smoke does not install it)" % tool)
+    return tools, notes
+
+
+def build_databuild():
+    print("building databuild: cargo build --release -p databuild", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-p", "databuild"], cwd=REPO, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    return os.path.join(target, "release", "databuild")
+
+
+def version(argv):
+    try:
+        return run_quiet(argv).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "?"
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = "%.0f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "load": load,
+        "mem": mem,
+        "kernel": platform.release(),
+    }
+
+
+# --- W1-W3: databuild vs make vs ninja ---------------------------------------------------
+
+
+def bench_dag(db, d, tools, reps, rows, name):
+    """Interleaves databuild, make, ninja per repetition; cold then no-op for each."""
+    targets = os.path.join(d, "targets.txt")
+    n_nodes = sum(1 for _ in open(os.path.join(d, "deps.txt")))
+    t = {k: [] for k in ("plan", "cold", "noop")}
+    times = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
+    cpu = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
+    cmds = {
+        "databuild": [db, "build", "-j", JOBS, "--from-file", targets],
+        "make": ["make", "-j", JOBS],
+        "ninja": ["ninja", "-j", JOBS],
+    }
+    for rep in range(reps):
+        for tool in ["databuild"] + tools:
+            clean(d)
+            if tool == "databuild":
+                # Planning alone: every `config` call, no job runs.
+                plan = check(timed([db, "analyze", "--from-file", targets], d), "databuild analyze")
+                t["plan"].append(plan.wall)
+                clean(d)
+            cold = check(timed(cmds[tool], d), tool + " (cold)")
+            built = len(os.listdir(os.path.join(d, "stamps")))
+            if built != n_nodes:
+                sys.exit("%s built %d of %d nodes on %s" % (tool, built, n_nodes, name))
+            noop = check(timed(cmds[tool], d), tool + " (no-op)")
+            if tool == "databuild" and "nothing to do" not in noop.out:
+                sys.exit("databuild's second build was not a no-op:\n" + noop.out)
+            times[tool]["cold"].append(cold.wall)
+            times[tool]["noop"].append(noop.wall)
+            cpu[tool]["cold"].append(cold.cpu)
+            cpu[tool]["noop"].append(noop.cpu)
+        print("  %s: repetition %d/%d done" % (name, rep + 1, reps), file=sys.stderr)
+    for mode, label in (("cold", "cold"), ("noop", "no-op")):
+        m = {tool: median(times[tool][mode]) for tool in times}
+        c = {tool: median(cpu[tool][mode]) for tool in cpu}
+        rows.append(
+            {
+                "workload": name,
+                "mode": label,
+                "databuild": m["databuild"],
+                "make": m.get("make"),
+                "ninja": m.get("ninja"),
+                "cpu": c,
+            }
+        )
+    rows.append(
+        {
+            "workload": name,
+            "mode": "databuild planning only (`analyze`)",
+            "databuild": median(t["plan"]),
+            "make": None,
+            "ninja": None,
+            "cpu": {},
+        }
+    )
+
+
+def dag_table(rows, tools):
+    lines = [
+        "| workload | mode | databuild | make -j2 | ninja -j2 | databuild / make | databuild / ninja |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            "| %s | %s | %s | %s | %s | %s | %s |"
+            % (
+                r["workload"],
+                r["mode"],
+                fmt_s(r["databuild"]),
+                fmt_s(r["make"]),
+                fmt_s(r["ninja"]),
+                fmt_ratio(r["databuild"], r["make"]),
+                fmt_ratio(r["databuild"], r["ninja"]),
+            )
+        )
+    lines += [
+        "",
+        "CPU time (user + sys of the tool and every process it started), medians:",
+        "",
+        "| workload | mode | databuild | make -j2 | ninja -j2 |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["cpu"]:
+            c = r["cpu"]
+            lines.append(
+                "| %s | %s | %s | %s | %s |"
+                % (
+                    r["workload"],
+                    r["mode"],
+                    fmt_s(c.get("databuild")),
+                    fmt_s(c.get("make")),
+                    fmt_s(c.get("ninja")),
+                )
+            )
+    return lines
+
+
+# --- W4: no-op request of N available partitions -----------------------------------------
+
+
+def bench_available(db, root, sizes, reps):
+    lines = [
+        "| partitions | register (setup, once) | no-op `build`: wall | CPU | peak RSS (max) | `analyze` alone: wall | CPU | peak RSS | runs |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in sizes:
+        d = os.path.join(root, "w4-%d" % n)
+        refs = workloads.write_available(n, d)
+        reg = check(
+            timed([db, "partitions", "register", "--force", "--from-file", refs], d),
+            "databuild partitions register",
+        )
+        pristine = os.path.join(d, "pristine.sqlite")
+        bel = os.path.join(d, ".databuild", "bel.sqlite")
+        shutil.copyfile(bel, pristine)
+        walls, cpus, rss, plans = [], [], [], []
+        for rep in range(reps):
+            # Every request appends events; start each repetition from the same log.
+            shutil.rmtree(os.path.join(d, ".databuild"))
+            os.makedirs(os.path.dirname(bel))
+            shutil.copyfile(pristine, bel)
+            # Planning alone (reads every status, writes nothing), then the request.
+            plans.append(
+                check(timed([db, "analyze", "--from-file", refs], d), "databuild analyze (W4)")
+            )
+            res = check(
+                timed([db, "build", "-j", JOBS, "--from-file", refs], d), "databuild build (W4)"
+            )
+            if "nothing to do" not in res.out:
+                sys.exit("W4 request was not a no-op:\n" + res.out[-2000:])
+            walls.append(res.wall)
+            cpus.append(res.cpu)
+            rss.append(res.rss_kib)
+            print("  W4 %d: repetition %d/%d done" % (n, rep + 1, reps), file=sys.stderr)
+        lines.append(
+            "| %s | %s | %s | %s | %.0f MiB | %s | %s | %.0f MiB | %d |"
+            % (
+                f"{n:,}",
+                fmt_s(reg.wall),
+                fmt_s(median(walls)),
+                fmt_s(median(cpus)),
+                max(rss) / 1024,
+                fmt_s(median([p.wall for p in plans])),
+                fmt_s(median([p.cpu for p in plans])),
+                max(p.rss_kib for p in plans) / 1024,
+                reps,
+            )
+        )
+        shutil.rmtree(d)
+    return lines
+
+
+# --- W5: concurrent clients, overlapping requests ----------------------------------------
+
+
+def bench_concurrent(db, root, clients, per, reps):
+    step = per // 2  # consecutive clients share half their partitions
+    total = step * (clients - 1) + per
+    d = os.path.join(root, "w5")
+    workloads.write_workload("flat", total, d, env={"BENCH_EXEC_LOG": "executions.log"})
+    nodes = [line.split()[0] for line in open(os.path.join(d, "deps.txt"))]
+    files = []
+    for c in range(clients):
+        path = os.path.join(d, "client-%d.txt" % c)
+        with open(path, "w") as f:
+            f.write("".join("bench/%s\n" % x for x in nodes[c * step : c * step + per]))
+        files.append(path)
+    walls, dups, missing = [], [], []
+    for rep in range(reps):
+        clean(d)
+        # Output goes to files: a client blocked on a full pipe would stall the others
+        # waiting on partitions it holds.
+        logs = [tempfile.TemporaryFile() for _ in files]
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [db, "build", "-j", JOBS, "--from-file", f],
+                cwd=d,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for f, log in zip(files, logs)
+        ]
+        for p in procs:
+            p.wait()
+        walls.append(time.perf_counter() - start)
+        for p, log in zip(procs, logs):
+            log.seek(0)
+            out = log.read().decode(errors="replace")
+            log.close()
+            if p.returncode != 0:
+                sys.exit("W5 client exited %d:\n%s" % (p.returncode, out[-3000:]))
+        log_path = os.path.join(d, "executions.log")
+        ran = open(log_path).read().split() if os.path.exists(log_path) else []
+        dups.append(len(ran) - len(set(ran)))
+        missing.append(total - len(set(ran)))
+        print("  W5: repetition %d/%d done" % (rep + 1, reps), file=sys.stderr)
+    return [
+        "| clients × partitions | distinct partitions | wall (median) | duplicate executions (sum) | never built |",
+        "|---|---:|---:|---:|---:|",
+        "| %d × %s, 50 %% overlap | %s | %s | %d | %d |"
+        % (clients, f"{per:,}", f"{total:,}", fmt_s(median(walls)), sum(dups), sum(missing)),
+    ], sum(dups) + sum(missing)
+
+
+# --- W6: the event log's own benchmark ---------------------------------------------------
+
+
+def bench_bel(n):
+    argv = ["cargo", "bench", "-q", "-p", "databuild-bel", "--bench", "bel", "--"]
+    if n:
+        argv.append(str(n))
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    if res.returncode != 0:
+        return ["`cargo bench -p databuild-bel` failed:", "", "```", res.stderr[-2000:], "```"]
+    return [line for line in res.stdout.splitlines() if line.startswith(("|", "event log"))]
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="3 repetitions, W4 at 100,000, W6 at 100,000")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition, no W6, no installs")
+    ap.add_argument("--databuild", help="the databuild binary (default: cargo build --release)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5; --quick 3; --smoke 1)")
+    ap.add_argument(
+        "--only", help="comma-separated workloads to run, e.g. W1,W4 (default: all)"
+    )
+    ap.add_argument("--out", help="also write the report (markdown) to this file")
+    ap.add_argument("--keep", action="store_true", help="keep the generated workloads")
+    args = ap.parse_args()
+
+    if args.smoke:
+        reps = args.reps or 1
+        sizes = {"W1": 5, "W2": 5, "W3": "3x4"}
+        w4, w5 = [200], (2, 20)
+        w6 = None
+    elif args.quick:
+        reps = args.reps or 3
+        sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
+        w4, w5 = [100_000], (10, 1000)
+        w6 = 100_000
+    else:
+        reps = args.reps or 5
+        sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
+        w4, w5 = [100_000, 1_000_000], (10, 1000)
+        w6 = 0  # the bench's default, 1,000,000
+    only = set((args.only or "W1,W2,W3,W4,W5,W6").upper().split(","))
+
+    tools, notes = ensure_tools(args.smoke)
+    db = os.path.abspath(args.databuild) if args.databuild else build_databuild()
+    root = tempfile.mkdtemp(prefix="databuild-bench-")
+    info = machine()
+    started = time.time()
+    out = []
+    say = out.append
+    say("## Results")
+    say("")
+    say(
+        "Machine: %s CPUs (`nproc`), %s, %s RAM, Linux %s; load average at start %s."
+        % (info["nproc"], info["cpu"], info["mem"], info["kernel"], info["load"])
+    )
+    say(
+        "Tools: %s; %s; %s. Repetitions: %d (medians shown)."
+        % (
+            version([db, "--version"]),
+            version(["make", "--version"]) if "make" in tools else "make: skipped",
+            "ninja " + version(["ninja", "--version"]) if "ninja" in tools else "ninja: skipped",
+            reps,
+        )
+    )
+    for n in notes:
+        say("")
+        say("Note: " + n + ".")
+    failed = 0
+
+    shapes = [("W1", "chain", "chain of %s"), ("W2", "fanout", "fan-out 1 → %s → 1"), ("W3", "layers", "layers %s, 3 parents")]
+    rows = []
+    for key, shape, title in shapes:
+        if key not in only:
+            continue
+        d = os.path.join(root, key.lower())
+        workloads.write_workload(shape, sizes[key], d)
+        bench_dag(db, d, tools, reps, rows, "%s %s" % (key, title % sizes[key]))
+    if rows:
+        say("")
+        say("### W1–W3: wall time, medians (`-j2` for every tool; cold = nothing built, no-op = everything built)")
+        say("")
+        out.extend(dag_table(rows, tools))
+
+    if "W4" in only:
+        say("")
+        say("### W4: no-op request of already-available partitions")
+        say("")
+        out.extend(bench_available(db, root, w4, min(reps, 3)))
+
+    if "W5" in only:
+        say("")
+        say("### W5: concurrent clients on one SQLite event log")
+        say("")
+        lines, bad = bench_concurrent(db, root, w5[0], w5[1], min(reps, 3))
+        out.extend(lines)
+        failed += bad
+
+    if "W6" in only and w6 is not None:
+        say("")
+        say("### W6: event log (`cargo bench -p databuild-bel --bench bel%s`)" % (" -- %d" % w6 if w6 else ""))
+        say("")
+        out.extend(bench_bel(w6))
+
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    say("")
+    say("Load average at the end: %s; the suite took %.0f s." % (load, time.time() - started))
+    report = "\n".join(out) + "\n"
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print("workloads kept in " + root, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,450 @@
+//! The backend-neutral parts of writing and reading the log: stamping and classifying
+//! events, the events that staleness, claims, invalidation and lost runs write, and
+//! decoding stored bodies. Every backend keeps its SQL and calls these.
+
+use databuild_proto::{
+    GraphEvent, GraphLabel, JobEvent, JobGraphRunEvent, JobGraphRunStatus, JobLabel, JobLogsEvent,
+    JobRunStatus, PartitionEvent, PartitionRef, PartitionStatus,
+};
+use prost::Message as _;
+
+use crate::{BelError, ClaimGroup, Event, LoggedEvent, PartitionRow};
+
+/// `events.kind` of a graph event.
+pub(crate) const KIND_GRAPH: i64 = 1;
+/// `events.kind` of a job event.
+pub(crate) const KIND_JOB: i64 = 2;
+/// `events.kind` of a partition event.
+pub(crate) const KIND_PARTITION: i64 = 3;
+
+/// The reason written on the claims of a graph run whose owner is gone.
+pub(crate) const OWNER_LOST: &str = "owner run lost";
+
+pub(crate) fn now_micros() -> i64 {
+    databuild_proto::timestamp_micros(&databuild_proto::now())
+}
+
+/// Fills in a missing event id (a new UUIDv7) and timestamp (now). Returns the timestamp in
+/// microseconds. Stamping before a write makes retrying that write idempotent.
+pub(crate) fn stamp(event: &mut Event) -> i64 {
+    let ts = match event.timestamp_micros() {
+        0 => now_micros(),
+        t => t,
+    };
+    let timestamp = Some(databuild_proto::timestamp_from_micros(ts));
+    match event {
+        Event::Run(e) => {
+            e.timestamp = timestamp;
+            if e.job_graph_run_event_id.is_empty() {
+                e.job_graph_run_event_id = crate::new_id();
+            }
+            let id = e.job_graph_run_event_id.clone();
+            if let Some(g) = &mut e.graph_event {
+                g.job_graph_run_event_id = id;
+            } else if let Some(j) = &mut e.job_event {
+                j.job_graph_run_event_id = id;
+            }
+        }
+        Event::Partition(p) => {
+            p.timestamp = timestamp;
+            if p.partition_event_id.is_empty() {
+                p.partition_event_id = crate::new_id();
+            }
+        }
+    }
+    ts
+}
+
+/// The id of a stamped event.
+pub(crate) fn event_id(event: &Event) -> &str {
+    match event {
+        Event::Run(e) => &e.job_graph_run_event_id,
+        Event::Partition(p) => &p.partition_event_id,
+    }
+}
+
+/// What an event is about, with its status checked to be a known one.
+#[derive(Debug)]
+pub(crate) enum Subject {
+    /// A graph event of run `run_id`.
+    Graph {
+        run_id: String,
+        label: String,
+        status: JobGraphRunStatus,
+    },
+    /// A job event of job run `job_run_id` in graph run `run_id`.
+    Job {
+        run_id: String,
+        job_run_id: String,
+        label: String,
+        job_key: String,
+        status: JobRunStatus,
+    },
+    /// A partition event about `partition_ref` (a valid ref).
+    Partition {
+        partition_ref: String,
+        status: PartitionStatus,
+    },
+}
+
+/// Checks what can be checked of `event` without the log: one of graph and job event, a
+/// known status, a job run id, a valid partition ref.
+pub(crate) fn classify(event: &Event) -> Result<Subject, BelError> {
+    match event {
+        Event::Run(e) => match (&e.graph_event, &e.job_event) {
+            (Some(g), None) => Ok(Subject::Graph {
+                run_id: g.job_graph_run_id.clone(),
+                label: g
+                    .label
+                    .as_ref()
+                    .map(|l| l.label.clone())
+                    .unwrap_or_default(),
+                status: JobGraphRunStatus::try_from(g.status).map_err(|_| {
+                    BelError::InvalidEvent(format!("unknown graph status {}", g.status))
+                })?,
+            }),
+            (None, Some(j)) => {
+                let status = JobRunStatus::try_from(j.status).map_err(|_| {
+                    BelError::InvalidEvent(format!("unknown job status {}", j.status))
+                })?;
+                if j.job_run_id.is_empty() {
+                    return Err(BelError::InvalidEvent(
+                        "job event without a job_run_id".into(),
+                    ));
+                }
+                Ok(Subject::Job {
+                    run_id: j.job_graph_run_id.clone(),
+                    job_run_id: j.job_run_id.clone(),
+                    label: j
+                        .label
+                        .as_ref()
+                        .map(|l| l.label.clone())
+                        .unwrap_or_default(),
+                    job_key: j.job_key.clone(),
+                    status,
+                })
+            }
+            _ => Err(BelError::InvalidEvent(
+                "a JobGraphRunEvent must carry exactly one of graph_event and job_event".into(),
+            )),
+        },
+        Event::Partition(p) => {
+            let r = p
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.as_str())
+                .unwrap_or("");
+            databuild_proto::validate_ref(r).map_err(|e| BelError::InvalidEvent(e.to_string()))?;
+            let status = PartitionStatus::try_from(p.status).map_err(|_| {
+                BelError::InvalidEvent(format!("unknown partition status {}", p.status))
+            })?;
+            Ok(Subject::Partition {
+                partition_ref: r.to_string(),
+                status,
+            })
+        }
+    }
+}
+
+/// Sets the per-run `sequence` of a graph or job event.
+pub(crate) fn set_run_sequence(event: &mut Event, seq: i64) {
+    if let Event::Run(e) = event {
+        if let Some(g) = &mut e.graph_event {
+            g.sequence = seq;
+        } else if let Some(j) = &mut e.job_event {
+            j.sequence = seq;
+        }
+    }
+}
+
+/// The encoded body and `kind` of a stamped event.
+pub(crate) fn encode(event: &Event) -> (i64, Vec<u8>) {
+    match event {
+        Event::Run(e) if e.graph_event.is_some() => (KIND_GRAPH, e.encode_to_vec()),
+        Event::Run(e) => (KIND_JOB, e.encode_to_vec()),
+        Event::Partition(p) => (KIND_PARTITION, p.encode_to_vec()),
+    }
+}
+
+/// Decodes a stored event body.
+pub(crate) fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, BelError> {
+    let event = if kind == KIND_PARTITION {
+        Event::Partition(
+            PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
+        )
+    } else {
+        Event::Run(
+            JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
+        )
+    };
+    Ok(LoggedEvent { seq, event })
+}
+
+/// Whether a graph run in `status` has ended.
+pub(crate) fn graph_finished(status: JobGraphRunStatus) -> bool {
+    matches!(
+        status,
+        JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed
+    )
+}
+
+/// Whether a partition in `status` is claimed by a run.
+pub(crate) fn is_claimed(status: PartitionStatus) -> bool {
+    matches!(
+        status,
+        PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding
+    )
+}
+
+/// A job event needs its graph run (in `graph`) to be unfinished.
+pub(crate) fn check_job_run_graph(
+    job_run_id: &str,
+    run_id: &str,
+    graph: Option<JobGraphRunStatus>,
+) -> Result<(), BelError> {
+    match graph {
+        Some(s) if !graph_finished(s) => Ok(()),
+        _ => Err(BelError::InvalidTransition(format!(
+            "job run `{job_run_id}` belongs to graph run `{run_id}`, which is not running"
+        ))),
+    }
+}
+
+/// What a stored partition event does to the requesters and lineage views.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Derived {
+    /// Nothing.
+    None,
+    /// Its requesting clients join the partition's requesters.
+    AddRequesters,
+    /// The claim ended: requesters are cleared.
+    ClearRequesters,
+    /// A new build is AVAILABLE: requesters cleared, lineage replaced by the event's
+    /// upstream deps, and everything built from it made STALE with `cause`.
+    Built { cause: String },
+}
+
+/// The derived-view effect of partition event `p` with `status`; `was_claimed`: the
+/// partition was SCHEDULED or BUILDING before it.
+pub(crate) fn derived_effect(
+    p: &PartitionEvent,
+    partition_ref: &str,
+    status: PartitionStatus,
+    was_claimed: bool,
+) -> Derived {
+    match status {
+        PartitionStatus::PartitionScheduled | PartitionStatus::PartitionDelegated => {
+            Derived::AddRequesters
+        }
+        PartitionStatus::PartitionRequested if was_claimed => Derived::AddRequesters,
+        PartitionStatus::PartitionAvailable => Derived::Built {
+            cause: if p.job_graph_run_id.is_empty() {
+                format!("upstream `{partition_ref}` was registered again")
+            } else {
+                format!(
+                    "upstream `{partition_ref}` was rebuilt by graph run `{}`",
+                    p.job_graph_run_id
+                )
+            },
+        },
+        PartitionStatus::PartitionFailed | PartitionStatus::PartitionStale => {
+            Derived::ClearRequesters
+        }
+        _ => Derived::None,
+    }
+}
+
+/// The STALE event of `downstream`, built from `upstream`, with `reason`.
+pub(crate) fn stale_event(downstream: &str, upstream: &str, run_id: &str, reason: &str) -> Event {
+    Event::Partition(PartitionEvent {
+        partition_ref: Some(PartitionRef::new(downstream)),
+        status: PartitionStatus::PartitionStale as i32,
+        job_graph_run_id: run_id.to_string(),
+        failure_reason: reason.to_string(),
+        upstream_deps: vec![PartitionRef::new(upstream)],
+        ..Default::default()
+    })
+}
+
+/// The reason given to partitions further down from a stale `partition_ref`.
+pub(crate) fn stale_upstream(partition_ref: &str) -> String {
+    format!("upstream `{partition_ref}` is stale")
+}
+
+/// Checks that `partition_ref` (latest state `current`) can be invalidated, and returns
+/// the STALE event that does it.
+pub(crate) fn invalidation(
+    partition_ref: &str,
+    current: Option<&PartitionRow>,
+    reason: &str,
+) -> Result<Event, BelError> {
+    let Some(cur) = current else {
+        return Err(BelError::UnknownPartition(partition_ref.to_string()));
+    };
+    if cur.status != PartitionStatus::PartitionAvailable {
+        let hint = match cur.status {
+            PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding => {
+                "it is being built now; invalidate it once it is AVAILABLE".to_string()
+            }
+            PartitionStatus::PartitionStale => {
+                "it is already stale; the next build that needs it rebuilds it".to_string()
+            }
+            _ => format!(
+                "there is nothing to invalidate; `databuild build {partition_ref}` builds it"
+            ),
+        };
+        return Err(BelError::InvalidTransition(format!(
+            "partition `{partition_ref}` is {}; only an AVAILABLE partition can be invalidated: {hint}",
+            cur.status.as_str_name()
+        )));
+    }
+    Ok(Event::Partition(PartitionEvent {
+        partition_ref: Some(PartitionRef::new(partition_ref)),
+        status: PartitionStatus::PartitionStale as i32,
+        failure_reason: format!("invalidated: {reason}"),
+        ..Default::default()
+    }))
+}
+
+/// What a claim does with one group, given the latest state of each of its refs (in the
+/// group's order; `None` for refs without one).
+pub(crate) fn claim_events(
+    run_id: &str,
+    client: &str,
+    group: &ClaimGroup,
+    current: &[Option<PartitionRow>],
+) -> (crate::ClaimOutcome, Vec<Event>) {
+    let mut held = Vec::new();
+    let mut available = 0;
+    for (r, cur) in group.refs.iter().zip(current) {
+        if let Some(cur) = cur {
+            if cur.status == PartitionStatus::PartitionAvailable {
+                available += 1;
+            }
+            if is_claimed(cur.status) && cur.run_id != run_id {
+                held.push((r.clone(), cur.run_id.clone()));
+            }
+        }
+    }
+    let producing_job = Some(JobLabel::new(group.producing_job.clone()));
+    if let Some((first_ref, first_owner)) = held.first().cloned() {
+        let events = held
+            .into_iter()
+            .map(|(r, owner)| {
+                Event::Partition(PartitionEvent {
+                    partition_ref: Some(PartitionRef::new(r)),
+                    status: PartitionStatus::PartitionDelegated as i32,
+                    job_graph_run_id: run_id.to_string(),
+                    delegated_to_run_id: owner,
+                    requesting_clients: vec![client.to_string()],
+                    producing_job: producing_job.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let outcome = crate::ClaimOutcome::HeldBy {
+            partition_ref: first_ref,
+            owner_run_id: first_owner,
+        };
+        return (outcome, events);
+    }
+    if group.skip_if_available && available == group.refs.len() {
+        return (crate::ClaimOutcome::Available, Vec::new());
+    }
+    let events = group
+        .refs
+        .iter()
+        .map(|r| {
+            Event::Partition(PartitionEvent {
+                partition_ref: Some(PartitionRef::new(r.clone())),
+                status: PartitionStatus::PartitionScheduled as i32,
+                job_graph_run_id: run_id.to_string(),
+                requesting_clients: vec![client.to_string()],
+                producing_job: producing_job.clone(),
+                upstream_deps: group
+                    .upstream_deps
+                    .iter()
+                    .map(|u| PartitionRef::new(u.clone()))
+                    .collect(),
+                ..Default::default()
+            })
+        })
+        .collect();
+    (crate::ClaimOutcome::Claimed, events)
+}
+
+/// Whether the owner of an unfinished run is gone: its lease expired, or it is a dead
+/// process on this host.
+pub(crate) fn owner_lost(
+    now: i64,
+    this_host: &str,
+    host: Option<&str>,
+    pid: Option<u32>,
+    lease_until: Option<i64>,
+) -> bool {
+    let expired = lease_until.is_some_and(|l| l < now);
+    let dead_here = host == Some(this_host)
+        && pid.is_some_and(|p| p != std::process::id() && process_is_dead(p));
+    expired || dead_here
+}
+
+/// Whether process `pid` on this host is gone (Linux: no `/proc/<pid>` or a zombie).
+fn process_is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => std::path::Path::new("/proc/self").exists(),
+    }
+}
+
+/// The events that fail graph run `run_id` of graph `label`: its `held` partitions
+/// `(ref, job run)` FAILED, its unfinished `jobs` `(job run, label, job key)` FAILED, then
+/// the run, each with `reason`.
+pub(crate) fn fail_run_events(
+    run_id: &str,
+    label: &str,
+    held: &[(String, String)],
+    jobs: &[(String, String, String)],
+    reason: &str,
+) -> Vec<Event> {
+    let mut out = Vec::with_capacity(held.len() + jobs.len() + 1);
+    for (r, job_run_id) in held {
+        out.push(Event::Partition(PartitionEvent {
+            partition_ref: Some(PartitionRef::new(r.clone())),
+            status: PartitionStatus::PartitionFailed as i32,
+            job_graph_run_id: run_id.to_string(),
+            job_run_id: job_run_id.clone(),
+            failure_reason: reason.to_string(),
+            ..Default::default()
+        }));
+    }
+    for (job_run_id, job_label, job_key) in jobs {
+        out.push(Event::Run(JobGraphRunEvent {
+            job_event: Some(JobEvent {
+                job_graph_run_id: run_id.to_string(),
+                job_run_id: job_run_id.clone(),
+                status: JobRunStatus::JobFailed as i32,
+                job_key: job_key.clone(),
+                label: Some(JobLabel::new(job_label.clone())),
+                logs: Some(JobLogsEvent {
+                    logs: vec![reason.to_string()],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
+    out.push(Event::Run(JobGraphRunEvent {
+        graph_event: Some(GraphEvent {
+            job_graph_run_id: run_id.to_string(),
+            status: JobGraphRunStatus::GraphFailed as i32,
+            label: Some(GraphLabel {
+                label: label.to_string(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    out
+}

@@ -1,0 +1,150 @@
+//! The PostgreSQL schema, its version, and creating or checking it on first use.
+
+use std::path::PathBuf;
+
+use tokio_postgres::Client;
+
+use crate::BelError;
+
+/// The schema version this build writes and reads (versioned apart from SQLite's).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Key of the transaction-level advisory lock every write holds: writers to one database
+/// are serialized by the server, whichever process or machine they run on.
+pub(super) const WRITE_LOCK: i64 = 0x6461_7461_6275_696c; // "databuil"
+
+/// The channel on which every append notifies the last log position it wrote.
+pub(super) const CHANNEL: &str = "databuild_events";
+
+// Refs and run ids sort bytewise (`COLLATE "C"`), as in SQLite. Times are microseconds.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every event, in append order (seq is assigned under the write lock, so commit order and
+-- seq order agree). body: the prost-encoded JobGraphRunEvent (kind 1 graph, 2 job) or
+-- PartitionEvent (kind 3).
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,
+    run_id TEXT COLLATE "C" NOT NULL,
+    run_seq BIGINT NOT NULL,
+    job_run_id TEXT,
+    ref TEXT COLLATE "C",
+    status INTEGER NOT NULL,
+    ts BIGINT NOT NULL,
+    body BYTEA NOT NULL
+);
+CREATE INDEX events_by_ref ON events (ref, seq) WHERE ref IS NOT NULL;
+CREATE INDEX events_by_run ON events (run_id, seq);
+CREATE INDEX events_by_job_run ON events (job_run_id, seq) WHERE job_run_id IS NOT NULL;
+CREATE INDEX events_by_ts ON events (ts);
+-- Derived: latest status per partition.
+CREATE TABLE partitions (
+    ref TEXT COLLATE "C" PRIMARY KEY,
+    status INTEGER NOT NULL,
+    run_id TEXT COLLATE "C" NOT NULL,
+    job_run_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    ts BIGINT NOT NULL
+);
+CREATE INDEX partitions_by_status ON partitions (status, ref);
+CREATE INDEX partitions_by_run ON partitions (run_id) WHERE status IN (2, 3);
+-- Derived: everyone who asked for a partition while its current claim is held.
+CREATE TABLE requesters (
+    ref TEXT COLLATE "C" NOT NULL,
+    client TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (ref, client)
+);
+-- Derived: MATERIALIZE lineage of the latest build of each partition.
+CREATE TABLE deps (
+    upstream TEXT COLLATE "C" NOT NULL,
+    downstream TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (upstream, downstream)
+);
+CREATE INDEX deps_by_downstream ON deps (downstream, upstream);
+-- Derived: graph runs, with the owner's lease.
+CREATE TABLE graph_runs (
+    run_id TEXT COLLATE "C" PRIMARY KEY,
+    label TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    started_ts BIGINT NOT NULL,
+    updated_ts BIGINT NOT NULL,
+    next_seq BIGINT NOT NULL,
+    host TEXT,
+    pid BIGINT,
+    lease_until BIGINT
+);
+CREATE INDEX graph_runs_unfinished ON graph_runs (status) WHERE status NOT IN (4, 5);
+-- Derived: job runs.
+CREATE TABLE job_runs (
+    job_run_id TEXT COLLATE "C" PRIMARY KEY,
+    run_id TEXT COLLATE "C" NOT NULL,
+    label TEXT NOT NULL,
+    job_key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    scheduled_ts BIGINT NOT NULL,
+    updated_ts BIGINT NOT NULL
+);
+CREATE INDEX job_runs_by_run ON job_runs (run_id);
+CREATE INDEX job_runs_by_label ON job_runs (label, scheduled_ts);
+-- Tokens of recent write transactions: after a connection lost during COMMIT, whether
+-- the write happened. Pruned after an hour.
+CREATE TABLE commits (token TEXT PRIMARY KEY, ts BIGINT NOT NULL);
+CREATE INDEX commits_by_ts ON commits (ts);
+"#;
+
+/// Creates the schema in an empty database, or checks the version of an existing one.
+/// Runs under the write lock, so concurrent first uses create it once.
+pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .await?;
+    let has_meta = tx
+        .query_opt(
+            "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'meta'",
+            &[],
+        )
+        .await?
+        .is_some();
+    if !has_meta {
+        let tables: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+                &[],
+            )
+            .await?
+            .get(0);
+        if tables > 0 {
+            return Err(BelError::ForeignPostgresDatabase {
+                url: url.to_string(),
+            });
+        }
+        tx.batch_execute(SCHEMA_V1).await?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('application', 'databuild')",
+            &[&SCHEMA_VERSION.to_string()],
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let found: Option<String> = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .await?
+        .map(|r| r.get(0));
+    let found: i64 =
+        found
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| BelError::ForeignPostgresDatabase {
+                url: url.to_string(),
+            })?;
+    if found > SCHEMA_VERSION {
+        return Err(BelError::NewerSchema {
+            path: PathBuf::from(url),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}

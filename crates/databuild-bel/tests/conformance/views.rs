@@ -1,0 +1,271 @@
+//! The derived views: latest status, graph runs, job runs, lineage, and staleness, which
+//! follows rebuilds and invalidation downstream in the same transaction.
+
+use databuild_bel::{BelError, EventLog, PartitionFilter, RunFilter};
+use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
+
+use crate::{backend::Backend, support::*};
+
+pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let t = |i: i64| 1_700_000_000_000_000 + i * 1_000_000;
+    bel.append(vec![at(partition("x", PartitionAvailable, "", 0), t(0))])
+        .await
+        .unwrap();
+    let stored = bel
+        .append(vec![
+            at(graph("r1", JobGraphRunStatus::GraphStarted), t(1)),
+            at(partition("a", PartitionScheduled, "r1", 0), t(2)),
+            at(job("r1", "j1", JobRunStatus::JobScheduled), t(3)),
+            at(job("r1", "j1", JobRunStatus::JobRunning), t(4)),
+            at(built("a", PartitionBuilding, "r1", "j1", &["x"]), t(5)),
+            at(built("a", PartitionAvailable, "r1", "j1", &["x"]), t(6)),
+            at(job("r1", "j1", JobRunStatus::JobSuccess), t(7)),
+            at(graph("r1", JobGraphRunStatus::GraphAnalyzed), t(8)),
+            at(graph("r1", JobGraphRunStatus::GraphSuccess), t(9)),
+            at(graph("r2", JobGraphRunStatus::GraphStarted), t(10)),
+            at(partition("b", PartitionScheduled, "r2", 0), t(11)),
+        ])
+        .await
+        .unwrap();
+
+    // Latest status: in the order asked, unknown refs left out.
+    let rows = bel
+        .partitions(&["a".into(), "nope".into(), "x".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let a = &rows[0];
+    assert_eq!(
+        (a.partition_ref.as_str(), a.status, a.run_id.as_str()),
+        ("a", PartitionAvailable, "r1")
+    );
+    assert_eq!(a.job_run_id, "j1");
+    assert_eq!((a.seq, a.updated_micros), (stored[5].seq, t(6)));
+    assert_eq!(rows[1].partition_ref, "x");
+    let latest = bel.latest_partition_event("a").await.unwrap().unwrap();
+    assert_eq!(&latest, partition_event(&stored[5]));
+    assert!(bel.latest_partition_event("nope").await.unwrap().is_none());
+
+    let list = |statuses: Vec<PartitionStatus>, prefix: Option<&str>, limit, offset| {
+        let filter = PartitionFilter {
+            statuses,
+            prefix: prefix.map(str::to_string),
+            limit,
+            offset,
+        };
+        async move {
+            bel.list_partitions(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.partition_ref)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(vec![], None, 0, 0).await, ["a", "b", "x"]);
+    assert_eq!(list(vec![PartitionAvailable], None, 0, 0).await, ["a", "x"]);
+    assert_eq!(list(vec![PartitionScheduled], None, 0, 0).await, ["b"]);
+    assert_eq!(list(vec![], Some("x"), 0, 0).await, ["x"]);
+    assert_eq!(list(vec![], None, 1, 1).await, ["b"]);
+
+    // Graph runs: newest first, with status, label, times and the owner once known.
+    let r1 = bel.run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r1.label.as_str(),
+            r1.status,
+            r1.started_micros,
+            r1.updated_micros
+        ),
+        ("test", JobGraphRunStatus::GraphSuccess, t(1), t(9))
+    );
+    assert!(r1.is_finished());
+    assert_eq!((r1.host, r1.pid, r1.lease_until_micros), (None, None, None));
+    let owner = databuild_bel::Owner {
+        host: "h1".into(),
+        pid: 42,
+    };
+    bel.heartbeat("r2", &owner, t(100)).await.unwrap();
+    let r2 = bel.run("r2").await.unwrap().unwrap();
+    assert_eq!(
+        (r2.host.as_deref(), r2.pid, r2.lease_until_micros),
+        (Some("h1"), Some(42), Some(t(100)))
+    );
+    assert!(bel.run("nope").await.unwrap().is_none());
+    let runs = |filter: RunFilter| async move {
+        bel.list_runs(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(runs(RunFilter::default()).await, ["r2", "r1"]);
+    assert_eq!(
+        runs(RunFilter {
+            statuses: vec![JobGraphRunStatus::GraphSuccess],
+            ..Default::default()
+        })
+        .await,
+        ["r1"]
+    );
+    assert_eq!(
+        runs(RunFilter {
+            label: Some("other".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        runs(RunFilter {
+            limit: 1,
+            offset: 1,
+            ..Default::default()
+        })
+        .await,
+        ["r1"]
+    );
+    assert_eq!(bel.run_events("r1").await.unwrap(), stored[..9]);
+
+    // Job runs.
+    let jobs = bel.job_runs("r1").await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let j1 = &jobs[0];
+    assert_eq!(
+        (
+            j1.job_run_id.as_str(),
+            j1.run_id.as_str(),
+            j1.label.as_str()
+        ),
+        ("j1", "r1", "make")
+    );
+    assert_eq!(
+        (
+            j1.job_key.as_str(),
+            j1.status,
+            j1.scheduled_micros,
+            j1.updated_micros
+        ),
+        ("key-j1", JobRunStatus::JobSuccess, t(3), t(7))
+    );
+    assert_eq!(bel.job_run("j1").await.unwrap().as_ref(), Some(j1));
+    assert!(bel.job_run("nope").await.unwrap().is_none());
+
+    // Lineage of the latest build, both ways.
+    let pair = || ("x".to_string(), "a".to_string());
+    assert_eq!(bel.lineage(&["a".into()], false).await.unwrap(), [pair()]);
+    assert_eq!(bel.lineage(&["x".into()], true).await.unwrap(), [pair()]);
+    assert!(bel.lineage(&["a".into()], true).await.unwrap().is_empty());
+}
+
+/// `(status, failure reason)` of the latest event of `r`.
+async fn why(bel: &dyn EventLog, r: &str) -> (PartitionStatus, String) {
+    let e = bel.latest_partition_event(r).await.unwrap().unwrap();
+    (e.status(), e.failure_reason)
+}
+
+pub async fn rebuilding_an_upstream_makes_its_dependents_stale(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append(vec![
+        partition("x", PartitionAvailable, "", 0),
+        partition("y", PartitionAvailable, "", 0),
+    ])
+    .await
+    .unwrap();
+    build(bel, "r1", "b", &["x"]).await;
+    build(bel, "r2", "c", &["b"]).await;
+    build(bel, "r3", "d", &["c"]).await;
+    build(bel, "r4", "e", &["y"]).await;
+
+    // x registered again: everything built from it, transitively, is STALE at once.
+    let before = event_count(bel).await;
+    bel.append(vec![partition("x", PartitionAvailable, "", 0)])
+        .await
+        .unwrap();
+    assert_eq!(event_count(bel).await, before + 4);
+    assert_eq!(
+        why(bel, "b").await,
+        (PartitionStale, "upstream `x` was registered again".into())
+    );
+    assert_eq!(
+        why(bel, "c").await,
+        (PartitionStale, "upstream `b` is stale".into())
+    );
+    assert_eq!(
+        why(bel, "d").await,
+        (PartitionStale, "upstream `c` is stale".into())
+    );
+    assert_eq!(status(bel, "e").await, Some(PartitionAvailable));
+    let stale_c = bel.latest_partition_event("c").await.unwrap().unwrap();
+    assert_eq!(stale_c.upstream_deps[0].str, "b");
+
+    // A rebuild by a graph run names the run; dependents already STALE stay as they are.
+    build(bel, "r5", "b", &["x"]).await;
+    assert_eq!(status(bel, "c").await, Some(PartitionStale));
+    build(bel, "r6", "c", &["b"]).await;
+    build(bel, "r7", "b", &["x", "y"]).await;
+    assert_eq!(
+        why(bel, "c").await,
+        (
+            PartitionStale,
+            "upstream `b` was rebuilt by graph run `r7`".into()
+        )
+    );
+    // The lineage is that of the latest build.
+    assert_eq!(
+        bel.lineage(&["b".into()], false).await.unwrap(),
+        [("x".into(), "b".into()), ("y".into(), "b".into())]
+    );
+    // y's rebuild now reaches b (and through it nothing AVAILABLE but e).
+    bel.append(vec![partition("y", PartitionAvailable, "", 0)])
+        .await
+        .unwrap();
+    assert_eq!(status(bel, "b").await, Some(PartitionStale));
+    assert_eq!(status(bel, "e").await, Some(PartitionStale));
+}
+
+pub async fn invalidate_marks_a_partition_and_its_dependents_stale(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append(vec![partition("x", PartitionAvailable, "", 0)])
+        .await
+        .unwrap();
+    build(bel, "r1", "b", &["x"]).await;
+    build(bel, "r2", "c", &["b"]).await;
+
+    let stale = bel.invalidate("x", "bad data").await.unwrap();
+    assert_eq!(stale, ["x", "b", "c"]);
+    assert_eq!(
+        why(bel, "x").await,
+        (PartitionStale, "invalidated: bad data".into())
+    );
+    assert_eq!(
+        why(bel, "b").await,
+        (PartitionStale, "upstream `x` is stale".into())
+    );
+    assert_eq!(
+        why(bel, "c").await,
+        (PartitionStale, "upstream `b` is stale".into())
+    );
+
+    let before = event_count(bel).await;
+    let err = bel.invalidate("x", "again").await.unwrap_err();
+    assert!(matches!(err, BelError::InvalidTransition(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "invalid transition: partition `x` is PARTITION_STALE; only an AVAILABLE partition can be invalidated: it is already stale; the next build that needs it rebuilds it"
+    );
+    let err = bel.invalidate("nope", "why").await.unwrap_err();
+    assert!(
+        matches!(err, BelError::UnknownPartition(ref r) if r == "nope"),
+        "{err:?}"
+    );
+    assert_eq!(event_count(bel).await, before);
+}

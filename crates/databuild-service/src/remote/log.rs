@@ -1,0 +1,237 @@
+//! [`RemoteLog`]: the event log of a databuild service, read over its HTTP API. It
+//! implements [`EventLog`] for reads; writes are refused (builds go through the service,
+//! which writes its own log).
+
+use std::time::{Duration, Instant};
+
+use databuild_bel::{
+    query::PartitionQuery, ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog,
+    JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+};
+use databuild_proto::{
+    GetActiveBuildStatusRequest, GetActiveBuildStatusResponse, GetLatestPartitionEventRequest,
+    GetLatestPartitionEventResponse, PartitionEvent, PartitionRef,
+};
+
+use super::{query, segment, Client, ClientError};
+use crate::wire::{
+    WireEvents, WireJobRun, WireJobRuns, WireLineage, WirePartitions, WireRun, WireRuns,
+};
+
+/// Refs per request when asking for many.
+const REFS_PER_REQUEST: usize = 200;
+/// How often `wait_for_events` looks.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The event log of the service `client` talks to.
+#[derive(Debug, Clone)]
+pub struct RemoteLog {
+    client: Client,
+}
+
+impl RemoteLog {
+    /// Reads the log of the service behind `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn bel(e: ClientError) -> BelError {
+    BelError::Remote(e.to_string())
+}
+
+fn events(w: WireEvents) -> Vec<LoggedEvent> {
+    w.events
+        .into_iter()
+        .filter_map(|e| e.into_logged())
+        .collect()
+}
+
+fn read_only(what: &str) -> BelError {
+    BelError::Remote(format!(
+        "{what} is not available through `--remote`: the service writes its own event log; run the command on the service's machine, without `--remote`"
+    ))
+}
+
+/// `Ok(None)` for a 404.
+fn optional<T>(r: Result<T, ClientError>) -> Result<Option<T>, BelError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(bel(e)),
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for RemoteLog {
+    async fn append(&self, _: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
+        Err(read_only("writing to the event log"))
+    }
+
+    async fn heartbeat(&self, _: &str, _: &Owner, _: i64) -> Result<(), BelError> {
+        Err(read_only("holding a graph run's lease"))
+    }
+
+    async fn reclaim_lost_runs(&self, _: i64, _: &str) -> Result<Vec<ReclaimedRun>, BelError> {
+        Err(read_only("reclaiming lost graph runs"))
+    }
+
+    async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
+        let mut out = Vec::new();
+        for chunk in refs.chunks(REFS_PER_REQUEST) {
+            let q = query(chunk.iter().map(|r| ("ref", r.as_str())));
+            let w: WirePartitions = self
+                .client
+                .get(&format!("/api/v1/partitions?{q}"))
+                .await
+                .map_err(bel)?;
+            out.extend(w.partitions.into_iter().map(PartitionRow::from));
+        }
+        Ok(out)
+    }
+
+    async fn list_partitions(&self, f: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError> {
+        let limit = f.limit.to_string();
+        let offset = f.offset.to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![("limit", &limit), ("offset", &offset)];
+        pairs.extend(f.statuses.iter().map(|s| ("status", s.as_str_name())));
+        if let Some(p) = &f.prefix {
+            pairs.push(("prefix", p));
+        }
+        let w: WirePartitions = self
+            .client
+            .get(&format!("/api/v1/partitions?{}", query(pairs)))
+            .await
+            .map_err(bel)?;
+        Ok(w.partitions.into_iter().map(PartitionRow::from).collect())
+    }
+
+    async fn latest_partition_event(&self, r: &str) -> Result<Option<PartitionEvent>, BelError> {
+        let req = GetLatestPartitionEventRequest {
+            partition_ref: Some(PartitionRef::new(r)),
+        };
+        let resp: Option<GetLatestPartitionEventResponse> =
+            optional(self.client.post("/api/v1/partitions/latest", &req).await)?;
+        Ok(resp.and_then(|r| r.event))
+    }
+
+    async fn partition_history(&self, r: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        let path = format!("/api/v1/partitions/history?{}", query([("ref", r)]));
+        Ok(events(self.client.get(&path).await.map_err(bel)?))
+    }
+
+    async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRow>, BelError> {
+        let limit = f.limit.to_string();
+        let offset = f.offset.to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![("limit", &limit), ("offset", &offset)];
+        pairs.extend(f.statuses.iter().map(|s| ("status", s.as_str_name())));
+        if let Some(l) = &f.label {
+            pairs.push(("label", l));
+        }
+        let w: WireRuns = self
+            .client
+            .get(&format!("/api/v1/runs?{}", query(pairs)))
+            .await
+            .map_err(bel)?;
+        Ok(w.runs.into_iter().map(RunRow::from).collect())
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRow>, BelError> {
+        let path = format!("/api/v1/runs/{}", segment(run_id));
+        Ok(optional::<WireRun>(self.client.get(&path).await)?.map(RunRow::from))
+    }
+
+    async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        let path = format!("/api/v1/runs/{}/events", segment(run_id));
+        Ok(events(self.client.get(&path).await.map_err(bel)?))
+    }
+
+    async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError> {
+        let path = format!("/api/v1/runs/{}/jobs", segment(run_id));
+        let w: WireJobRuns = self.client.get(&path).await.map_err(bel)?;
+        Ok(w.job_runs.into_iter().map(JobRunRow::from).collect())
+    }
+
+    async fn job_run(&self, id: &str) -> Result<Option<JobRunRow>, BelError> {
+        let path = format!("/api/v1/jobs/{}", segment(id));
+        Ok(optional::<WireJobRun>(self.client.get(&path).await)?.map(JobRunRow::from))
+    }
+
+    async fn job_run_events(&self, id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        let path = format!("/api/v1/jobs/{}/events", segment(id));
+        Ok(events(self.client.get(&path).await.map_err(bel)?))
+    }
+
+    async fn events_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedEvent>, BelError> {
+        let limit = limit.clamp(1, databuild_bel::query::MAX_LIMIT as usize);
+        let path = format!("/api/v1/log?after={after}&limit={limit}");
+        Ok(events(self.client.get(&path).await.map_err(bel)?))
+    }
+
+    async fn wait_for_events(&self, after: i64, timeout: Duration) -> Result<(), BelError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.events_after(after, 1).await?.is_empty() {
+                break;
+            }
+            tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        Ok(())
+    }
+
+    async fn invalidate(&self, _: &str, _: &str) -> Result<Vec<String>, BelError> {
+        Err(read_only("invalidating partitions"))
+    }
+
+    async fn lineage(
+        &self,
+        refs: &[String],
+        downstream: bool,
+    ) -> Result<Vec<(String, String)>, BelError> {
+        let mut out = Vec::new();
+        let flag = if downstream { "true" } else { "false" };
+        for chunk in refs.chunks(REFS_PER_REQUEST) {
+            let q = query(
+                chunk
+                    .iter()
+                    .map(|r| ("ref", r.as_str()))
+                    .chain([("downstream", flag)]),
+            );
+            let w: WireLineage = self
+                .client
+                .get(&format!("/api/v1/lineage?{q}"))
+                .await
+                .map_err(bel)?;
+            out.extend(w.pairs);
+        }
+        Ok(out)
+    }
+
+    async fn active_builds(&self, refs: &[String]) -> Result<Vec<ActiveBuild>, BelError> {
+        let req = GetActiveBuildStatusRequest {
+            partition_refs: refs.iter().map(|r| PartitionRef::new(r.clone())).collect(),
+        };
+        let resp: GetActiveBuildStatusResponse = self
+            .client
+            .post("/api/v1/builds/active", &req)
+            .await
+            .map_err(bel)?;
+        Ok(resp.active_builds)
+    }
+
+    async fn query_partition_events(
+        &self,
+        _: &PartitionQuery,
+    ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
+        Err(read_only("querying partition events by log position"))
+    }
+
+    async fn claim(
+        &self,
+        _: &str,
+        _: &str,
+        _: Vec<ClaimGroup>,
+    ) -> Result<Vec<ClaimOutcome>, BelError> {
+        Err(read_only("claiming partitions"))
+    }
+}

@@ -1,0 +1,194 @@
+//! The commands that ask a service (`--remote URL`) to do work: `build`, `analyze`,
+//! `lookup`, `execute`, `request`. Read commands need nothing here: they read the
+//! service's log through `context::bel` and print it as they print a local one.
+
+use std::io::Read as _;
+
+use anyhow::{bail, Result};
+use databuild_core::{ExitKind, RunOutcome};
+use databuild_proto::{
+    GraphAnalyzeRequest, GraphAnalyzeResponse, GraphBuildRequest, GraphExecuteResponse,
+    GraphLookupRequest, GraphLookupResponse, JobGraph, PartitionRef, RequestOptions,
+    RequestPartitionRequest, RequestPartitionResponse,
+};
+use databuild_service::{
+    remote::{query, Client, ClientError},
+    wire::{WireBuild, WireEvent, WireSubmitted},
+};
+
+use crate::{
+    cli::{Cli, Command, Format},
+    render,
+};
+
+fn refs(v: &[String]) -> Vec<PartitionRef> {
+    v.iter().map(|r| PartitionRef::new(r.clone())).collect()
+}
+
+/// Runs the command against the service if it is one that asks for work; `None` for the
+/// rest.
+pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
+    Ok(Some(match &cli.command {
+        Command::Build(args) => {
+            let all = super::refs_and_file(&args.refs, args.from_file.as_deref())?;
+            build(cli, client, &all, args.force).await?
+        }
+        Command::Analyze {
+            refs: r,
+            from_file,
+            format,
+            force,
+        } => {
+            if *force {
+                bail!("`analyze --force` is not available with `--remote`; the service plans like `AnalyzeGraph`, without force");
+            }
+            let all = super::refs_and_file(r, from_file.as_deref())?;
+            let resp: GraphAnalyzeResponse = client
+                .post(
+                    "/api/v1/analyze",
+                    &GraphAnalyzeRequest {
+                        outputs: refs(&all),
+                    },
+                )
+                .await?;
+            let g = resp.graph.unwrap_or_default();
+            match if cli.json { Format::Json } else { *format } {
+                Format::Json => println!("{}", databuild_proto::to_json_pretty(&g)),
+                Format::Text => print!("{}", render::graph_text(&g)),
+                Format::Dot => print!("{}", render::graph_dot(&g)),
+                Format::Mermaid => print!("{}", render::graph_mermaid(&g)),
+            }
+            ExitKind::Success
+        }
+        Command::Lookup { refs: r } => {
+            let resp: GraphLookupResponse = client
+                .post("/api/v1/lookup", &GraphLookupRequest { outputs: refs(r) })
+                .await?;
+            if cli.json {
+                println!("{}", databuild_proto::to_json_pretty(&resp));
+            } else {
+                let mut found = std::collections::HashSet::new();
+                for t in &resp.task_refs {
+                    let label = t.job.as_ref().map_or("", |j| j.label.as_str());
+                    for o in &t.outputs {
+                        found.insert(o.str.clone());
+                        println!("{}\t{label}", o.str);
+                    }
+                }
+                for x in r.iter().filter(|x| !found.contains(*x)) {
+                    println!("{x}\t(external: no job produces it)");
+                }
+            }
+            ExitKind::Success
+        }
+        Command::Execute(_) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            let job_graph: JobGraph = databuild_proto::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("stdin is not a `JobGraph` JSON document: {e}"))?;
+            match client
+                .post::<_, GraphExecuteResponse>("/api/v1/execute", &job_graph)
+                .await
+            {
+                Ok(resp) => {
+                    if cli.json {
+                        println!("{}", databuild_proto::to_json_pretty(&resp));
+                    } else {
+                        println!("executed: {} job runs succeeded", resp.manifests.len());
+                    }
+                    ExitKind::Success
+                }
+                Err(ClientError::Api { code, message, .. }) if code == "build_failed" => {
+                    println!("build failed: {message}");
+                    ExitKind::BuildFailed
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Request {
+            partition_ref,
+            client_id,
+            no_delegation,
+            timeout,
+        } => {
+            let req = RequestPartitionRequest {
+                partition_ref: Some(PartitionRef::new(partition_ref.clone())),
+                client_id: client_id.clone().unwrap_or_default(),
+                options: Some(RequestOptions {
+                    allow_delegation: !no_delegation,
+                    timeout_seconds: timeout.as_secs().min(i32::MAX as u64) as i32,
+                }),
+            };
+            let resp: RequestPartitionResponse =
+                client.post("/api/v1/partitions/request", &req).await?;
+            println!("{}", databuild_proto::to_json_pretty(&resp));
+            ExitKind::Success
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Submits the build, prints its events as they happen (stderr), then the same summary as
+/// a local build.
+async fn build(cli: &Cli, client: &Client, all: &[String], force: bool) -> Result<ExitKind> {
+    let path = format!(
+        "/api/v1/builds?{}",
+        query([("force", if force { "true" } else { "false" })])
+    );
+    let submitted: WireSubmitted = client
+        .post(&path, &GraphBuildRequest { outputs: refs(all) })
+        .await?;
+    eprintln!(
+        "graph run {} on {}",
+        submitted.job_graph_run_id,
+        client.url()
+    );
+    let mut end: Option<WireBuild> = None;
+    let mut bad: Option<String> = None;
+    client
+        .sse(&submitted.events_url, |ev| match ev.event.as_str() {
+            "end" => {
+                end = databuild_proto::from_json(&ev.data).ok();
+                false
+            }
+            "error" => {
+                bad = Some(ev.data);
+                false
+            }
+            _ => {
+                if let Some(e) = databuild_proto::from_json::<WireEvent>(&ev.data)
+                    .ok()
+                    .and_then(WireEvent::into_logged)
+                {
+                    eprintln!("{}", render::event_line(&e));
+                }
+                true
+            }
+        })
+        .await?;
+    if let Some(e) = bad {
+        bail!("the service stopped reporting the build: {e}");
+    }
+    let state = match end {
+        Some(s) => s,
+        None => client.get(&submitted.status_url).await?,
+    };
+    if let Some(e) = state.error {
+        bail!(
+            "graph run {}: {} ({})",
+            state.job_graph_run_id,
+            e.message,
+            e.code
+        );
+    }
+    let Some(outcome) = state.outcome else {
+        bail!(
+            "graph run {} is {}; the service has no outcome for it (see `databuild --remote {} runs show {}`)",
+            state.job_graph_run_id,
+            state.state,
+            client.url(),
+            state.job_graph_run_id
+        );
+    };
+    Ok(super::build::report(cli, &RunOutcome::from(outcome)))
+}

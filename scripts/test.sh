@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test on this machine, setting up what they need first (idempotent, quick when
+# already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
+# cluster (scripts/slurm.sh), installed from Debian's packages if missing; the Python
+# virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
+# grpcio client generated from the seed proto (scripts/python-grpc-client.sh). Then the
+# Python SDK's pytest suite and `cargo test -j2 --workspace` with DATABUILD_TEST_POSTGRES
+# and SLURM_CONF set. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v make >/dev/null 2>&1 || missing+=(make)
+if ((${#missing[@]})); then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+postgres_env=$(scripts/postgres.sh env)
+eval "$postgres_env"
+eval "$(scripts/slurm.sh env)"
+echo "== Python virtualenvs"
+bash scripts/flights-venv.sh
+bash scripts/python-grpc-client.sh --setup
+echo "== Python SDK tests"
+.venv-flights/bin/python -m pytest -q sdk/python/tests
+echo "== cargo test"
+exec cargo test -j2 --workspace "$@"
