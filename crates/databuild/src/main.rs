@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let args = cli::Cli::parse();
     let filter = match args.verbose {
         0 => "warn",
@@ -48,4 +49,22 @@ fn main() -> ExitCode {
             ExitCode::from(kind as u8)
         }
     }
+}
+
+/// `databuild events | head` closes stdout early: stop quietly instead of panicking.
+/// (SIGPIPE stays ignored: a job that exits before reading its stdin must not kill us.)
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.contains("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -182,6 +182,15 @@ pub fn reporter(quiet: bool) -> ProgressFn {
     }
 }
 
+/// "1 partition", "2 partitions".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// "1.23s".
 pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())

@@ -75,8 +75,8 @@ pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else if o.success && o.job_runs == 0 && o.delegated.is_empty() {
         println!(
-            "nothing to do: {} requested partitions already available (graph run {})",
-            o.up_to_date.len(),
+            "nothing to do: {} already available (graph run {})",
+            output::count(o.up_to_date.len(), "requested partition"),
             o.run_id
         );
     } else if o.success {
@@ -86,9 +86,9 @@ pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
             format!("; {} more built by other graph runs", o.delegated.len())
         };
         println!(
-            "built {} partitions with {} job runs{delegated} (graph run {})",
-            o.built.len(),
-            o.job_runs,
+            "built {} with {}{delegated} (graph run {})",
+            output::count(o.built.len(), "partition"),
+            output::count(o.job_runs, "job run"),
             o.run_id
         );
     } else {

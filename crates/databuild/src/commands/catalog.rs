@@ -140,7 +140,10 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             databuild_proto::validate_ref(partition_ref)?;
             let bel = context::bel(cli, None).await?;
             let stale = bel.log.invalidate(partition_ref, reason).await?;
-            println!("{} partitions are now stale:", stale.len());
+            println!(
+                "{} now stale:",
+                crate::output::count(stale.len(), "partition")
+            );
             for r in stale {
                 println!("  {r}");
             }
@@ -211,7 +214,10 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             if !evs.is_empty() {
                 let n = evs.len();
                 bel.log.append(evs).await?;
-                println!("registered {n} partitions as available");
+                println!(
+                    "registered {} as available",
+                    crate::output::count(n, "partition")
+                );
             }
         }
     }

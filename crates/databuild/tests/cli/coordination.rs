@@ -536,7 +536,7 @@ fn invalidating_one_upstream_partition_rebuilds_exactly_what_was_built_from_it()
     ];
     let stale: BTreeSet<&str> = out.stdout.lines().skip(1).map(str::trim).collect();
     assert_eq!(stale, BTreeSet::from(affected), "{}", out.stdout);
-    assert!(out.stdout.starts_with("5 partitions are now stale:"));
+    assert!(out.stdout.starts_with("5 partitions now stale:"));
     for (r, s) in g.partitions() {
         let want = if affected.contains(&r.as_str()) {
             "PARTITION_STALE"
