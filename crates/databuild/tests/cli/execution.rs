@@ -483,9 +483,13 @@ fn fail_fast_while_a_retry_waits_ends_the_run() {
     assert_code(&out, 1);
     g.assert_bel_intact();
     assert_eq!(execs(&g)["flaky/1"], 1, "no retry after the cancel");
+    // Usually `flaky`'s failure is seen first and the cancel finds it waiting to retry; on
+    // a loaded machine `bad`'s failure can be seen first, and `flaky`'s own exit then ends
+    // it without a retry. Either way it runs once and the run ends.
     let r = reason(&g, "flaky/1");
     assert!(
-        r.contains("cancelled: --fail-fast after job `bad` failed"),
+        r.contains("cancelled: --fail-fast after job `bad` failed")
+            || r.starts_with("job `flaky` failed: exit code 1"),
         "{r}"
     );
     assert!(reason(&g, "stubborn/1").contains("cancelled"));
