@@ -8,48 +8,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{wait_for, TestGraph};
+use crate::util::{jobs_graph, ref_job, wait_for, TestGraph};
 
-/// A graph file with one job per `(label, extra toml)`; each job produces `<label>/...`
-/// and runs `jobs/<label>`.
+/// A graph file with one job per `(label, extra toml)` (see [`jobs_graph`]).
 fn graph(jobs: &[(&str, &str)]) -> String {
-    let mut s = String::from("[graph]\nlabel = \"exec_test\"\n");
-    for (label, extra) in jobs {
-        s.push_str(&format!(
-            "\n[[jobs]]\nlabel = \"{label}\"\nentrypoint = [\"jobs/{label}\"]\nproduces = ['{label}/.*']\n{extra}\n"
-        ));
-    }
-    s
+    jobs_graph("exec_test", jobs)
 }
 
-/// A job script: `config` answers one config per ref with `args = [ref]` and the inputs a
-/// shell snippet sets in `$inputs` from `$r` (`dep MATERIALIZE up/1` prints one input);
-/// `exec` appends the ref to the graph's `execs` file, sets `$r` (the ref) and `$name` (the
-/// ref with `/` as `_`), then runs `exec`.
+/// A job script (see [`ref_job`]).
 fn job(g: &TestGraph, label: &str, inputs: &str, exec: &str) {
-    g.script(
-        label,
-        &format!(
-            r#"dep() {{ printf '{{"depType":"%s","partitionRef":{{"str":"%s"}}}}' "$1" "$2"; }}
-if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{{"configs":['
-    for r in "$@"; do
-        inputs=""
-        {inputs}
-        printf '%s{{"outputs":[{{"str":"%s"}}],"inputs":[%s],"args":["%s"]}}' "$sep" "$r" "$inputs" "$r"
-        sep=,
-    done
-    printf ']}}\n'
-    exit 0
-fi
-r=$2
-name=$(echo "$r" | tr / _)
-echo "$r" >> execs
-{exec}"#
-        ),
-    );
+    ref_job(g, label, inputs, exec);
 }
 
 /// `inputs` snippet: one MATERIALIZE input `<label>/<the ref's key>` (the part after `/`).

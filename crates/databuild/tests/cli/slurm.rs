@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{example_graph, wait_for, Output, TestGraph};
+use crate::util::{example_graph, jobs_graph, ref_job, wait_for, Output, TestGraph};
 
 static SLURM: Mutex<()> = Mutex::new(());
 
@@ -30,46 +30,15 @@ fn slurm() -> MutexGuard<'static, ()> {
     SLURM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A graph file with one job per `(label, extra toml)`; each job produces `<label>/...`
-/// and runs `jobs/<label>`.
+/// A graph file with one job per `(label, extra toml)` (see [`jobs_graph`]).
 fn graph(jobs: &[(&str, &str)]) -> String {
-    let mut s = String::from("[graph]\nlabel = \"slurm_test\"\n");
-    for (label, extra) in jobs {
-        s.push_str(&format!(
-            "\n[[jobs]]\nlabel = \"{label}\"\nentrypoint = [\"jobs/{label}\"]\nproduces = ['{label}/.*']\n{extra}\n"
-        ));
-    }
-    s
+    jobs_graph("slurm_test", jobs)
 }
 
-/// A job script: `config` answers one config per ref with `args = [ref]` and the inputs a
-/// shell snippet sets in `$inputs` from `$r` (only shell builtins: it also runs with an
-/// empty PATH); `exec` appends the ref to the graph's `execs` file, sets `$r` and `$name`
-/// (the ref with `/` as `_`), then runs `exec`.
+/// A job script (see [`ref_job`]); its `config` uses only shell builtins, so it also runs
+/// with an empty PATH.
 fn job(g: &TestGraph, label: &str, inputs: &str, exec: &str) {
-    g.script(
-        label,
-        &format!(
-            r#"dep() {{ printf '{{"depType":"%s","partitionRef":{{"str":"%s"}}}}' "$1" "$2"; }}
-if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{{"configs":['
-    for r in "$@"; do
-        inputs=""
-        {inputs}
-        printf '%s{{"outputs":[{{"str":"%s"}}],"inputs":[%s],"args":["%s"]}}' "$sep" "$r" "$inputs" "$r"
-        sep=,
-    done
-    printf ']}}\n'
-    exit 0
-fi
-r=$2
-name=$(echo "$r" | tr / _)
-echo "$r" >> execs
-{exec}"#
-        ),
-    );
+    ref_job(g, label, inputs, exec);
 }
 
 /// A Slurm job as `squeue` shows it.

@@ -231,3 +231,45 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A graph file labelled `graph_label` with one job per `(label, extra toml)`; each job
+/// produces `<label>/...` and runs `jobs/<label>` (write it with [`ref_job`]).
+pub fn jobs_graph(graph_label: &str, jobs: &[(&str, &str)]) -> String {
+    let mut s = format!("[graph]\nlabel = \"{graph_label}\"\n");
+    for (label, extra) in jobs {
+        s.push_str(&format!(
+            "\n[[jobs]]\nlabel = \"{label}\"\nentrypoint = [\"jobs/{label}\"]\nproduces = ['{label}/.*']\n{extra}\n"
+        ));
+    }
+    s
+}
+
+/// A job script: `config` answers one config per ref with `args = [ref]` and the inputs a
+/// shell snippet sets in `$inputs` from `$r` (`dep MATERIALIZE up/1` prints one input);
+/// `exec` appends the ref to the graph's `execs` file, sets `$r` (the ref) and `$name` (the
+/// ref with `/` as `_`), then runs `exec`.
+pub fn ref_job(g: &TestGraph, label: &str, inputs: &str, exec: &str) {
+    g.script(
+        label,
+        &format!(
+            r#"dep() {{ printf '{{"depType":"%s","partitionRef":{{"str":"%s"}}}}' "$1" "$2"; }}
+if [ "$1" = config ]; then
+    shift
+    sep=""
+    printf '{{"configs":['
+    for r in "$@"; do
+        inputs=""
+        {inputs}
+        printf '%s{{"outputs":[{{"str":"%s"}}],"inputs":[%s],"args":["%s"]}}' "$sep" "$r" "$inputs" "$r"
+        sep=,
+    done
+    printf ']}}\n'
+    exit 0
+fi
+r=$2
+name=$(echo "$r" | tr / _)
+echo "$r" >> execs
+{exec}"#
+        ),
+    );
+}
