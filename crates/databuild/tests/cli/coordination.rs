@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{example_graph, wait_for, Output, TestGraph};
+use crate::util::{example_graph, ref_job, wait_for, Output, TestGraph};
 
 /// A graph file with one job per `(label, extra toml)`; each job produces `<label>/<digits>`
 /// and runs `jobs/<label>`.
@@ -24,36 +24,14 @@ fn graph(jobs: &[(&str, &str)]) -> String {
     s
 }
 
-/// A job script: `config` answers one config per ref with `args = [ref]` and one
-/// MATERIALIZE input `<upstream>/<the ref's number>` if `upstream` is given; `exec` appends
-/// the ref to the graph's `execs` file, sets `$r` (the ref), then runs `exec`.
+/// A job script (see [`ref_job`]) with one MATERIALIZE input `<upstream>/<the ref's
+/// number>` if `upstream` is given.
 fn job(g: &TestGraph, label: &str, upstream: Option<&str>, exec: &str) {
     let inputs = match upstream {
-        Some(u) => format!(
-            r#"inputs=$(printf '{{"depType":"MATERIALIZE","partitionRef":{{"str":"{u}/%s"}}}}' "${{r#*/}}")"#
-        ),
-        None => "inputs=\"\"".to_string(),
+        Some(u) => format!(r#"inputs=$(dep MATERIALIZE "{u}/${{r#*/}}")"#),
+        None => String::new(),
     };
-    g.script(
-        label,
-        &format!(
-            r#"if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{{"configs":['
-    for r in "$@"; do
-        {inputs}
-        printf '%s{{"outputs":[{{"str":"%s"}}],"inputs":[%s],"args":["%s"]}}' "$sep" "$r" "$inputs" "$r"
-        sep=,
-    done
-    printf ']}}\n'
-    exit 0
-fi
-r=$2
-echo "$r" >> execs
-{exec}"#
-        ),
-    );
+    ref_job(g, label, &inputs, exec);
 }
 
 /// Shell snippet: wait until the test creates the file `go` in the graph directory (at
