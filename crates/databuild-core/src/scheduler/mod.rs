@@ -194,21 +194,34 @@ async fn start_run(
     opts: &BuildOptions,
     requested: &[String],
 ) -> Result<String, CoreError> {
+    /// Requests recorded per transaction: bounds memory for huge requests.
+    const REQUESTS_PER_APPEND: usize = 10_000;
     let run_id = databuild_bel::new_id();
-    let mut start = vec![events::graph(
+    bel.append(vec![events::graph(
         &run_id,
         &graph.label,
         JobGraphRunStatus::GraphStarted,
         None,
-    )];
-    for r in requested {
-        let mut e = events::partition(r, PartitionStatus::PartitionRequested, &run_id);
-        e.requesting_clients = vec![opts.client_id.clone()];
-        start.push(databuild_bel::Event::Partition(e));
-    }
-    bel.append(start).await?;
+    )])
+    .await?;
     bel.heartbeat(&run_id, &owner(), lease_until(opts.lease))
         .await?;
+    for chunk in requested.chunks(REQUESTS_PER_APPEND) {
+        let requests = chunk
+            .iter()
+            .map(|r| {
+                let mut e = events::partition(r, PartitionStatus::PartitionRequested, &run_id);
+                e.requesting_clients = vec![opts.client_id.clone()];
+                databuild_bel::Event::Partition(e)
+            })
+            .collect();
+        if let Err(e) = bel.append(requests).await {
+            // Best effort: the run must not look alive; its lease would end it anyway.
+            let failed = events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphFailed, None);
+            let _ = bel.append(vec![failed]).await;
+            return Err(e.into());
+        }
+    }
     Ok(run_id)
 }
 
