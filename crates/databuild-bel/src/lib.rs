@@ -5,6 +5,7 @@
 mod common;
 mod error;
 mod model;
+mod pattern;
 mod postgres;
 pub mod query;
 mod sqlite;
@@ -16,7 +17,7 @@ pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
     ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow,
-    ReclaimedRun, RunFilter, RunRow,
+    ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 pub use postgres::{PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
@@ -56,6 +57,17 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         &self,
         filter: &PartitionFilter,
     ) -> Result<Vec<PartitionRow>, BelError>;
+
+    /// How many partitions have each latest status (statuses without any are absent).
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError>;
+
+    /// The most recent job runs (by scheduling time, newest first), of one job label or
+    /// of all, at most `limit`.
+    async fn recent_job_runs(
+        &self,
+        label: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JobRunRow>, BelError>;
 
     /// The latest partition event of `partition_ref`.
     async fn latest_partition_event(

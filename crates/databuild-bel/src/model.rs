@@ -82,6 +82,11 @@ pub struct PartitionFilter {
     pub statuses: Vec<PartitionStatus>,
     /// Only refs starting with this prefix.
     pub prefix: Option<String>,
+    /// Only refs matching this pattern, where `*` stands for any text (including none) and
+    /// every other character for itself; the whole ref must match.
+    pub pattern: Option<String>,
+    /// Only refs after this one (keyset pagination: pass the last ref of a page).
+    pub after: Option<String>,
     /// At most this many rows (0: no limit).
     pub limit: usize,
     /// Skip this many rows.
@@ -149,6 +154,15 @@ pub struct JobRunRow {
     pub scheduled_micros: i64,
     /// Time of the latest event, microseconds.
     pub updated_micros: i64,
+}
+
+/// How many partitions have each latest status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCount {
+    /// The status.
+    pub status: PartitionStatus,
+    /// Partitions whose latest status it is.
+    pub count: u64,
 }
 
 /// A graph run found dead and failed by [`crate::EventLog::reclaim_lost_runs`].

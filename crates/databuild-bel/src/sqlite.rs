@@ -16,9 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
     common::{self, Subject},
+    pattern,
     transitions::{self, PartitionEffect},
     BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun,
-    RunFilter, RunRow,
+    RunFilter, RunRow, StatusCount,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -446,10 +447,24 @@ impl crate::EventLog for SqliteEventLog {
                 "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE 1 = 1",
             );
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            // The longest literal start of prefix and pattern bounds an index range.
+            if let Some(start) = pattern::literal_start(filter) {
+                sql.push_str(" AND ref >= ? AND ref < ?");
+                args.push(start.clone().into());
+                args.push(format!("{start}{}", char::MAX).into());
+            }
             if let Some(prefix) = filter.prefix.as_deref().filter(|p| !p.is_empty()) {
                 sql.push_str(" AND substr(ref, 1, ?) = ?");
                 args.push((prefix.chars().count() as i64).into());
                 args.push(prefix.to_string().into());
+            }
+            if let Some(pattern) = filter.pattern.as_deref() {
+                sql.push_str(" AND ref GLOB ?");
+                args.push(pattern::to_glob(pattern).into());
+            }
+            if let Some(after) = filter.after.as_deref() {
+                sql.push_str(" AND ref > ?");
+                args.push(after.to_string().into());
             }
             if !filter.statuses.is_empty() {
                 let list: Vec<String> = filter
@@ -473,6 +488,45 @@ impl crate::EventLog for SqliteEventLog {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args), read_partition_row)?
                 .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM partitions GROUP BY status ORDER BY status",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(s, n)| {
+                    Some(StatusCount {
+                        status: PartitionStatus::try_from(s).ok()?,
+                        count: n as u64,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    async fn recent_job_runs(
+        &self,
+        label: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JobRunRow>, BelError> {
+        let label = label.map(str::to_string);
+        self.with_conn(move |conn| {
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_RUN_COLUMNS} FROM job_runs WHERE (?1 IS NULL OR label = ?1)
+                 ORDER BY scheduled_ts DESC, job_run_id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(rusqlite::params![label, limit], read_job_run_row)?
+                .collect::<Result<_, _>>()?;
             Ok(rows)
         })
     }

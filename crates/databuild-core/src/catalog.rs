@@ -244,6 +244,7 @@ pub async fn find_partitions(
                 prefix: None,
                 limit,
                 offset,
+                ..Default::default()
             })
             .await?);
     };
@@ -270,6 +271,7 @@ pub async fn find_partitions(
                 prefix: Some(prefix.clone()),
                 limit: PAGE,
                 offset: page_offset,
+                ..Default::default()
             })
             .await?;
         let n = page.len();

@@ -12,7 +12,7 @@ use std::{
 
 use databuild_bel::{
     ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog, JobRunRow, LoggedEvent,
-    Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+    Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 use databuild_proto::PartitionStatus;
 
@@ -204,6 +204,16 @@ impl EventLog for TimedLog {
     }
     async fn list_partitions(&self, f: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.list_partitions(f).await
+    }
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
+        self.inner.status_counts().await
+    }
+    async fn recent_job_runs(
+        &self,
+        label: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JobRunRow>, BelError> {
+        self.inner.recent_job_runs(label, limit).await
     }
     async fn latest_partition_event(
         &self,

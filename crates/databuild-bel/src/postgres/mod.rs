@@ -27,7 +27,7 @@ pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
 
 use crate::{
     common, BelError, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner,
-    PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+    PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 
 /// The PostgreSQL event log.
@@ -227,6 +227,18 @@ impl crate::EventLog for PostgresEventLog {
         filter: &PartitionFilter,
     ) -> Result<Vec<PartitionRow>, BelError> {
         read!(self, |c| read::list_partitions(&mut c, filter).await)
+    }
+
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
+        read!(self, |c| read::status_counts(&mut c).await)
+    }
+
+    async fn recent_job_runs(
+        &self,
+        label: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JobRunRow>, BelError> {
+        read!(self, |c| read::recent_job_runs(&mut c, label, limit).await)
     }
 
     async fn latest_partition_event(

@@ -8,9 +8,10 @@ use tokio_postgres::{types::ToSql, Row};
 
 use super::conn::Conn;
 use crate::{
-    common,
+    common, pattern,
     query::{OrderField, PartitionQuery},
     BelError, JobRunRow, LoggedEvent, PartitionFilter, PartitionRow, RunFilter, RunRow,
+    StatusCount,
 };
 
 pub(super) fn partition_row(r: &Row) -> PartitionRow {
@@ -115,22 +116,61 @@ pub(super) async fn list_partitions(
     filter: &PartitionFilter,
 ) -> Result<Vec<PartitionRow>, BelError> {
     let statuses: Vec<i32> = filter.statuses.iter().map(|s| *s as i32).collect();
-    let prefix = filter.prefix.clone().unwrap_or_default();
+    let start = pattern::literal_start(filter).unwrap_or_default();
+    let like = filter.pattern.as_deref().map(pattern::to_like);
     let rows = query(
         c,
         "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions
          WHERE ($1 = '' OR starts_with(ref, $1))
            AND (cardinality($2::int4[]) = 0 OR status = ANY($2))
+           AND ($5::text IS NULL OR ref LIKE $5 ESCAPE '\\')
+           AND ($6::text IS NULL OR ref > $6)
          ORDER BY ref LIMIT $3 OFFSET $4",
         &[
-            &prefix,
+            &start,
             &statuses,
             &limit(filter.limit),
             &(filter.offset as i64),
+            &like,
+            &filter.after,
         ],
     )
     .await?;
     Ok(rows.iter().map(partition_row).collect())
+}
+
+pub(super) async fn status_counts(c: &mut Conn) -> Result<Vec<StatusCount>, BelError> {
+    let rows = query(
+        c,
+        "SELECT status, COUNT(*) FROM partitions GROUP BY status ORDER BY status",
+        &[],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some(StatusCount {
+                status: PartitionStatus::try_from(r.get::<_, i32>(0)).ok()?,
+                count: r.get::<_, i64>(1) as u64,
+            })
+        })
+        .collect())
+}
+
+pub(super) async fn recent_job_runs(
+    c: &mut Conn,
+    label: Option<&str>,
+    max: usize,
+) -> Result<Vec<JobRunRow>, BelError> {
+    let rows = query(
+        c,
+        "SELECT job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts
+         FROM job_runs WHERE ($1::text IS NULL OR label = $1)
+         ORDER BY scheduled_ts DESC, job_run_id DESC LIMIT $2",
+        &[&label, &limit(max)],
+    )
+    .await?;
+    Ok(rows.iter().map(job_run_row).collect())
 }
 
 pub(super) async fn latest_partition_event(

@@ -42,6 +42,8 @@ conformance!(
     views::latest_status_runs_and_job_runs_follow_the_log,
     views::rebuilding_an_upstream_makes_its_dependents_stale,
     views::invalidate_marks_a_partition_and_its_dependents_stale,
+    views::partitions_list_by_pattern_and_page_by_key,
+    views::recent_job_runs_are_newest_first_by_label,
     coordination::a_claimed_group_is_delegated_to_the_run_holding_it,
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
     coordination::concurrent_writers_claim_each_partition_exactly_once,

@@ -1,7 +1,7 @@
 //! The derived views: latest status, graph runs, job runs, lineage, and staleness, which
 //! follows rebuilds and invalidation downstream in the same transaction.
 
-use databuild_bel::{BelError, EventLog, PartitionFilter, RunFilter};
+use databuild_bel::{BelError, EventLog, PartitionFilter, RunFilter, StatusCount};
 use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 
 use crate::{backend::Backend, support::*};
@@ -55,6 +55,7 @@ pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
             prefix: prefix.map(str::to_string),
             limit,
             offset,
+            ..Default::default()
         };
         async move {
             bel.list_partitions(&filter)
@@ -160,6 +161,109 @@ pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
     assert_eq!(bel.lineage(&["a".into()], false).await.unwrap(), [pair()]);
     assert_eq!(bel.lineage(&["x".into()], true).await.unwrap(), [pair()]);
     assert!(bel.lineage(&["a".into()], true).await.unwrap().is_empty());
+}
+
+pub async fn partitions_list_by_pattern_and_page_by_key(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let refs = [
+        "a/date=2025-01-01",
+        "a/date=2025-01-02",
+        "a/x?y[1]%_",
+        "b/date=2025-01-01",
+        "b/ünï cödé",
+    ];
+    bel.append(
+        refs.iter()
+            .map(|r| partition(r, PartitionAvailable, "", 0))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    bel.append(vec![
+        graph("r1", JobGraphRunStatus::GraphStarted),
+        partition("c", PartitionScheduled, "r1", 0),
+    ])
+    .await
+    .unwrap();
+    let list = |pattern: &str, after: Option<&str>, limit: usize| {
+        let filter = PartitionFilter {
+            pattern: Some(pattern.to_string()),
+            after: after.map(str::to_string),
+            limit,
+            ..Default::default()
+        };
+        async move {
+            bel.list_partitions(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.partition_ref)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list("*/date=2025-01-01", None, 0).await,
+        ["a/date=2025-01-01", "b/date=2025-01-01"]
+    );
+    assert_eq!(list("a/*", None, 2).await, &refs[..2]);
+    assert_eq!(list("a/*", Some(refs[1]), 2).await, ["a/x?y[1]%_"]);
+    // Characters that are wildcards in SQL match only themselves.
+    assert_eq!(list("a/x?y[1]%_", None, 0).await, ["a/x?y[1]%_"]);
+    assert!(list("a/x_y*", None, 0).await.is_empty());
+    assert!(list("a/date=2025-01-0?", None, 0).await.is_empty());
+    assert_eq!(list("b/ü*é", None, 0).await, ["b/ünï cödé"]);
+    assert_eq!(
+        list("*", Some("b/date=2025-01-01"), 0).await,
+        ["b/ünï cödé", "c"]
+    );
+    // The whole ref must match.
+    assert!(list("a/date", None, 0).await.is_empty());
+
+    assert_eq!(
+        bel.status_counts().await.unwrap(),
+        [
+            StatusCount {
+                status: PartitionScheduled,
+                count: 1
+            },
+            StatusCount {
+                status: PartitionAvailable,
+                count: 5
+            }
+        ]
+    );
+}
+
+pub async fn recent_job_runs_are_newest_first_by_label(b: &Backend) {
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let t = |i: i64| 1_700_000_000_000_000 + i * 1_000_000;
+    bel.append(vec![
+        at(graph("r1", JobGraphRunStatus::GraphStarted), t(0)),
+        at(job("r1", "j1", JobRunStatus::JobScheduled), t(1)),
+        at(job("r1", "j2", JobRunStatus::JobScheduled), t(2)),
+        at(job("r1", "j3", JobRunStatus::JobScheduled), t(3)),
+    ])
+    .await
+    .unwrap();
+    let ids = |rows: Vec<databuild_bel::JobRunRow>| {
+        rows.into_iter().map(|r| r.job_run_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(bel.recent_job_runs(None, 0).await.unwrap()),
+        ["j3", "j2", "j1"]
+    );
+    assert_eq!(
+        ids(bel.recent_job_runs(Some("make"), 2).await.unwrap()),
+        ["j3", "j2"]
+    );
+    assert!(bel
+        .recent_job_runs(Some("other"), 0)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// `(status, failure reason)` of the latest event of `r`.

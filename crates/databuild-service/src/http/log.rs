@@ -39,7 +39,8 @@ pub(super) async fn events_after(State(app): State<App>, RawQuery(q): RawQuery) 
     )
 }
 
-/// `GET /api/v1/partitions?ref=..` (those refs) or `?status=..&prefix=..&limit=..&offset=..`.
+/// `GET /api/v1/partitions?ref=..` (those refs) or
+/// `?status=..&prefix=..&pattern=..&after=..&limit=..&offset=..`.
 pub(super) async fn partitions(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
     respond(
         async {
@@ -50,6 +51,8 @@ pub(super) async fn partitions(State(app): State<App>, RawQuery(q): RawQuery) ->
                     .list_partitions(&PartitionFilter {
                         statuses: p.statuses()?,
                         prefix: p.get("prefix").map(str::to_string),
+                        pattern: p.get("pattern").map(str::to_string),
+                        after: p.get("after").map(str::to_string),
                         limit: p.int("limit", 0, i64::MAX)? as usize,
                         offset: p.int("offset", 0, i64::MAX)? as usize,
                     })

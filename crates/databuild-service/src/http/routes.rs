@@ -95,7 +95,7 @@ pub const ROUTES: &[RouteDoc] = &[
     post_rpc("/api/v1/events/query", "Catalog.QueryPartitionEvents", "QueryPartitionEventsRequest", "QueryPartitionEventsResponse"),
     get_doc("/api/v1/events/stream", "Catalog.StreamPartitionEvents as Server-Sent Events (`partitionEvent`; `error` if the service closes the stream)", "text/event-stream", &[REF, STATUS, ("since", "also events since this time (RFC 3339)")]),
     get_doc("/api/v1/log", "Events of the log after a position, oldest first", "WireEvents", &[("after", "log position"), LIMIT]),
-    get_doc("/api/v1/partitions", "Latest state of partitions: the refs given, else a listing", "WirePartitions", &[REF, STATUS, ("prefix", "refs starting with this"), LIMIT, OFFSET]),
+    get_doc("/api/v1/partitions", "Latest state of partitions: the refs given, else a listing", "WirePartitions", &[REF, STATUS, ("prefix", "refs starting with this"), ("pattern", "refs matching this whole, `*` standing for any text"), ("after", "refs after this one (the last ref of the previous page)"), LIMIT, OFFSET]),
     get_doc("/api/v1/partitions/history", "Every event of one partition", "WireEvents", &[REF]),
     get_doc("/api/v1/lineage", "Lineage pairs (upstream, downstream) of the latest builds of the refs", "WireLineage", &[REF, ("downstream", "follow downstream instead of upstream")]),
     get_doc("/api/v1/runs", "Graph runs, newest first", "WireRuns", &[("label", "graph label"), ("status", "a graph run status such as `GRAPH_FAILED` (repeatable)"), LIMIT, OFFSET]),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use databuild_bel::{
     query::PartitionQuery, ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog,
     JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+    StatusCount,
 };
 use databuild_proto::{
     GetActiveBuildStatusRequest, GetActiveBuildStatusResponse, GetLatestPartitionEventRequest,
@@ -98,12 +99,26 @@ impl EventLog for RemoteLog {
         if let Some(p) = &f.prefix {
             pairs.push(("prefix", p));
         }
+        if let Some(p) = &f.pattern {
+            pairs.push(("pattern", p));
+        }
+        if let Some(a) = &f.after {
+            pairs.push(("after", a));
+        }
         let w: WirePartitions = self
             .client
             .get(&format!("/api/v1/partitions?{}", query(pairs)))
             .await
             .map_err(bel)?;
         Ok(w.partitions.into_iter().map(PartitionRow::from).collect())
+    }
+
+    async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
+        Err(read_only("counting partitions by status"))
+    }
+
+    async fn recent_job_runs(&self, _: Option<&str>, _: usize) -> Result<Vec<JobRunRow>, BelError> {
+        Err(read_only("listing recent job runs"))
     }
 
     async fn latest_partition_event(&self, r: &str) -> Result<Option<PartitionEvent>, BelError> {

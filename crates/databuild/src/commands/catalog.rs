@@ -59,6 +59,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                             prefix: prefix.clone(),
                             limit: *limit,
                             offset: *offset,
+                            ..Default::default()
                         })
                         .await?
                 }
