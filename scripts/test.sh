@@ -3,7 +3,8 @@
 # already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
 # cluster (scripts/slurm.sh), installed from Debian's packages if missing; the Python
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
-# grpcio client generated from the seed proto (scripts/python-grpc-client.sh). Then the
+# grpcio client generated from the seed proto (scripts/python-grpc-client.sh); Debian's
+# chromium and the dashboard tests' playwright-core (`npm ci` in e2e/). Then the
 # Python SDK's pytest suite and `cargo test -j2 --workspace` with DATABUILD_TEST_POSTGRES
 # and SLURM_CONF set. Extra arguments go to cargo test.
 set -euo pipefail
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v make >/dev/null 2>&1 || missing+=(make)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
     echo "== installing ${missing[*]}"
     apt-get update -qq
@@ -22,6 +25,10 @@ eval "$(scripts/slurm.sh env)"
 echo "== Python virtualenvs"
 bash scripts/flights-venv.sh
 bash scripts/python-grpc-client.sh --setup
+if [[ ! -d e2e/node_modules/playwright-core ]]; then
+    echo "== npm ci (e2e: playwright-core)"
+    npm ci --prefix e2e --no-audit --no-fund >/dev/null
+fi
 echo "== Python SDK tests"
 .venv-flights/bin/python -m pytest -q sdk/python/tests
 echo "== cargo test"

@@ -1,9 +1,10 @@
 //! databuild as a service: every seed service over gRPC (tonic) and an HTTP JSON API
-//! (axum) on one port, Server-Sent Events, metrics; the gRPC client of remote jobs and
+//! (axum) on one port, Server-Sent Events, metrics, the web dashboard; the gRPC client of remote jobs and
 //! lookup servers; and the HTTP client behind `databuild --remote`.
 
 pub mod builds;
 pub mod codec;
+pub mod dashboard;
 pub mod errors;
 pub mod example_job;
 pub mod grpc;

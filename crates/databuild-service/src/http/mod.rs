@@ -184,8 +184,9 @@ impl Params {
     }
 }
 
-/// Answers what no route matched: gRPC's UNIMPLEMENTED for gRPC requests, else a JSON 404.
-async fn fallback(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+/// Answers what no route matched: gRPC's UNIMPLEMENTED for gRPC requests, a JSON 404
+/// under `/api/`, else the dashboard's 404 page.
+async fn fallback(app: App, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let grpc = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -198,6 +199,9 @@ async fn fallback(headers: HeaderMap, uri: axum::http::Uri) -> Response {
         .into_http::<()>()
         .into_parts();
         return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    if !uri.path().starts_with("/api/") {
+        return crate::dashboard::unknown_page(&app, uri.path());
     }
     ApiError::new(
         ErrorCode::NotFound,
@@ -226,7 +230,7 @@ async fn count(
 }
 
 /// One router for the whole port: the gRPC services (`grpc`, routed by their
-/// `/databuild.v1.X/Method` paths) and every HTTP route of [`ROUTES`].
+/// `/databuild.v1.X/Method` paths), every HTTP route of [`ROUTES`] and the dashboard.
 pub fn router(app: &App, grpc: tonic::service::Routes) -> Router {
     let mut r: Router<App> = Router::new();
     for (doc, handler) in routes::routes() {
@@ -234,7 +238,11 @@ pub fn router(app: &App, grpc: tonic::service::Routes) -> Router {
     }
     grpc.into_axum_router()
         .merge(r.with_state(app.clone()))
-        .fallback(fallback)
+        .merge(crate::dashboard::router().with_state(app.clone()))
+        .fallback({
+            let app = app.clone();
+            move |headers: HeaderMap, uri: axum::http::Uri| fallback(app.clone(), headers, uri)
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))
 }

@@ -7,6 +7,7 @@ mod architecture;
 mod bad_input;
 mod bench_smoke;
 mod coordination;
+mod dashboard;
 mod example;
 mod execution;
 mod flights;
