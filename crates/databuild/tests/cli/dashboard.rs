@@ -33,3 +33,87 @@ fn dashboard_in_headless_chromium() {
         "no browser test ran:\n{stdout}"
     );
 }
+
+/// One request with a form body (or none); (status, body).
+fn form_request(addr: &str, method: &str, path: &str, form: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The message of an error page (or of the build form's error), entities decoded.
+fn page_message(body: &str) -> String {
+    let re = regex::Regex::new(r#"<p class="(?:message|form-error)"[^>]*>(.*?)</p>"#).unwrap();
+    let Some(m) = re.captures(body) else {
+        return format!("(no message in {} bytes of page)", body.len());
+    };
+    m[1].replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[test]
+fn bad_input_gets_a_friendly_page_and_the_log_is_unchanged() {
+    let g = crate::service::example();
+    let built = g.run(&["build", "reviews/raw/date=2025-01-07"]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let svc = crate::service::Service::start(&g, &[]);
+    let before = g.assert_bel_intact();
+    let mut report = String::new();
+    for (method, path, form) in [
+        ("GET", "/runs/no-such-run", ""),
+        ("GET", "/job-runs/no-such-job-run", ""),
+        (
+            "GET",
+            "/partition?ref=reviews%2Fdaily%2Fdate%3D2031-01-01",
+            "",
+        ),
+        ("GET", "/partition?ref=nobody%2Fmakes%2Fthis", ""),
+        ("GET", "/partition", ""),
+        ("GET", "/partition?ref=a%01b", ""),
+        ("GET", "/partition?ref=catalog%2Fpodcasts&depth=99", ""),
+        ("GET", "/partitions?status=bogus", ""),
+        ("GET", "/no/such/page", ""),
+        ("POST", "/actions/build", "refs=+%0A+"),
+        ("POST", "/actions/build", "refs=nobody%2Fmakes%2Fthis"),
+        ("POST", "/actions/build", "refs=a%01b"),
+        (
+            "POST",
+            "/actions/invalidate",
+            "ref=reviews%2Fdaily%2Fdate%3D2031-01-01",
+        ),
+    ] {
+        let (status, body) = form_request(&svc.addr, method, path, form);
+        assert!(
+            body.contains("<nav>") && body.contains("</html>"),
+            "{path}: not a whole page: {body}"
+        );
+        report.push_str(&format!(
+            "{method} {path} {form}\n  -> {status}: {}\n",
+            page_message(&body)
+        ));
+    }
+    insta::assert_snapshot!(g.redact(&report));
+    assert_eq!(
+        g.assert_bel_intact(),
+        before,
+        "bad input changed the event log"
+    );
+}
