@@ -40,6 +40,8 @@ struct RunView {
     jobs: Vec<JobRunView>,
     /// Delegated ref → the run it waited for.
     delegated: BTreeMap<String, String>,
+    /// Latest status in the log (whichever run wrote it) of each delegated ref.
+    delegated_now: HashMap<String, PartitionStatus>,
     /// Ref → its latest status in this run, with the failure reason.
     partitions: HashMap<String, (PartitionStatus, String)>,
     last_seq: i64,
@@ -124,8 +126,11 @@ fn task_status(v: &RunView, outputs: &[String], jobs_by_ref: &HashMap<&str, usiz
     }
     for o in outputs {
         if v.delegated.contains_key(o) {
-            return match v.partitions.get(o).map(|p| p.0) {
-                Some(PartitionStatus::PartitionAvailable) => "success",
+            // The owner run wrote the outcome; this run adopted it.
+            return match v.delegated_now.get(o) {
+                Some(PartitionStatus::PartitionAvailable | PartitionStatus::PartitionStale) => {
+                    "success"
+                }
                 Some(PartitionStatus::PartitionFailed) => "failed",
                 _ => "delegated",
             }
@@ -165,7 +170,15 @@ pub async fn run_page(app: &App, id: &str) -> Result<(String, Nav, String), Page
         ));
     };
     let events = app.bel.run_events(id).await?;
-    let v = read_run(&events);
+    let mut v = read_run(&events);
+    let delegated: Vec<String> = v.delegated.keys().cloned().collect();
+    v.delegated_now = app
+        .bel
+        .partitions(&delegated)
+        .await?
+        .into_iter()
+        .map(|p| (p.partition_ref, p.status))
+        .collect();
     let mut body = String::new();
     let _ = write!(
         body,

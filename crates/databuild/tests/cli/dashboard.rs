@@ -117,3 +117,102 @@ fn bad_input_gets_a_friendly_page_and_the_log_is_unchanged() {
         "bad input changed the event log"
     );
 }
+
+/// A child process killed when dropped, also when a test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_run_that_waited_for_another_shows_which_and_follows_its_outcome() {
+    use crate::util::{jobs_graph, ref_job, wait_for, TestGraph};
+    use std::time::Duration;
+    let g = TestGraph::new(&jobs_graph("gate", &[("slow", "")]));
+    // The job waits (bounded) for the test to create `go`.
+    ref_job(
+        &g,
+        "slow",
+        "",
+        "i=0; while [ ! -e go ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done",
+    );
+    let svc = crate::service::Service::start(&g, &[]);
+    let mut owner = KillOnDrop(
+        g.command(&["build", "slow/x"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(
+        "the CLI build to claim slow/x",
+        Duration::from_secs(30),
+        || g.status("slow/x").as_deref() == Some("PARTITION_BUILDING"),
+    );
+    let (status, submitted) = svc.request(
+        "POST",
+        "/api/v1/builds",
+        r#"{"outputs":[{"str":"slow/x"}]}"#,
+    );
+    assert_eq!(status, 202, "{submitted}");
+    let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
+    let waiter = submitted["jobGraphRunId"].as_str().unwrap().to_string();
+    let owner_run = g
+        .events()
+        .iter()
+        .filter_map(|e| e.get("partitionEvent"))
+        .find(|p| p["status"] == "PARTITION_BUILDING")
+        .map(|p| p["jobGraphRunId"].as_str().unwrap().to_string())
+        .unwrap();
+    wait_for(
+        "the service's run to delegate",
+        Duration::from_secs(30),
+        || {
+            g.events()
+                .iter()
+                .filter_map(|e| e.get("partitionEvent"))
+                .any(|p| {
+                    p["status"] == "PARTITION_DELEGATED" && p["jobGraphRunId"] == waiter.as_str()
+                })
+        },
+    );
+    let page = |id: &str| {
+        let (status, body) = form_request(&svc.addr, "GET", &format!("/runs/{id}"), "");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let waiting = page(&waiter);
+    assert!(waiting.contains("Waited for other runs"), "{waiting}");
+    assert!(
+        waiting.contains(&format!("href=\"/runs/{owner_run}\"")),
+        "no link to the owner run {owner_run}: {waiting}"
+    );
+    assert!(
+        waiting.contains("class=\"node s-delegated\" data-id=\"slow/x\""),
+        "{waiting}"
+    );
+
+    std::fs::write(g.path().join("go"), "").unwrap();
+    assert!(owner.0.wait().unwrap().success());
+    wait_for("the service's run to end", Duration::from_secs(30), || {
+        svc.get_json(&format!("/api/v1/runs/{waiter}"))["status"] == "GRAPH_SUCCESS"
+    });
+    let done = page(&waiter);
+    assert!(
+        done.contains("class=\"node s-success\" data-id=\"slow/x\""),
+        "{done}"
+    );
+    assert!(done.contains("Waited for other runs"), "{done}");
+    assert_eq!(
+        g.run(&["partitions", "history", "slow/x"])
+            .stdout
+            .matches("PARTITION_BUILDING")
+            .count(),
+        1,
+        "built once"
+    );
+}
