@@ -83,7 +83,7 @@ pub const ROUTES: &[RouteDoc] = &[
     post_rpc("/api/v1/build", "DataBuildService.Build: build the outputs; answers when the run ends (a failed run is a `build_failed` error naming the failed partitions and the run)", "GraphBuildRequest", "GraphBuildResponse"),
     RouteDoc { method: "POST", path: "/api/v1/builds", summary: "Start a build and answer at once with its graph run id (202); follow it at `eventsUrl`", request: Some("GraphBuildRequest"), response: "WireSubmitted", params: &[("force", "rebuild the outputs even if available")] },
     get_doc("/api/v1/builds/{run_id}", "A build's state, and its outcome once it ended (outcomes of builds this service ran)", "WireBuild", &[]),
-    get_doc("/api/v1/builds/{run_id}/events", "A build's events as Server-Sent Events (`jobGraphRunEvent`, `partitionEvent`), then `end` with its state", "text/event-stream", &[]),
+    get_doc("/api/v1/builds/{run_id}/events", "A build's events as Server-Sent Events (`jobGraphRunEvent`, `partitionEvent`, each with its log position as id), then `end` with its state; a reconnecting client's `Last-Event-ID` resumes after that position", "text/event-stream", &[("after", "only events after this log position")]),
     post_rpc("/api/v1/builds/active", "Catalog.GetActiveBuildStatus: claims held now", "GetActiveBuildStatusRequest", "GetActiveBuildStatusResponse"),
     post_rpc("/api/v1/lookup", "GraphLookup.Lookup: the job producing each ref", "GraphLookupRequest", "GraphLookupResponse"),
     post_rpc("/api/v1/runs/list", "Catalog.ListJobGraphRuns", "ListJobGraphRunsRequest", "ListJobGraphRunsResponse"),

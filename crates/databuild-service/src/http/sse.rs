@@ -67,9 +67,25 @@ pub(super) async fn partition_events(State(app): State<App>, RawQuery(q): RawQue
         .into_response()
 }
 
-/// `GET /api/v1/builds/{run_id}/events`: the run's events so far, then new ones, then an
-/// `end` event with the build's state once the run has ended.
-pub(super) async fn build_events(State(app): State<App>, Path(id): Path<String>) -> Response {
+/// `GET /api/v1/builds/{run_id}/events[?after=SEQ]`: the run's events so far (or those
+/// after log position `after`, or after the `Last-Event-ID` a reconnecting client sends),
+/// then new ones, then an `end` event with the build's state once the run has ended.
+pub(super) async fn build_events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let p = Params::parse(q.as_deref());
+    let after = match p.int("after", 0, i64::MAX) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
     match app.bel.run(&id).await {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -78,27 +94,33 @@ pub(super) async fn build_events(State(app): State<App>, Path(id): Path<String>)
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
-    Sse::new(run_stream(app, id))
+    Sse::new(run_stream(app, id, after.max(resume)))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
 /// How often a build's events are looked for while it runs.
 const POLL: Duration = Duration::from_millis(100);
+/// Events read from the log at a time while following a run.
+const PAGE: usize = 5000;
 
 struct Cursor {
     app: App,
     id: String,
+    /// Log position of the last event sent (0: none yet).
     seen: i64,
+    /// Whether the run's earlier events have been read (once, through the run's index).
+    caught_up: bool,
     queue: std::collections::VecDeque<Event>,
     done: bool,
 }
 
-fn run_stream(app: App, id: String) -> impl Stream<Item = Result<Event, Infallible>> {
+fn run_stream(app: App, id: String, after: i64) -> impl Stream<Item = Result<Event, Infallible>> {
     let start = Cursor {
         app,
         id,
-        seen: 0,
+        seen: after,
+        caught_up: false,
         queue: Default::default(),
         done: false,
     };
@@ -118,14 +140,39 @@ fn run_stream(app: App, id: String) -> impl Stream<Item = Result<Event, Infallib
     })
 }
 
+/// The run's events after `c.seen`: first from the run's own index, then, while it runs,
+/// from the log's tail (so each poll reads only what is new, however long the run).
+async fn new_events(c: &mut Cursor) -> Result<Vec<databuild_bel::LoggedEvent>, ApiError> {
+    if !c.caught_up {
+        c.caught_up = true;
+        let seen = c.seen;
+        let mut events = c.app.bel.run_events(&c.id).await?;
+        events.retain(|e| e.seq > seen);
+        // Continue from the log's end as it is now, not from this run's last event.
+        if let Some(last) = events.last() {
+            c.seen = last.seq;
+        }
+        return Ok(events);
+    }
+    let mut out = Vec::new();
+    loop {
+        let page = c.app.bel.events_after(c.seen, PAGE).await?;
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            c.seen = last.seq;
+        }
+        out.extend(page.into_iter().filter(|e| e.event.run_id() == c.id));
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// Queues the run's new events; when it has ended, the `end` event.
 async fn fill(c: &mut Cursor) -> Result<(), ApiError> {
     let finished = c.app.bel.run(&c.id).await?.is_some_and(|r| r.is_finished());
-    let events = c.app.bel.run_events(&c.id).await?;
-    let seen = c.seen;
-    for e in events.iter().filter(|e| e.seq > seen) {
-        c.seen = e.seq;
-        let w = WireEvent::from(e);
+    for e in new_events(c).await? {
+        let w = WireEvent::from(&e);
         let kind = if w.partition_event.is_some() {
             "partitionEvent"
         } else {

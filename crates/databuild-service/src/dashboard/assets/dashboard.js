@@ -100,9 +100,10 @@
     }
   };
 
+  // `url` is a function: a reopened stream starts after what the page already shows.
   const open = (url, handlers, onEnd) => {
     if (source) source.close();
-    const s = new EventSource(url);
+    const s = new EventSource(url());
     source = s;
     s.onopen = () => {
       setConn(true);
@@ -122,11 +123,11 @@
   const watchAll = () => {
     const ref = live && live.dataset.ref;
     const url = "/api/v1/events/stream" + (ref ? "?ref=" + encodeURIComponent(ref) : "");
-    open(url, { partitionEvent: () => refresh() });
+    open(() => url, { partitionEvent: () => refresh() });
   };
 
   if (runId && live.dataset.finished !== "true") {
-    open("/api/v1/builds/" + encodeURIComponent(runId) + "/events",
+    open(() => "/api/v1/builds/" + encodeURIComponent(runId) + "/events?after=" + lastSeq,
       { jobGraphRunEvent: onRunEvent, partitionEvent: onRunEvent },
       () => { refresh(); watchAll(); });
   } else {

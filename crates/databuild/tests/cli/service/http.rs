@@ -114,6 +114,30 @@ fn every_http_route_answers() {
         "{sse}"
     );
     assert!(sse.trim_end().contains("event: end\ndata: {"), "{sse}");
+    // Each event's id is its log position; `after` (and a reconnecting client's
+    // Last-Event-ID) resumes after one.
+    let ids: Vec<i64> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert!(
+        ids.len() > 2 && ids.windows(2).all(|w| w[0] < w[1]),
+        "{ids:?}"
+    );
+    let mid = ids[ids.len() / 2];
+    let (_, rest) = svc.request(
+        "GET",
+        &format!("/api/v1/builds/{id}/events?after={mid}"),
+        "",
+    );
+    let rest_ids: Vec<i64> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert_eq!(rest_ids, ids[ids.len() / 2 + 1..], "{rest}");
+    assert!(rest.trim_end().contains("event: end\ndata: {"), "{rest}");
 
     let q = query([("ref", DAY)]);
     assert_eq!(
