@@ -9,6 +9,8 @@ Workloads (docs/benchmarks.md explains them):
   W1 chain of N no-op jobs, W2 fan-out 1 -> N -> 1, W3 L layers x W nodes, 3 parents each:
      databuild vs `make -j2` vs `ninja -j2` on the same DAG and the same command per node,
      cold (everything to build) and no-op (everything built), interleaved per repetition.
+     W1 runs twice: as is (one `config` call per planning wave, N waves), and with a
+     `config` that answers for the whole upstream chain at once (pre-configured refs).
   W4 a no-op request for N already-available partitions: wall time and peak RSS.
   W5 concurrent clients asking for overlapping partitions of one SQLite event log:
      wall time and duplicate executions (must be 0).
@@ -441,13 +443,21 @@ def main():
         say("Note: " + n + ".")
     failed = 0
 
-    shapes = [("W1", "chain", "chain of %s"), ("W2", "fanout", "fan-out 1 → %s → 1"), ("W3", "layers", "layers %s, 3 parents")]
+    # (workload, shape, title, closure): the closure variant of W1 is the same chain whose
+    # `config` answers for every ref upstream of the one asked (pre-configured refs): one
+    # `config` call plans it. It is an extra row; the per-ref W1 stays the reference.
+    shapes = [
+        ("W1", "chain", "chain of %s", False),
+        ("W1", "chain", "chain of %s, `config` answers for its upstream", True),
+        ("W2", "fanout", "fan-out 1 → %s → 1", False),
+        ("W3", "layers", "layers %s, 3 parents", False),
+    ]
     rows = []
-    for key, shape, title in shapes:
+    for key, shape, title, closure in shapes:
         if key not in only:
             continue
-        d = os.path.join(root, key.lower())
-        workloads.write_workload(shape, sizes[key], d)
+        d = os.path.join(root, key.lower() + ("-closure" if closure else ""))
+        workloads.write_workload(shape, sizes[key], d, closure=closure)
         bench_dag(db, d, tools, reps, rows, "%s %s" % (key, title % sizes[key]))
     if rows:
         say("")

@@ -2,11 +2,15 @@
 """Writes the benchmark workloads: one DAG of no-op jobs as a databuild graph, a Makefile
 and a build.ninja, all three running the same command per node.
 
-Usage: python3 benches/workloads.py SHAPE SIZE DIR
+Usage: python3 benches/workloads.py [--closure] SHAPE SIZE DIR
   SHAPE: chain (W1: SIZE nodes in a line), fanout (W2: 1 -> SIZE -> 1),
          layers (W3: SIZE "LxW", L layers of W nodes, 3 parents each in the layer above),
          flat (SIZE independent nodes, for W5), available (W4: a graph whose pattern
          matches SIZE partitions `bench/w4/part=N`, written to refs.txt).
+  --closure: `noop config` answers for the requested refs and everything upstream of
+         them (pre-configured refs, README "The job protocol"), so that planning needs one
+         `config` call instead of one per wave. The DAG, Makefile and build.ninja are the
+         same.
 
 In DIR:
   databuild.toml   one job, `noop`, producing `bench/.+`
@@ -14,6 +18,7 @@ In DIR:
                    ref's MATERIALIZE parents from deps.txt; `noop exec <node>` writes
                    stamps/<node> (and appends <node> to $BENCH_EXEC_LOG if that is set)
   jobs/config.awk  the `config` answer, built from deps.txt by one awk process per call
+                   (with --closure: for the requested refs and all their ancestors)
   deps.txt         one line per node: the node, then its parents
   Makefile         stamps/<node>: stamps/<parents>  ->  jobs/noop exec <node>
   build.ninja      the same edges, the same command
@@ -68,6 +73,35 @@ BEGIN {
     printf "],\"args\":[\"%s\"]}", $1
 }
 END { print "]}" }
+"""
+
+CLOSURE_AWK = r"""# Prints one JobConfigureResponse for the refs in `want` (space-separated `bench/<node>`)
+# and for every node upstream of them, reading "node parent..." lines from deps.txt.
+{ known[$1] = 1; parents[$1] = ""; for (i = 2; i <= NF; i++) parents[$1] = parents[$1] " " $i }
+END {
+    n = split(want, w, " ")
+    top = 0
+    for (i = 1; i <= n; i++) {
+        sub(/^bench\//, "", w[i])
+        if ((w[i] in known) && !(w[i] in seen)) { seen[w[i]] = 1; stack[++top] = w[i] }
+    }
+    printf "{\"configs\":["
+    first = 1
+    while (top > 0) {
+        node = stack[top--]
+        m = split(parents[node], ps, " ")
+        if (!first) printf ","
+        first = 0
+        printf "{\"outputs\":[{\"str\":\"bench/%s\"}],\"inputs\":[", node
+        for (i = 1; i <= m; i++) {
+            if (i > 1) printf ","
+            printf "{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"bench/%s\"}}", ps[i]
+            if ((ps[i] in known) && !(ps[i] in seen)) { seen[ps[i]] = 1; stack[++top] = ps[i] }
+        }
+        printf "],\"args\":[\"%s\"]}", node
+    }
+    print "]}"
+}
 """
 
 
@@ -143,12 +177,13 @@ def graph_toml(label, produces, env=None):
     )
 
 
-def write_workload(shape, size, out, env=None):
-    """Writes a DAG workload into `out`; returns (number of nodes, sink refs)."""
+def write_workload(shape, size, out, env=None, closure=False):
+    """Writes a DAG workload into `out`; returns (number of nodes, sink refs). With
+    `closure`, `config` answers for the requested refs and all their ancestors."""
     parents, sinks = SHAPES[shape](size if shape == "layers" else int(size))
     os.makedirs(os.path.join(out, "stamps"), exist_ok=True)
     write(os.path.join(out, "jobs", "noop"), NOOP, executable=True)
-    write(os.path.join(out, "jobs", "config.awk"), CONFIG_AWK)
+    write(os.path.join(out, "jobs", "config.awk"), CLOSURE_AWK if closure else CONFIG_AWK)
     write(os.path.join(out, "databuild.toml"), graph_toml("bench_" + shape, "bench/.+", env))
     write(
         os.path.join(out, "deps.txt"),
@@ -195,6 +230,8 @@ def write_available(n, out):
 
 
 def main(argv):
+    closure = "--closure" in argv[1:]
+    argv = [a for a in argv if a != "--closure"]
     if len(argv) != 4 or argv[1] not in list(SHAPES) + ["available"]:
         sys.stderr.write(__doc__)
         return 2
@@ -202,7 +239,7 @@ def main(argv):
     if shape == "available":
         print(write_available(int(size), out))
     else:
-        n, refs = write_workload(shape, size, out)
+        n, refs = write_workload(shape, size, out, closure=closure)
         print("%d nodes, %d targets in %s" % (n, len(refs), out))
     return 0
 

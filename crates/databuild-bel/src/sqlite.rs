@@ -2,6 +2,7 @@
 //! transaction that validates, stores the events and updates the derived views.
 
 mod catalog;
+mod checkpoint;
 mod derived;
 mod schema;
 
@@ -47,6 +48,9 @@ impl Default for SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteEventLog {
     path: PathBuf,
+    /// Dropped (its thread stopped, its connection closed) before `conn`, so that the
+    /// writer's connection is the last one and its close checkpoints the rest of the log.
+    checkpointer: checkpoint::Checkpointer,
     conn: Mutex<Connection>,
 }
 
@@ -78,6 +82,7 @@ impl SqliteEventLog {
         conn.busy_timeout(options.busy_timeout)?;
         let log = Self {
             path: path.to_path_buf(),
+            checkpointer: checkpoint::Checkpointer::new(path),
             conn: Mutex::new(conn),
         };
         {
@@ -85,6 +90,7 @@ impl SqliteEventLog {
             let mut conn = log.conn.lock().expect("event log lock");
             schema::migrate(&mut conn, path, options.busy_timeout)
                 .map_err(|e| log.map_busy(e, started))?;
+            checkpoint::install(&conn);
         }
         Ok(log)
     }
@@ -135,6 +141,7 @@ impl SqliteEventLog {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            self.checkpointer.after_commit(conn);
             Ok(out)
         })
     }
@@ -148,11 +155,12 @@ fn graph_status(tx: &Connection, run_id: &str) -> Result<Option<JobGraphRunStatu
     Ok(s.map(|s| JobGraphRunStatus::try_from(s).unwrap_or(JobGraphRunStatus::GraphFailed)))
 }
 
+const PARTITION_ROW_SQL: &str =
+    "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE ref = ?1";
+
 fn partition_row(tx: &Connection, partition_ref: &str) -> Result<Option<PartitionRow>, BelError> {
     Ok(tx
-        .prepare_cached(
-            "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE ref = ?1",
-        )?
+        .prepare_cached(PARTITION_ROW_SQL)?
         .query_row([partition_ref], read_partition_row)
         .optional()?)
 }
@@ -428,10 +436,29 @@ impl crate::EventLog for SqliteEventLog {
                 return Ok(out);
             }
             // One read transaction for the batch: one snapshot, and one file lock instead
-            // of one per ref (which cost more than the lookups themselves).
+            // of one per ref (which cost more than the lookups themselves); one statement.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            for r in refs {
-                out.extend(partition_row(&tx, r)?);
+            {
+                let mut stmt = tx.prepare_cached(PARTITION_ROW_SQL)?;
+                for r in refs {
+                    out.extend(stmt.query_row([r], read_partition_row).optional()?);
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    async fn statuses(&self, refs: &[String]) -> Result<Vec<Option<PartitionStatus>>, BelError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out = Vec::with_capacity(refs.len());
+            {
+                let mut stmt = tx.prepare_cached("SELECT status FROM partitions WHERE ref = ?1")?;
+                for r in refs {
+                    let status: Option<i32> = stmt.query_row([r], |row| row.get(0)).optional()?;
+                    out.push(status.map(|s| PartitionStatus::try_from(s).unwrap_or_default()));
+                }
             }
             tx.commit()?;
             Ok(out)

@@ -3,9 +3,9 @@
 
 use databuild_bel::Event;
 use databuild_proto::{
-    GraphAnalyzeEvent, GraphEvent, GraphLabel, JobConfig, JobConfigEvent, JobEvent, JobGraph,
-    JobGraphRunEvent, JobGraphRunStatus, JobLabel, JobLogsEvent, JobRunStatus, PartitionEvent,
-    PartitionRef, PartitionStatus,
+    GraphAnalyzeEvent, GraphEvent, GraphLabel, GraphRequestEvent, JobConfig, JobConfigEvent,
+    JobEvent, JobGraph, JobGraphRunEvent, JobGraphRunStatus, JobLabel, JobLogsEvent, JobRunStatus,
+    PartitionEvent, PartitionRef, PartitionStatus,
 };
 
 /// A graph status change, optionally carrying the analyzed graph.
@@ -15,16 +15,33 @@ pub fn graph(
     status: JobGraphRunStatus,
     analysis: Option<JobGraph>,
 ) -> Event {
-    Event::Run(JobGraphRunEvent {
-        graph_event: Some(GraphEvent {
-            job_graph_run_id: run_id.to_string(),
-            status: status as i32,
-            label: Some(GraphLabel {
-                label: label.to_string(),
-            }),
-            analysis: analysis.map(|graph| GraphAnalyzeEvent { graph: Some(graph) }),
-            ..Default::default()
+    graph_event(GraphEvent {
+        job_graph_run_id: run_id.to_string(),
+        status: status as i32,
+        label: Some(GraphLabel {
+            label: label.to_string(),
         }),
+        analysis: analysis.map(|graph| GraphAnalyzeEvent { graph: Some(graph) }),
+        ..Default::default()
+    })
+}
+
+/// GRAPH_STARTED, with what the run was asked for.
+pub fn graph_started(run_id: &str, label: &str, request: GraphRequestEvent) -> Event {
+    graph_event(GraphEvent {
+        job_graph_run_id: run_id.to_string(),
+        status: JobGraphRunStatus::GraphStarted as i32,
+        label: Some(GraphLabel {
+            label: label.to_string(),
+        }),
+        request: Some(request),
+        ..Default::default()
+    })
+}
+
+fn graph_event(g: GraphEvent) -> Event {
+    Event::Run(JobGraphRunEvent {
+        graph_event: Some(g),
         ..Default::default()
     })
 }

@@ -1,12 +1,14 @@
 //! The planner (`AnalyzeGraph`): lookup → one batched `config` per job → MATERIALIZE
-//! inputs → repeat until closed. Partitions already AVAILABLE are not planned (unless
-//! forced); external refs must be available; a dependency cycle is an error.
+//! inputs → repeat until closed. Configs a job returns for refs it was not asked for are
+//! kept and used when a later wave needs those refs (no second `config` call). Partitions
+//! already AVAILABLE are not planned (unless forced); external refs must be available; a
+//! dependency cycle is an error.
 
 use std::collections::{HashMap, HashSet};
 
 use databuild_bel::EventLog;
 use databuild_proto::{
-    DepType, GraphLabel, JobGraph, JobLabel, PartitionRef, PartitionStatus, Task,
+    DepType, GraphLabel, JobConfig, JobGraph, JobLabel, PartitionRef, PartitionStatus, Task,
 };
 
 use crate::{
@@ -48,59 +50,96 @@ pub async fn analyze(
     for r in refs {
         databuild_proto::validate_ref(r)?;
     }
-    let mut requested: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for r in refs {
-        if seen.insert(r.clone()) {
-            requested.push(r.clone());
-        }
-    }
+    let requested = distinct(refs);
+    let statuses = bel.statuses(&requested).await?;
+    let nodes = plan(graph, bel, &requested, &statuses, force).await?;
+    Ok(JobGraph {
+        label: Some(GraphLabel {
+            label: graph.label.clone(),
+        }),
+        outputs: requested.iter().cloned().map(PartitionRef::new).collect(),
+        nodes,
+    })
+}
 
+/// `refs` without repeats, in first-seen order (borrowed when there are none).
+pub(crate) fn distinct(refs: &[String]) -> std::borrow::Cow<'_, [String]> {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(refs.len());
+    if refs.iter().all(|r| seen.insert(r)) {
+        return std::borrow::Cow::Borrowed(refs);
+    }
+    seen.clear();
+    std::borrow::Cow::Owned(refs.iter().filter(|r| seen.insert(r)).cloned().collect())
+}
+
+/// Plans the tasks that produce the distinct refs `requested`, whose latest `statuses`
+/// (in the same order) the caller read. Requested refs that are AVAILABLE are left out
+/// (unless `force`); so are inputs that are AVAILABLE.
+pub(crate) async fn plan(
+    graph: &Graph,
+    bel: &dyn EventLog,
+    requested: &[String],
+    statuses: &[Option<PartitionStatus>],
+    force: bool,
+) -> Result<Vec<Task>, PlanError> {
     let mut tasks: Vec<Task> = Vec::new();
     // ref -> index of the task that produces it
     let mut producer: HashMap<String, usize> = HashMap::new();
     let mut missing_external: Vec<String> = Vec::new();
-    let mut wave = requested.clone();
-    let mut first_wave = true;
+    // Refs planned or queued for planning: an input is queued once. Requested refs that
+    // are AVAILABLE are not in it; as somebody's input they are looked at again (and
+    // found AVAILABLE), which costs less than remembering millions of them.
+    let mut need: Vec<String> = requested
+        .iter()
+        .zip(statuses)
+        .filter(|(_, s)| force || **s != Some(PartitionStatus::PartitionAvailable))
+        .map(|(r, _)| r.clone())
+        .collect();
+    let mut seen: HashSet<String> = need.iter().cloned().collect();
 
-    while !wave.is_empty() {
-        let states: HashMap<String, PartitionStatus> = bel
-            .partitions(&wave)
-            .await?
-            .into_iter()
-            .map(|r| (r.partition_ref, r.status))
-            .collect();
-        let need: Vec<String> = wave
-            .iter()
-            .filter(|r| !producer.contains_key(*r))
-            .filter(|r| {
-                (first_wave && force)
-                    || states.get(*r) != Some(&PartitionStatus::PartitionAvailable)
-            })
-            .cloned()
-            .collect();
-        first_wave = false;
+    // Configs a job answered for refs it was not asked for, kept for later waves.
+    let mut preconfigured = Preconfigured::default();
+
+    while !need.is_empty() {
         let looked_up = graph.lookup(&need).await?;
         missing_external.extend(looked_up.unproduced);
 
+        let mut answers: Vec<(String, Vec<JobConfig>)> = Vec::new();
         let mut calls = tokio::task::JoinSet::new();
         for (label, job_refs) in looked_up.by_job {
+            let (kept, job_refs) = preconfigured.take(&label, job_refs, &producer);
+            if !kept.is_empty() {
+                answers.push((label.clone(), kept));
+            }
+            if job_refs.is_empty() {
+                continue;
+            }
             let graph = graph.clone();
             calls.spawn(async move {
                 let job = graph.job(&label).expect("lookup returns known jobs");
                 let configs = protocol::configure(&graph, job, &job_refs).await;
-                (label, configs)
+                (label, job_refs, configs)
             });
         }
-        let mut answers = Vec::new();
+        let mut called = Vec::new();
         while let Some(joined) = calls.join_next().await {
-            answers.push(joined.expect("configure task panicked"));
+            called.push(joined.expect("configure task panicked"));
         }
+        called.sort_by(|a, b| a.0.cmp(&b.0));
+        for (label, asked, configs) in called {
+            let asked: HashSet<&str> = asked.iter().map(String::as_str).collect();
+            let (wanted, extra): (Vec<JobConfig>, Vec<JobConfig>) = configs?
+                .into_iter()
+                .partition(|c| c.outputs.iter().any(|o| asked.contains(o.str.as_str())));
+            preconfigured.keep(&label, extra);
+            answers.push((label, wanted));
+        }
+        // Stable: for one job, kept configs come before the ones just answered.
         answers.sort_by(|a, b| a.0.cmp(&b.0));
 
         let mut next: Vec<String> = Vec::new();
         for (label, configs) in answers {
-            for config in configs? {
+            for config in configs {
                 let idx = tasks.len();
                 for o in &config.outputs {
                     if let Some(&other) = producer.get(&o.str) {
@@ -141,7 +180,17 @@ pub async fn analyze(
                 });
             }
         }
-        wave = next;
+        next.retain(|r| !producer.contains_key(r));
+        if next.is_empty() {
+            break;
+        }
+        let states = bel.statuses(&next).await?;
+        need = next
+            .into_iter()
+            .zip(states)
+            .filter(|(_, s)| *s != Some(PartitionStatus::PartitionAvailable))
+            .map(|(r, _)| r)
+            .collect();
     }
 
     if !missing_external.is_empty() {
@@ -154,13 +203,80 @@ pub async fn analyze(
     if let Some(cycle) = find_cycle(&tasks, &producer) {
         return Err(PlanError::Cycle(cycle));
     }
-    Ok(JobGraph {
-        label: Some(GraphLabel {
-            label: graph.label.clone(),
-        }),
-        outputs: requested.into_iter().map(PartitionRef::new).collect(),
-        nodes: tasks,
-    })
+    Ok(tasks)
+}
+
+/// Configs that a job's `config` returned for refs it was not asked for (a job that knows
+/// its upstream answers for it at once). They are validated with the answer; a later wave
+/// that needs one of their outputs uses the kept config instead of calling `config`
+/// again, provided lookup maps the ref to the same job, no later answer replaced the
+/// config for any of its outputs, and none of its outputs is planned already. Kept
+/// configs that no wave needs are dropped.
+#[derive(Default)]
+struct Preconfigured {
+    configs: Vec<Option<(String, JobConfig)>>,
+    /// Output ref -> the config last kept for it.
+    by_ref: HashMap<String, usize>,
+}
+
+impl Preconfigured {
+    /// Keeps the configs job `label` answered without being asked.
+    fn keep(&mut self, label: &str, configs: Vec<JobConfig>) {
+        for config in configs {
+            let i = self.configs.len();
+            for o in &config.outputs {
+                self.by_ref.insert(o.str.clone(), i);
+            }
+            self.configs.push(Some((label.to_string(), config)));
+        }
+    }
+
+    /// Splits `refs`, which lookup maps to job `label`, into the kept configs that produce
+    /// them (each taken once) and the refs left to configure.
+    fn take(
+        &mut self,
+        label: &str,
+        refs: Vec<String>,
+        producer: &HashMap<String, usize>,
+    ) -> (Vec<JobConfig>, Vec<String>) {
+        if self.by_ref.is_empty() {
+            return (Vec::new(), refs);
+        }
+        let mut taken: Vec<JobConfig> = Vec::new();
+        let mut covered: HashSet<String> = HashSet::new();
+        let mut rest = Vec::new();
+        for r in refs {
+            if covered.contains(&r) {
+                continue;
+            }
+            let usable = self
+                .by_ref
+                .get(&r)
+                .copied()
+                .filter(|&i| self.usable(i, label, producer));
+            let Some(i) = usable else {
+                rest.push(r);
+                continue;
+            };
+            let (_, config) = self.configs[i].take().expect("a usable config is kept");
+            for o in &config.outputs {
+                self.by_ref.remove(&o.str);
+                covered.insert(o.str.clone());
+            }
+            taken.push(config);
+        }
+        (taken, rest)
+    }
+
+    fn usable(&self, i: usize, label: &str, producer: &HashMap<String, usize>) -> bool {
+        self.configs[i].as_ref().is_some_and(|(l, config)| {
+            l == label
+                && config
+                    .outputs
+                    .iter()
+                    .all(|o| self.by_ref.get(&o.str) == Some(&i) && !producer.contains_key(&o.str))
+        })
+    }
 }
 
 /// MATERIALIZE inputs of a task.

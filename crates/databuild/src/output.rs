@@ -10,6 +10,17 @@ use std::{
 use databuild_core::{scheduler::ProgressFn, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// `eprintln!` in one `write`: stderr is unbuffered and `eprintln!` writes each piece of
+/// its format separately, a system call each, for every job that starts or ends.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 /// A progress reporter writing to stderr.
 pub fn reporter(quiet: bool) -> ProgressFn {
     if quiet {
@@ -109,11 +120,11 @@ pub fn reporter(quiet: bool) -> ProgressFn {
         })
     } else {
         Arc::new(|p| match p {
-            Progress::Started { run_id } => eprintln!("graph run {run_id}"),
+            Progress::Started { run_id } => say!("graph run {run_id}"),
             Progress::Planned {
                 tasks, up_to_date, ..
             } => {
-                eprintln!(
+                say!(
                     "planned {tasks} jobs; {} requested partitions up to date",
                     up_to_date.len()
                 )
@@ -129,7 +140,7 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 } else {
                     String::new()
                 };
-                eprintln!(
+                say!(
                     "start {label} {}{retry} [job run {job_run_id}]",
                     outputs.join(" ")
                 )
@@ -144,10 +155,10 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 ..
             } => {
                 if ok {
-                    eprintln!("done  {label} {} in {}", outputs.join(" "), secs(elapsed))
+                    say!("done  {label} {} in {}", outputs.join(" "), secs(elapsed))
                 } else {
                     let what = if will_retry { "retry" } else { "FAIL " };
-                    eprintln!(
+                    say!(
                         "{what} {label} {}: {reason} after {}",
                         outputs.join(" "),
                         secs(elapsed)
@@ -155,7 +166,7 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 }
             }
             Progress::Delegated { refs, owner_run_id } => {
-                eprintln!(
+                say!(
                     "wait  {} (being built by graph run {owner_run_id})",
                     refs.join(" ")
                 )
@@ -167,16 +178,16 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 reason,
             } => {
                 if ok {
-                    eprintln!(
+                    say!(
                         "done  {} (built by graph run {owner_run_id})",
                         refs.join(" ")
                     )
                 } else {
-                    eprintln!("FAIL  {}: {reason}", refs.join(" "))
+                    say!("FAIL  {}: {reason}", refs.join(" "))
                 }
             }
             Progress::PartitionsFailed { refs, reason } => {
-                eprintln!("skip  {}: {reason}", refs.join(" "))
+                say!("skip  {}: {reason}", refs.join(" "))
             }
         })
     }

@@ -3,7 +3,9 @@
 use std::{collections::HashMap, fmt::Write as _};
 
 use databuild_bel::{Event, LoggedEvent};
-use databuild_proto::{DepType, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus};
+use databuild_proto::{
+    DepType, GraphRequestEvent, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus,
+};
 
 use crate::output::timestamp;
 
@@ -162,6 +164,16 @@ fn producers(g: &JobGraph) -> HashMap<&str, usize> {
     m
 }
 
+/// What a graph run was asked for: "3 partitions requested, 2 already available".
+pub fn request(r: &GraphRequestEvent) -> String {
+    let requested = crate::output::count(r.requested.max(0) as usize, "partition");
+    let force = if r.force { " with --force" } else { "" };
+    format!(
+        "{requested} requested{force}, {} already available",
+        r.already_available
+    )
+}
+
 /// One line per event: position, time, what changed.
 pub fn event_line(e: &LoggedEvent) -> String {
     match &e.event {
@@ -180,6 +192,7 @@ pub fn event_line(e: &LoggedEvent) -> String {
                     .as_ref()
                     .and_then(|a| a.graph.as_ref())
                     .map(|g| format!(" ({} tasks)", g.nodes.len()))
+                    .or_else(|| g.request.as_ref().map(|r| format!(" ({})", request(r))))
                     .unwrap_or_default();
                 format!(
                     "#{} {} graph run {} {status}{tasks}",

@@ -222,6 +222,13 @@ impl crate::EventLog for PostgresEventLog {
         read!(self, |c| read::partitions(&mut c, refs).await)
     }
 
+    async fn statuses(
+        &self,
+        refs: &[String],
+    ) -> Result<Vec<Option<databuild_proto::PartitionStatus>>, BelError> {
+        read!(self, |c| read::statuses(&mut c, refs).await)
+    }
+
     async fn list_partitions(
         &self,
         filter: &PartitionFilter,

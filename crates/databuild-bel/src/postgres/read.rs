@@ -111,6 +111,30 @@ pub(super) async fn partitions(
     Ok(refs.iter().filter_map(|r| found.get(r).cloned()).collect())
 }
 
+/// The latest status of each of `refs`, in their order (NULL where none), in one query.
+pub(super) async fn statuses(
+    c: &mut Conn,
+    refs: &[String],
+) -> Result<Vec<Option<PartitionStatus>>, BelError> {
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = query(
+        c,
+        "SELECT p.status FROM unnest($1::text[]) WITH ORDINALITY AS r(ref, i) \
+         LEFT JOIN partitions p ON p.ref = r.ref COLLATE \"C\" ORDER BY r.i",
+        &[&refs],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<i32>>(0)
+                .map(|s| PartitionStatus::try_from(s).unwrap_or_default())
+        })
+        .collect())
+}
+
 pub(super) async fn list_partitions(
     c: &mut Conn,
     filter: &PartitionFilter,

@@ -45,6 +45,28 @@ pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
     assert_eq!(a.job_run_id, "j1");
     assert_eq!((a.seq, a.updated_micros), (stored[5].seq, t(6)));
     assert_eq!(rows[1].partition_ref, "x");
+    // Statuses alone: one per ref asked, in that order, repeats included.
+    let statuses = bel
+        .statuses(&[
+            "x".into(),
+            "nope".into(),
+            "b".into(),
+            "a".into(),
+            "x".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            Some(PartitionAvailable),
+            None,
+            Some(PartitionScheduled),
+            Some(PartitionAvailable),
+            Some(PartitionAvailable)
+        ]
+    );
+    assert!(bel.statuses(&[]).await.unwrap().is_empty());
     let latest = bel.latest_partition_event("a").await.unwrap().unwrap();
     assert_eq!(&latest, partition_event(&stored[5]));
     assert!(bel.latest_partition_event("nope").await.unwrap().is_none());

@@ -9,7 +9,9 @@ pub mod runner;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use databuild_bel::{EventLog, Owner};
-use databuild_proto::{JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus};
+use databuild_proto::{
+    GraphRequestEvent, JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus,
+};
 
 use crate::{events, graph::Graph, planner, CoreError};
 
@@ -168,9 +170,13 @@ pub(crate) struct Begun {
     run_id: String,
     /// The Slurm jobs that lost runs left behind, to adopt or cancel.
     orphans: Vec<executor::slurm::Orphan>,
+    /// The latest status of each requested ref when the run started, in request order.
+    statuses: Vec<Option<PartitionStatus>>,
 }
 
-/// Starts a graph run: reclaims runs whose owner died, records GRAPH_STARTED and the lease.
+/// Starts a graph run for the distinct refs `requested`: reclaims runs whose owner died,
+/// reads the requested refs' statuses, records GRAPH_STARTED (with what was requested),
+/// the lease, and the requests of the refs that have work to do.
 async fn begin(
     graph: &Graph,
     bel: &dyn EventLog,
@@ -178,8 +184,18 @@ async fn begin(
     requested: &[String],
 ) -> Result<Begun, CoreError> {
     let orphans = reclaim_lost(graph, bel).await?;
-    match start_run(graph, bel, opts, requested).await {
-        Ok(run_id) => Ok(Begun { run_id, orphans }),
+    let started = match bel.statuses(requested).await {
+        Ok(statuses) => start_run(graph, bel, opts, requested, &statuses)
+            .await
+            .map(|run_id| (run_id, statuses)),
+        Err(e) => Err(e.into()),
+    };
+    match started {
+        Ok((run_id, statuses)) => Ok(Begun {
+            run_id,
+            orphans,
+            statuses,
+        }),
         Err(e) => {
             executor::slurm::cancel_orphans(&orphans).await;
             Err(e)
@@ -187,26 +203,38 @@ async fn begin(
     }
 }
 
-/// Records GRAPH_STARTED, the requests and the lease of a new graph run.
+/// Records GRAPH_STARTED, the lease and the requests of a new graph run. A requested ref
+/// that is already AVAILABLE (without `force`) gets no PARTITION_REQUESTED event: the
+/// run's request only counts them. Each of the others gets one, in transactions of
+/// bounded size.
 async fn start_run(
     graph: &Graph,
     bel: &dyn EventLog,
     opts: &BuildOptions,
     requested: &[String],
+    statuses: &[Option<PartitionStatus>],
 ) -> Result<String, CoreError> {
     /// Requests recorded per transaction: bounds memory for huge requests.
     const REQUESTS_PER_APPEND: usize = 10_000;
+    let available = |s: &Option<PartitionStatus>| *s == Some(PartitionStatus::PartitionAvailable);
     let run_id = databuild_bel::new_id();
-    bel.append(vec![events::graph(
-        &run_id,
-        &graph.label,
-        JobGraphRunStatus::GraphStarted,
-        None,
-    )])
-    .await?;
+    let request = GraphRequestEvent {
+        requested: requested.len() as i64,
+        already_available: statuses.iter().filter(|s| available(s)).count() as i64,
+        client_id: opts.client_id.clone(),
+        force: opts.force,
+    };
+    bel.append(vec![events::graph_started(&run_id, &graph.label, request)])
+        .await?;
     bel.heartbeat(&run_id, &owner(), lease_until(opts.lease))
         .await?;
-    for chunk in requested.chunks(REQUESTS_PER_APPEND) {
+    let to_request: Vec<&String> = requested
+        .iter()
+        .zip(statuses)
+        .filter(|(_, s)| opts.force || !available(s))
+        .map(|(r, _)| r)
+        .collect();
+    for chunk in to_request.chunks(REQUESTS_PER_APPEND) {
         let requests = chunk
             .iter()
             .map(|r| {
@@ -333,37 +361,43 @@ pub async fn build(
     for r in refs {
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
+    let requested = planner::distinct(refs);
     let mut signals = Signals::new(opts.handle_signals)?;
-    let begun = begin(graph, bel.as_ref(), opts, refs).await?;
+    let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
+    let statuses = std::mem::take(&mut begun.statuses);
     let analyzed = tokio::select! {
-        r = planner::analyze(graph, bel.as_ref(), refs, opts.force) => r,
+        r = planner::plan(graph, bel.as_ref(), &requested, &statuses, opts.force) => r,
         reason = signals.recv() => {
             executor::slurm::cancel_orphans(&begun.orphans).await;
-            abort(graph, bel.as_ref(), &run_id, refs, reason).await?;
+            abort(graph, bel.as_ref(), &run_id, &requested, reason).await?;
             return Err(CoreError::Cancelled(reason.to_string()));
         }
     };
-    let job_graph = match analyzed {
-        Ok(g) => g,
+    drop(statuses);
+    let nodes = match analyzed {
+        Ok(nodes) => nodes,
         Err(e) => {
             executor::slurm::cancel_orphans(&begun.orphans).await;
             abort(
                 graph,
                 bel.as_ref(),
                 &run_id,
-                refs,
+                &requested,
                 &format!("analysis failed: {e}"),
             )
             .await?;
             return Err(e.into());
         }
     };
-    run::execute_run(graph, bel, begun, job_graph, opts, progress, signals).await
+    run::execute_run(
+        graph, bel, begun, nodes, &requested, opts, progress, signals,
+    )
+    .await
 }
 
 /// Executes a given job graph as a new graph run.
@@ -417,7 +451,8 @@ pub async fn execute(
     if let Some(cycle) = planner::find_cycle(&job_graph.nodes, &producer) {
         return Err(planner::PlanError::Cycle(cycle).into());
     }
-    let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
+    let outputs: Vec<String> = job_graph.outputs.into_iter().map(|o| o.str).collect();
+    let requested = planner::distinct(&outputs);
     let signals = Signals::new(opts.handle_signals)?;
     let begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
@@ -425,5 +460,15 @@ pub async fn execute(
     progress(Progress::Started {
         run_id: run_id.clone(),
     });
-    run::execute_run(graph, bel, begun, job_graph, opts, progress, signals).await
+    run::execute_run(
+        graph,
+        bel,
+        begun,
+        job_graph.nodes,
+        &requested,
+        opts,
+        progress,
+        signals,
+    )
+    .await
 }

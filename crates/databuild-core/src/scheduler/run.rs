@@ -9,8 +9,8 @@ use std::{
 
 use databuild_bel::{Event, EventLog};
 use databuild_proto::{
-    DepType, JobConfig, JobGraph, JobGraphRunStatus, JobLabel, JobRunStatus, PartitionManifest,
-    PartitionRef, PartitionStatus, Task,
+    DepType, GraphLabel, JobConfig, JobGraph, JobGraphRunStatus, JobLabel, JobRunStatus,
+    PartitionManifest, PartitionRef, PartitionStatus, Task,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,18 +125,22 @@ struct Run<'a> {
     orphans: HashMap<String, Orphan>,
 }
 
-/// Claims the graph's outputs and runs it to the end.
+/// Claims the outputs of the planned tasks `nodes` and runs them to the end; `requested`
+/// are the distinct refs the run was asked for.
+#[expect(clippy::too_many_arguments)] // the parts of one graph run, passed once
 pub(super) async fn execute_run(
     graph: &Graph,
     bel: Arc<dyn EventLog>,
     begun: Begun,
-    job_graph: JobGraph,
+    nodes: Vec<Task>,
+    requested: &[String],
     opts: &BuildOptions,
     progress: ProgressFn,
     mut signals: Signals,
 ) -> Result<RunOutcome, CoreError> {
-    let Begun { run_id, orphans } = begun;
-    let requested: Vec<String> = job_graph.outputs.iter().map(|o| o.str.clone()).collect();
+    let Begun {
+        run_id, orphans, ..
+    } = begun;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut run = Run {
         graph,
@@ -144,7 +148,7 @@ pub(super) async fn execute_run(
         opts,
         progress: progress.clone(),
         run_id: run_id.clone(),
-        tasks: Vec::with_capacity(job_graph.nodes.len()),
+        tasks: Vec::with_capacity(nodes.len()),
         ready: vec![VecDeque::new(); graph.jobs.len()],
         ready_jobs: VecDeque::new(),
         job_queued: vec![false; graph.jobs.len()],
@@ -153,7 +157,7 @@ pub(super) async fn execute_run(
         in_backoff: 0,
         delegated: 0,
         polls: 0,
-        unfinished: job_graph.nodes.len(),
+        unfinished: nodes.len(),
         graph_status: JobGraphRunStatus::GraphAnalyzed,
         pending: Vec::new(),
         manifests: HashMap::new(),
@@ -168,13 +172,27 @@ pub(super) async fn execute_run(
         launches: std::sync::Mutex::new(Vec::new()),
         orphans: HashMap::new(),
     };
+    let planned = nodes.clone();
+    let up_to_date = run.setup(nodes, requested).await?;
+    // The stored plan lists the requested refs with work to do; the up-to-date ones are
+    // counted on GRAPH_STARTED, so the event grows with the work, not the request.
+    let analysis = JobGraph {
+        label: Some(GraphLabel {
+            label: graph.label.clone(),
+        }),
+        outputs: requested
+            .iter()
+            .filter(|r| run.producer.contains_key(*r))
+            .map(|r| PartitionRef::new(r.clone()))
+            .collect(),
+        nodes: planned,
+    };
     run.pending.push(events::graph(
         &run_id,
         &graph.label,
         JobGraphRunStatus::GraphAnalyzed,
-        Some(job_graph.clone()),
+        Some(analysis),
     ));
-    let up_to_date = run.setup(job_graph.nodes, &requested).await?;
     run.outcome.up_to_date = up_to_date.clone();
     progress(Progress::Planned {
         run_id: run_id.clone(),
@@ -224,7 +242,7 @@ pub(super) async fn execute_run(
             reason = signals.recv() => run.cancel_all(reason.into()),
         }
     }
-    run.finish(&requested).await
+    run.finish(requested).await
 }
 
 impl Run<'_> {
@@ -939,9 +957,14 @@ impl Run<'_> {
     }
 
     async fn finish(mut self, requested: &[String]) -> Result<RunOutcome, CoreError> {
-        let failed_requested = requested
+        let failed: std::collections::HashSet<&str> = self
+            .outcome
+            .failed
             .iter()
-            .any(|r| self.outcome.failed.iter().any(|(f, _)| f == r));
+            .map(|(f, _)| f.as_str())
+            .collect();
+        let failed_requested =
+            !failed.is_empty() && requested.iter().any(|r| failed.contains(r.as_str()));
         let success =
             self.outcome.failed.is_empty() && !failed_requested && self.cancelled.is_none();
         let status = if success {

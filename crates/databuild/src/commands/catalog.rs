@@ -319,6 +319,13 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
             if let (Some(h), Some(p)) = (&run.host, run.pid) {
                 println!("owner      pid {p} on {h}");
             }
+            let request = events.iter().find_map(|e| match &e.event {
+                Event::Run(r) => r.graph_event.as_ref().and_then(|g| g.request.as_ref()),
+                Event::Partition(_) => None,
+            });
+            if let Some(r) = request {
+                println!("request    {}", render::request(r));
+            }
             if run.status != JobGraphRunStatus::GraphSuccess
                 && run.status != JobGraphRunStatus::GraphFailed
             {

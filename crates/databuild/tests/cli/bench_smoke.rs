@@ -27,6 +27,7 @@ fn bench_runner_smoke_prints_tables() {
     for heading in [
         "| workload | mode | databuild | make -j2 | ninja -j2 |",
         "| W1 chain of 5 | cold |",
+        "| W1 chain of 5, `config` answers for its upstream | cold |",
         "| W3 layers 3x4, 3 parents | no-op |",
         "### W4: no-op request of already-available partitions",
         "| 200 |",

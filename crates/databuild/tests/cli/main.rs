@@ -13,5 +13,6 @@ mod execution;
 mod flights;
 mod from_file;
 mod postgres;
+mod preconfigured;
 mod service;
 mod slurm;
