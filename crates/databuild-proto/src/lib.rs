@@ -45,6 +45,52 @@ pub fn timestamp_from_micros(micros: i64) -> pbjson_types::Timestamp {
     }
 }
 
+/// A UTC time broken into calendar fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    /// Year.
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: u32,
+    /// Day of the month, 1–31.
+    pub day: u32,
+    /// Hour, 0–23.
+    pub hour: i64,
+    /// Minute, 0–59.
+    pub minute: i64,
+    /// Second, 0–59.
+    pub second: i64,
+    /// Milliseconds, 0–999.
+    pub millis: i64,
+}
+
+impl UtcTime {
+    /// The calendar fields of `micros` since the Unix epoch (proleptic Gregorian, Howard
+    /// Hinnant's civil-from-days).
+    pub fn from_micros(micros: i64) -> Self {
+        let secs = micros.div_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        Self {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+            millis: micros.rem_euclid(1_000_000) / 1000,
+        }
+    }
+}
+
 impl PartitionRef {
     /// A ref from its string form.
     pub fn new(s: impl Into<String>) -> Self {

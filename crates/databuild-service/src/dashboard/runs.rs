@@ -7,7 +7,9 @@ use std::{
 };
 
 use databuild_bel::{Event, LoggedEvent};
-use databuild_proto::{DepType, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus};
+use databuild_proto::{
+    DepType, GraphRequestEvent, JobGraph, JobGraphRunStatus, JobRunStatus, PartitionStatus,
+};
 
 use super::{
     dag,
@@ -36,6 +38,8 @@ struct RunView {
     started: i64,
     ended: Option<i64>,
     graph: Option<JobGraph>,
+    /// What GRAPH_STARTED says was asked for.
+    request: Option<GraphRequestEvent>,
     requested: Vec<String>,
     jobs: Vec<JobRunView>,
     /// Delegated ref → the run it waited for.
@@ -62,6 +66,9 @@ fn read_run(events: &[LoggedEvent]) -> RunView {
                     v.status = g.status;
                     if let Some(l) = &g.label {
                         v.label.clone_from(&l.label);
+                    }
+                    if let Some(r) = &g.request {
+                        v.request = Some(r.clone());
                     }
                     if let Some(a) = g.analysis.as_ref().and_then(|a| a.graph.clone()) {
                         v.graph = Some(a);
@@ -197,6 +204,25 @@ pub async fn run_page(app: &App, id: &str) -> Result<(String, Nav, String), Page
             None => "running".to_string(),
         },
     );
+    if let Some(r) = &v.request {
+        let _ = write!(
+            body,
+            "<p class=\"request\">asked by <b>{}</b> for {} partition{}{}{}</p>",
+            esc(&r.client_id),
+            r.requested,
+            if r.requested == 1 { "" } else { "s" },
+            if r.already_available > 0 {
+                format!(", {} already available", r.already_available)
+            } else {
+                String::new()
+            },
+            if r.force {
+                " (rebuilt even if available)"
+            } else {
+                ""
+            },
+        );
+    }
     if !v.requested.is_empty() {
         body.push_str("<p class=\"requested\">requested: ");
         let shown: Vec<String> = v

@@ -188,6 +188,10 @@ fn a_run_that_waited_for_another_shows_which_and_follows_its_outcome() {
     let waiting = page(&waiter);
     assert!(waiting.contains("Waited for other runs"), "{waiting}");
     assert!(
+        waiting.contains("<p class=\"request\">asked by <b>http-client</b> for 1 partition</p>"),
+        "{waiting}"
+    );
+    assert!(
         waiting.contains(&format!("href=\"/runs/{owner_run}\"")),
         "no link to the owner run {owner_run}: {waiting}"
     );
