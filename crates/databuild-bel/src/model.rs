@@ -131,6 +131,10 @@ pub struct RunFilter {
     pub label: Option<String>,
     /// Only these statuses (all if empty).
     pub statuses: Vec<JobGraphRunStatus>,
+    /// Only runs started at or after this time (microseconds).
+    pub started_from: Option<i64>,
+    /// Only runs started before this time (microseconds).
+    pub started_before: Option<i64>,
     /// At most this many (0: no limit).
     pub limit: usize,
     /// Skip this many.

@@ -601,6 +601,14 @@ impl crate::EventLog for SqliteEventLog {
                     .collect();
                 sql.push_str(&format!(" AND status IN ({})", list.join(",")));
             }
+            if let Some(from) = filter.started_from {
+                sql.push_str(" AND started_ts >= ?");
+                args.push(from.into());
+            }
+            if let Some(before) = filter.started_before {
+                sql.push_str(" AND started_ts < ?");
+                args.push(before.into());
+            }
             sql.push_str(" ORDER BY started_ts DESC, run_id DESC LIMIT ? OFFSET ?");
             args.push(
                 (if filter.limit == 0 {

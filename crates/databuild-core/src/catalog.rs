@@ -375,19 +375,14 @@ pub async fn list_runs(
         .list_runs(&RunFilter {
             label: (!q.label.is_empty()).then(|| q.label.clone()),
             statuses,
-            limit: 0,
-            offset: 0,
+            started_from: start,
+            started_before: end,
+            limit,
+            offset,
         })
         .await?;
     let mut out = Vec::new();
-    for row in rows
-        .into_iter()
-        .filter(|r| {
-            start.is_none_or(|s| r.started_micros >= s) && end.is_none_or(|e| r.started_micros < e)
-        })
-        .skip(offset)
-        .take(limit)
-    {
+    for row in rows {
         let events = bel.run_events(&row.run_id).await?;
         let mut run = JobGraphRun {
             job_graph_run_id: row.run_id.clone(),

@@ -228,12 +228,16 @@ pub(super) async fn list_runs(c: &mut Conn, filter: &RunFilter) -> Result<Vec<Ru
          FROM graph_runs
          WHERE ($1::text IS NULL OR label = $1)
            AND (cardinality($2::int4[]) = 0 OR status = ANY($2))
+           AND ($5::int8 IS NULL OR started_ts >= $5)
+           AND ($6::int8 IS NULL OR started_ts < $6)
          ORDER BY started_ts DESC, run_id DESC LIMIT $3 OFFSET $4",
         &[
             &filter.label,
             &statuses,
             &limit(filter.limit),
             &(filter.offset as i64),
+            &filter.started_from,
+            &filter.started_before,
         ],
     )
     .await?;

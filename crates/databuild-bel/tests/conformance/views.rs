@@ -152,6 +152,24 @@ pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
         .await,
         ["r1"]
     );
+    // Start times: `started_from` inclusive, `started_before` exclusive.
+    assert_eq!(
+        runs(RunFilter {
+            started_from: Some(t(5)),
+            ..Default::default()
+        })
+        .await,
+        ["r2"]
+    );
+    assert_eq!(
+        runs(RunFilter {
+            started_from: Some(t(1)),
+            started_before: Some(t(10)),
+            ..Default::default()
+        })
+        .await,
+        ["r1"]
+    );
     assert_eq!(bel.run_events("r1").await.unwrap(), stored[..9]);
 
     // Job runs.

@@ -123,6 +123,8 @@ pub(super) async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> Respo
             .list_runs(&RunFilter {
                 label: p.get("label").map(str::to_string),
                 statuses,
+                started_from: p.opt_int("startedFromMicros")?,
+                started_before: p.opt_int("startedBeforeMicros")?,
                 limit: p.int("limit", 0, i64::MAX)? as usize,
                 offset: p.int("offset", 0, i64::MAX)? as usize,
             })

@@ -143,6 +143,19 @@ impl Params {
         Ok(n)
     }
 
+    /// An optional whole number (any sign).
+    pub(crate) fn opt_int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::invalid(format!(
+                        "query parameter `{key}` must be a whole number (got `{v}`)"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
     /// A boolean parameter (`true`/`false`, `1`/`0`).
     pub(crate) fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {

@@ -98,7 +98,7 @@ pub const ROUTES: &[RouteDoc] = &[
     get_doc("/api/v1/partitions", "Latest state of partitions: the refs given, else a listing", "WirePartitions", &[REF, STATUS, ("prefix", "refs starting with this"), ("pattern", "refs matching this whole, `*` standing for any text"), ("after", "refs after this one (the last ref of the previous page)"), LIMIT, OFFSET]),
     get_doc("/api/v1/partitions/history", "Every event of one partition", "WireEvents", &[REF]),
     get_doc("/api/v1/lineage", "Lineage pairs (upstream, downstream) of the latest builds of the refs", "WireLineage", &[REF, ("downstream", "follow downstream instead of upstream")]),
-    get_doc("/api/v1/runs", "Graph runs, newest first", "WireRuns", &[("label", "graph label"), ("status", "a graph run status such as `GRAPH_FAILED` (repeatable)"), LIMIT, OFFSET]),
+    get_doc("/api/v1/runs", "Graph runs, newest first", "WireRuns", &[("label", "graph label"), ("status", "a graph run status such as `GRAPH_FAILED` (repeatable)"), ("startedFromMicros", "only runs started at or after this time (microseconds since the epoch)"), ("startedBeforeMicros", "only runs started before this time (microseconds since the epoch)"), LIMIT, OFFSET]),
     get_doc("/api/v1/runs/{run_id}", "One graph run", "WireRun", &[]),
     get_doc("/api/v1/runs/{run_id}/events", "Every event of one graph run", "WireEvents", &[]),
     get_doc("/api/v1/runs/{run_id}/jobs", "The job runs of one graph run", "WireJobRuns", &[]),

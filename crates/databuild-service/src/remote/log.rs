@@ -143,6 +143,14 @@ impl EventLog for RemoteLog {
         if let Some(l) = &f.label {
             pairs.push(("label", l));
         }
+        let from = f.started_from.map(|m| m.to_string());
+        if let Some(m) = &from {
+            pairs.push(("startedFromMicros", m));
+        }
+        let before = f.started_before.map(|m| m.to_string());
+        if let Some(m) = &before {
+            pairs.push(("startedBeforeMicros", m));
+        }
         let w: WireRuns = self
             .client
             .get(&format!("/api/v1/runs?{}", query(pairs)))

@@ -104,6 +104,37 @@ fn every_rpc_answers_over_grpc() {
             .into_inner();
         assert_eq!(runs.runs.len(), 2);
         assert!(runs.runs.iter().all(|r| !r.events.is_empty()));
+        // A time range selects by start time, in the event log's query (newest first).
+        let started = |run: &pb::JobGraphRun| {
+            databuild_proto::timestamp_micros(run.events[0].timestamp.as_ref().unwrap())
+        };
+        let (newer, older) = (started(&runs.runs[0]), started(&runs.runs[1]));
+        assert!(newer > older);
+        for (start, end, want) in [
+            (Some(older + 1), None, &runs.runs[0]),
+            (None, Some(newer), &runs.runs[1]),
+            (Some(older), Some(older + 1), &runs.runs[1]),
+        ] {
+            let found = cat
+                .list_job_graph_runs(pb::ListJobGraphRunsRequest {
+                    query: Some(pb::JobGraphRunQuery {
+                        time_range: Some(pb::TimeRange {
+                            start: start.map(databuild_proto::timestamp_from_micros),
+                            end: end.map(databuild_proto::timestamp_from_micros),
+                        }),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let ids: Vec<&str> = found
+                .runs
+                .iter()
+                .map(|r| r.job_graph_run_id.as_str())
+                .collect();
+            assert_eq!(ids, [want.job_graph_run_id.as_str()], "{start:?}..{end:?}");
+        }
 
         let manifests = cat
             .list_partitions(pb::ListPartitionManifestsRequest {
