@@ -55,18 +55,16 @@ pub async fn why(
         } else {
             format!(" (graph run `{}`)", e.job_graph_run_id)
         };
+        // A FAILED or STALE event names its cause in `upstream_deps` when the cause is
+        // upstream (a failed or missing input, a rebuilt or stale one); follow it.
         match status {
             PartitionStatus::PartitionFailed => {
                 parts.push(format!("`{r}` is FAILED: {}", e.failure_reason));
-                if e.failure_reason.starts_with("upstream ") {
-                    next = upstream;
-                }
+                next = upstream;
             }
             PartitionStatus::PartitionStale => {
                 parts.push(format!("`{r}` is STALE: {}", e.failure_reason));
-                if e.failure_reason.contains("is stale") {
-                    next = upstream;
-                }
+                next = upstream;
             }
             PartitionStatus::PartitionAvailable => {
                 let how = if e.job_graph_run_id.is_empty() {
