@@ -115,11 +115,7 @@ pub(crate) fn classify(event: &Event) -> Result<Subject, BelError> {
                 Ok(Subject::Job {
                     run_id: j.job_graph_run_id.clone(),
                     job_run_id: j.job_run_id.clone(),
-                    label: j
-                        .label
-                        .as_ref()
-                        .map(|l| l.label.clone())
-                        .unwrap_or_default(),
+                    label: j.label_name().to_string(),
                     job_key: j.job_key.clone(),
                     status,
                 })

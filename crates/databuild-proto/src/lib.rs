@@ -91,6 +91,13 @@ impl UtcTime {
     }
 }
 
+impl JobEvent {
+    /// The job label ("" when unset).
+    pub fn label_name(&self) -> &str {
+        self.label.as_ref().map_or("", |l| l.label.as_str())
+    }
+}
+
 impl PartitionRef {
     /// A ref from its string form.
     pub fn new(s: impl Into<String>) -> Self {

@@ -6,6 +6,16 @@ use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 
 use crate::{backend::Backend, support::*};
 
+/// The refs `bel` lists for `filter`, in order.
+async fn listed(bel: &dyn EventLog, filter: PartitionFilter) -> Vec<String> {
+    bel.list_partitions(&filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.partition_ref)
+        .collect()
+}
+
 pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
     use PartitionStatus::*;
     let bel = b.open().await.unwrap();
@@ -79,14 +89,7 @@ pub async fn latest_status_runs_and_job_runs_follow_the_log(b: &Backend) {
             offset,
             ..Default::default()
         };
-        async move {
-            bel.list_partitions(&filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|p| p.partition_ref)
-                .collect::<Vec<_>>()
-        }
+        listed(bel, filter)
     };
     assert_eq!(list(vec![], None, 0, 0).await, ["a", "b", "x"]);
     assert_eq!(list(vec![PartitionAvailable], None, 0, 0).await, ["a", "x"]);
@@ -234,14 +237,7 @@ pub async fn partitions_list_by_pattern_and_page_by_key(b: &Backend) {
             limit,
             ..Default::default()
         };
-        async move {
-            bel.list_partitions(&filter)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|p| p.partition_ref)
-                .collect::<Vec<_>>()
-        }
+        listed(bel, filter)
     };
     assert_eq!(
         list("*/date=2025-01-01", None, 0).await,

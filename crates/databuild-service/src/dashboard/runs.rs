@@ -84,11 +84,7 @@ fn read_run(events: &[LoggedEvent]) -> RunView {
                     let i = *index.entry(j.job_run_id.clone()).or_insert_with(|| {
                         v.jobs.push(JobRunView {
                             job_run_id: j.job_run_id.clone(),
-                            label: j
-                                .label
-                                .as_ref()
-                                .map(|l| l.label.clone())
-                                .unwrap_or_default(),
+                            label: j.label_name().to_string(),
                             outputs: j.outputs.iter().map(|o| o.str.clone()).collect(),
                             scheduled: ts,
                             ..Default::default()
