@@ -86,6 +86,7 @@ test("build from the home page, watch the run go green, then invalidate and rebu
   await page.goto(server.url + "/partition?ref=" + encodeURIComponent(REPORT));
   assert.match(await page.locator("#partition-status").textContent(), /STALE/);
   assert.match(await page.locator("#why").textContent(), /STALE/);
+  assert.equal(await page.locator("#build").textContent(), "Build (job weekly_report)");
   await page.click("#build");
   await page.waitForURL(/\/runs\/[^/]+$/);
   assert.notEqual(page.url(), runUrl);
@@ -135,6 +136,7 @@ test("refs with markup are shown as text and odd characters survive links", asyn
   for (const r of [XSS, SCRIPT]) {
     await page.goto(server.url + "/partition?ref=" + encodeURIComponent(r));
     assert.equal(await page.locator("h1").textContent(), r);
+    assert.equal(await page.locator("#build").count(), 0, "no job produces registered external data");
     await page.goto(server.url + "/partitions?q=odd/");
     assert.ok((await page.locator("#results a.ref").allTextContents()).includes(r));
   }

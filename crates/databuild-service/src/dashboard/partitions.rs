@@ -136,13 +136,25 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
     };
     databuild_proto::validate_ref(&r)?;
     let depth = depth_of(p)?;
+    // The job that produces it, if any: only then can it be built from here.
+    let producer = app
+        .graph
+        .lookup(std::slice::from_ref(&r))
+        .await
+        .ok()
+        .and_then(|l| l.by_job.into_keys().next());
     let Some(latest) = app.bel.latest_partition_event(&r).await? else {
         let why = databuild_core::catalog::why(Some(&app.graph), app.bel.as_ref(), &r).await?;
+        let extra = if producer.is_some() {
+            build_form(&r, "Build it")
+        } else {
+            String::new()
+        };
         return Err(PageError::not_found(
             "Partition not found",
             format!("The event log has no partition `{r}`. {why}"),
         )
-        .with_extra(build_form(&r, "Build it")));
+        .with_extra(extra));
     };
     let status = PartitionStatus::try_from(latest.status).unwrap_or_default();
     let why = databuild_core::catalog::why(Some(&app.graph), app.bel.as_ref(), &r).await?;
@@ -157,7 +169,12 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
         esc(&why)
     );
     body.push_str("<div class=\"actions\">");
-    body.push_str(&build_form(&r, "Build"));
+    match &producer {
+        Some(job) => body.push_str(&build_form(&r, &format!("Build (job {job})"))),
+        None => body.push_str(
+            "<span class=\"muted\">No job of this graph produces it: external data, registered with `databuild partitions register`.</span> ",
+        ),
+    }
     if status == PartitionStatus::PartitionAvailable {
         let _ = write!(
             body,
