@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     prost_build::Config::new()
         .compile_well_known_types()
+        // Timestamp has its own JSON form (`Z`, as the proto3 JSON mapping writes it).
+        .extern_path(".google.protobuf.Timestamp", "crate::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
     pbjson_build::Builder::new()

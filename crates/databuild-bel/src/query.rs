@@ -136,7 +136,7 @@ impl PartitionQuery {
     }
 }
 
-fn check_timestamp(t: &pbjson_types::Timestamp) -> Result<i64, BelError> {
+fn check_timestamp(t: &databuild_proto::Timestamp) -> Result<i64, BelError> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(BelError::InvalidQuery(format!(
             "malformed timestamp: nanos {} is outside 0..1e9",

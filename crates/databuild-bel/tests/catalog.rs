@@ -56,7 +56,7 @@ fn partition_event_queries_that_cannot_be_answered_are_refused() {
     );
     let e = rejected(PartitionEventQuery {
         time_range: Some(TimeRange {
-            start: Some(pbjson_types::Timestamp {
+            start: Some(databuild_proto::Timestamp {
                 seconds: 1,
                 nanos: -5,
             }),

@@ -33,7 +33,7 @@ pub(super) async fn partition_events(State(app): State<App>, RawQuery(q): RawQue
         let since = match p.get("since") {
             None => None,
             Some(s) => Some(
-                serde_json::from_value::<pbjson_types::Timestamp>(serde_json::Value::String(
+                serde_json::from_value::<databuild_proto::Timestamp>(serde_json::Value::String(
                     s.to_string(),
                 ))
                 .map_err(|_| {
