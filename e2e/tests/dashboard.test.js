@@ -74,22 +74,34 @@ test("build from the home page, watch the run go green, then invalidate and rebu
   assert.equal(await page.locator("#lineage g.node.focus").getAttribute("data-ref"), REPORT);
   await shot(page, "04-partition-lineage");
 
-  // Follow the picture to an upstream partition and invalidate it.
+  // Follow the picture to an upstream partition, invalidate it, and rebuild it from its page.
   const upstream = await page.locator('#lineage g.node[data-ref^="reviews/daily/"]').first().getAttribute("data-ref");
   await page.locator(`#lineage g.node[data-ref="${upstream}"]`).click();
   await page.waitForFunction((r) => document.querySelector("h1")?.textContent === r, upstream);
+  const upstreamUrl = page.url();
   await page.click("#invalidate");
   await page.waitForFunction(() => document.querySelector("#partition-status")?.textContent.includes("STALE"));
+  assert.match(await page.locator("#why").textContent(), /invalidated: from the dashboard/);
   await shot(page, "05-partition-invalidated");
-
-  // The report is stale because of it; Build rebuilds it.
+  // Invalidation reaches the report downstream at once.
   await page.goto(server.url + "/partition?ref=" + encodeURIComponent(REPORT));
   assert.match(await page.locator("#partition-status").textContent(), /STALE/);
-  assert.match(await page.locator("#why").textContent(), /STALE/);
-  assert.equal(await page.locator("#build").textContent(), "Build (job weekly_report)");
+  await page.goto(upstreamUrl);
   await page.click("#build");
   await page.waitForURL(/\/runs\/[^/]+$/);
   assert.notEqual(page.url(), runUrl);
+  await waitForGreenRun();
+  await page.goto(upstreamUrl);
+  assert.match(await page.locator("#partition-status").textContent(), /AVAILABLE/);
+
+  // The report is still stale, built from the old upstream; its why follows the cause to the
+  // rebuilt partition, and its Build button rebuilds it.
+  await page.goto(server.url + "/partition?ref=" + encodeURIComponent(REPORT));
+  assert.match(await page.locator("#partition-status").textContent(), /STALE/);
+  assert.ok((await page.locator("#why").textContent()).includes(`\`${upstream}\` is AVAILABLE`));
+  assert.equal(await page.locator("#build").textContent(), "Build (job weekly_report)");
+  await page.click("#build");
+  await page.waitForURL(/\/runs\/[^/]+$/);
   await waitForGreenRun();
   await page.goto(server.url + "/partition?ref=" + encodeURIComponent(REPORT));
   assert.match(await page.locator("#partition-status").textContent(), /AVAILABLE/);
