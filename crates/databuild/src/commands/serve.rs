@@ -62,7 +62,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitKind> {
         std::io::stdout().flush()?;
     }
     eprintln!(
-        "serving graph `{}` on http://{addr}: gRPC and HTTP (see /api/v1/openapi.json)",
+        "serving graph `{}` on http://{addr}: gRPC, HTTP (see /api/v1/openapi.json) and the dashboard (http://{addr}/)",
         graph.label
     );
     let app = App::new(graph, bel.log, opts);
