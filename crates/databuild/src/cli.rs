@@ -145,7 +145,8 @@ pub enum Command {
         job_run_id: String,
     },
     /// Serve the graph: gRPC (`databuild.v1` DataBuildService, Catalog, GraphLookup, with
-    /// reflection and health) and an HTTP JSON API with Server-Sent Events, on one port.
+    /// reflection and health), an HTTP JSON API with Server-Sent Events, and the web
+    /// dashboard (at `/`), on one port.
     ///
     /// Prints the URL it listens on as the first line of stdout. SIGTERM or Ctrl-C stops
     /// accepting builds and waits for the builds in flight (a second signal exits at once;
