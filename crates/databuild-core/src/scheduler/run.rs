@@ -69,6 +69,27 @@ struct TaskState {
     forced: bool,
 }
 
+impl TaskState {
+    /// An event of this task's job run `job_run_id` in graph run `run_id`.
+    fn job_event(
+        &self,
+        run_id: &str,
+        job_run_id: &str,
+        status: JobRunStatus,
+        config: Option<JobConfig>,
+        logs: Option<Vec<String>>,
+    ) -> Event {
+        let ids = events::JobRunIds {
+            run_id,
+            job_run_id,
+            label: &self.label,
+            job_key: &self.key,
+            outputs: &self.outputs,
+        };
+        events::job(&ids, status, config, logs)
+    }
+}
+
 enum Msg {
     Lines {
         task: usize,
@@ -434,21 +455,20 @@ impl Run<'_> {
         t.state = State::Running;
         t.started = Some((Instant::now(), SystemTime::now()));
         t.inputs = inputs;
-        let ids = events::JobRunIds {
-            run_id: &run_id,
-            job_run_id: &t.job_run_id,
-            label: &t.label,
-            job_key: &t.key,
-            outputs: &t.outputs,
-        };
-        self.pending.push(events::job(
-            &ids,
+        self.pending.push(t.job_event(
+            &run_id,
+            &t.job_run_id,
             JobRunStatus::JobScheduled,
             Some(t.config.clone()),
             None,
         ));
-        self.pending
-            .push(events::job(&ids, JobRunStatus::JobRunning, None, None));
+        self.pending.push(t.job_event(
+            &run_id,
+            &t.job_run_id,
+            JobRunStatus::JobRunning,
+            None,
+            None,
+        ));
         // On a cluster, the outputs are BUILDING once the engine accepted the job (the
         // events then record its id).
         if job.executor == JobExecutor::Local {
@@ -556,16 +576,9 @@ impl Run<'_> {
                 job_run_id,
                 lines,
             } => {
-                let t = &self.tasks[task];
-                let ids = events::JobRunIds {
-                    run_id: &self.run_id,
-                    job_run_id: &job_run_id,
-                    label: &t.label,
-                    job_key: &t.key,
-                    outputs: &t.outputs,
-                };
-                self.pending.push(events::job(
-                    &ids,
+                self.pending.push(self.tasks[task].job_event(
+                    &self.run_id,
+                    &job_run_id,
                     JobRunStatus::JobRunning,
                     None,
                     Some(lines),
@@ -600,15 +613,9 @@ impl Run<'_> {
         if t.state != State::Running || t.job_run_id != job_run_id {
             return;
         }
-        let ids = events::JobRunIds {
-            run_id: &self.run_id,
+        self.pending.push(t.job_event(
+            &self.run_id,
             job_run_id,
-            label: &t.label,
-            job_key: &t.key,
-            outputs: &t.outputs,
-        };
-        self.pending.push(events::job(
-            &ids,
             JobRunStatus::JobRunning,
             None,
             Some(vec![submission.log_line()]),
@@ -679,20 +686,16 @@ impl Run<'_> {
         self.tasks[i].cancel = None;
         let label = self.tasks[i].label.clone();
         let outputs = self.tasks[i].outputs.clone();
-        let key = self.tasks[i].key.clone();
-        let run_id = self.run_id.clone();
-        let ids = events::JobRunIds {
-            run_id: &run_id,
-            job_run_id: &job_run_id,
-            label: &label,
-            job_key: &key,
-            outputs: &outputs,
-        };
         match result {
             ExecResult::Success => {
                 let manifest = self.manifest(i, start_time);
-                self.pending
-                    .push(events::job(&ids, JobRunStatus::JobSuccess, None, None));
+                self.pending.push(self.tasks[i].job_event(
+                    &self.run_id,
+                    &job_run_id,
+                    JobRunStatus::JobSuccess,
+                    None,
+                    None,
+                ));
                 for o in &outputs {
                     let mut e =
                         events::partition(o, PartitionStatus::PartitionAvailable, &self.run_id);
@@ -725,8 +728,9 @@ impl Run<'_> {
                 };
                 let retries = self.graph.jobs[job].retries;
                 let will_retry = self.cancelled.is_none() && self.tasks[i].attempt <= retries;
-                self.pending.push(events::job(
-                    &ids,
+                self.pending.push(self.tasks[i].job_event(
+                    &self.run_id,
+                    &job_run_id,
                     JobRunStatus::JobFailed,
                     None,
                     Some(vec![format!("job failed: {reason}")]),
