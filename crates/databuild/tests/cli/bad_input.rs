@@ -230,10 +230,9 @@ fn refs_no_job_produces_are_all_listed_in_one_error() {
 /// The latest graph run ended GRAPH_FAILED, every one of `refs` is FAILED with a reason
 /// naming the analysis failure, and nothing is left claimed.
 fn assert_analysis_failed(g: &TestGraph, refs: &[&str]) {
-    let runs = g.run(&["runs", "list", "--json", "--limit", "1"]);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).expect("runs json");
-    assert_eq!(runs[0]["status"], "GRAPH_FAILED", "{runs:?}");
-    let run_id = runs[0]["jobGraphRunId"].as_str().unwrap();
+    let runs = g.runs();
+    assert_eq!(runs[0].1, "GRAPH_FAILED", "{runs:?}");
+    let run_id = runs[0].0.as_str();
     for r in refs {
         let show = g.run(&["partitions", "show", "--json", r]);
         assert_eq!(show.code, 0, "{}", show.stderr);
@@ -500,9 +499,7 @@ fn good_build_after_a_failed_attempt_succeeds_and_keeps_the_failure() {
         before[..],
         "the failed attempt's events changed"
     );
-    let runs = g.run(&["runs", "list", "--json"]);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
-    let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<String> = g.runs().into_iter().map(|(_, s)| s).collect();
     assert_eq!(statuses, ["GRAPH_SUCCESS", "GRAPH_FAILED"]);
     g.assert_bel_intact();
 }

@@ -176,21 +176,6 @@ fn active_count(g: &TestGraph) -> usize {
         .map_or(0, |a| a.len())
 }
 
-/// The graph runs as `(id, status)`.
-fn runs(g: &TestGraph) -> BTreeMap<String, String> {
-    let out = g.run(&["--json", "runs", "list", "--limit", "0"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    v.iter()
-        .map(|r| {
-            (
-                r["jobGraphRunId"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Partition events of `r` as JSON, oldest first.
 fn history(g: &TestGraph, r: &str) -> Vec<serde_json::Value> {
     let out = g.run(&["--json", "partitions", "history", r]);
@@ -372,7 +357,7 @@ fn waiter_fails_with_the_owner_run_named_when_the_owner_fails() {
     );
     assert!(reason.contains("exit code 3"), "{reason}");
     assert_eq!(execs(&g)["f/1"], 1);
-    let statuses = runs(&g);
+    let statuses: BTreeMap<String, String> = g.runs().into_iter().collect();
     assert_eq!(statuses[&owner_id], "GRAPH_FAILED");
     assert_eq!(statuses[waiter_id], "GRAPH_FAILED");
     g.assert_bel_intact();
@@ -429,7 +414,7 @@ fn waiter_takes_over_when_the_owner_is_killed() {
     assert_eq!(ran["top/1"], 1, "{ran:?}");
     g.assert_bel_intact();
 
-    let statuses = runs(&g);
+    let statuses: BTreeMap<String, String> = g.runs().into_iter().collect();
     assert_eq!(statuses.len(), 2);
     assert_eq!(statuses[waiter_id], "GRAPH_SUCCESS");
     let dead = statuses.keys().find(|id| *id != waiter_id).unwrap();

@@ -36,24 +36,14 @@ fn dashboard_in_headless_chromium() {
 
 /// One request with a form body (or none); (status, body).
 fn form_request(addr: &str, method: &str, path: &str, form: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
+    crate::service::raw_request_as(
+        addr,
+        method,
+        path,
+        "application/x-www-form-urlencoded",
+        form,
     )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    .unwrap()
 }
 
 /// The message of an error page (or of the build form's error), entities decoded.
@@ -153,14 +143,7 @@ fn a_run_that_waited_for_another_shows_which_and_follows_its_outcome() {
         Duration::from_secs(30),
         || g.status("slow/x").as_deref() == Some("PARTITION_BUILDING"),
     );
-    let (status, submitted) = svc.request(
-        "POST",
-        "/api/v1/builds",
-        r#"{"outputs":[{"str":"slow/x"}]}"#,
-    );
-    assert_eq!(status, 202, "{submitted}");
-    let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
-    let waiter = submitted["jobGraphRunId"].as_str().unwrap().to_string();
+    let waiter = svc.submit("slow/x");
     let owner_run = g
         .events()
         .iter()

@@ -93,21 +93,6 @@ fn kill_group(pgid: i32) {
         .status();
 }
 
-/// The graph runs, newest first, as `(id, status)`.
-fn runs(g: &TestGraph) -> Vec<(String, String)> {
-    let out = g.run(&["--json", "runs", "list", "--limit", "0"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    v.iter()
-        .map(|r| {
-            (
-                r["jobGraphRunId"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Job events in log order: `(job_run_id, label, job_key, status)`.
 fn job_events(g: &TestGraph) -> Vec<(String, String, String, String)> {
     g.events()
@@ -520,7 +505,7 @@ fn ctrl_c_cancels_running_jobs_and_fails_the_run() {
         let why = reason(&g, r);
         assert!(why.contains("cancelled (interrupted)"), "{r}: {why}");
     }
-    assert_eq!(runs(&g)[0].1, "GRAPH_FAILED");
+    assert_eq!(g.runs()[0].1, "GRAPH_FAILED");
 }
 
 #[test]
@@ -561,7 +546,7 @@ fn build_after_kill_9_reclaims_the_dead_run_and_keeps_built_partitions() {
     kill_group(orphan);
 
     let before = g.events().len();
-    let dead_run = runs(&g)[0].0.clone();
+    let dead_run = g.runs()[0].0.clone();
     assert_eq!(g.status("up/1").as_deref(), Some("PARTITION_AVAILABLE"));
     assert_eq!(g.status("slow/1").as_deref(), Some("PARTITION_BUILDING"));
     assert_eq!(g.status("top/1").as_deref(), Some("PARTITION_SCHEDULED"));
@@ -580,7 +565,8 @@ fn build_after_kill_9_reclaims_the_dead_run_and_keeps_built_partitions() {
         assert_eq!(g.status(r).as_deref(), Some("PARTITION_AVAILABLE"), "{r}");
     }
 
-    let status = runs(&g)
+    let status = g
+        .runs()
         .into_iter()
         .find(|(id, _)| *id == dead_run)
         .unwrap()
@@ -674,7 +660,7 @@ cat > config_stdin"#,
     let dump = std::fs::read_to_string(g.path().join("dump")).unwrap();
     let vars: BTreeMap<&str, &str> = dump.lines().filter_map(|l| l.split_once('=')).collect();
     let (job_run_id, ..) = job_events(&g).into_iter().next().unwrap();
-    let (run_id, _) = runs(&g).into_iter().next().unwrap();
+    let (run_id, _) = g.runs().into_iter().next().unwrap();
     let cwd = std::fs::canonicalize(g.path()).unwrap();
     assert_eq!(vars["argc"], "2");
     assert_eq!(
@@ -736,7 +722,7 @@ fn logs_prints_job_output_and_runs_show_lists_job_runs() {
     assert_code(&logs, 0);
     assert_eq!(logs.stdout, "fail: giving up\n");
 
-    let (run_id, status) = runs(&g).into_iter().next().unwrap();
+    let (run_id, status) = g.runs().into_iter().next().unwrap();
     assert_eq!(status, "GRAPH_FAILED");
     let show = g.run(&["runs", "show", &run_id]);
     assert_code(&show, 0);

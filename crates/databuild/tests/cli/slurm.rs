@@ -211,7 +211,7 @@ fn example_graph_builds_with_every_job_on_slurm() {
     assert!(jobs.iter().all(|j| j.state == "COMPLETED"), "{jobs:?}");
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
     assert_eq!(recorded_slurm_ids(&g), ids);
-    let (run_id, _) = latest_run(&g);
+    let (run_id, _) = g.runs().into_iter().next().unwrap();
     let show = g.run(&["runs", "show", &run_id]);
     assert_code(&show, 0);
     for id in &ids {
@@ -238,17 +238,6 @@ fn example_graph_builds_with_every_job_on_slurm() {
     let spool = g.path().join(".databuild/logs/slurm");
     assert_eq!(std::fs::read_dir(&spool).map_or(0, |d| d.count()), 0);
     g.assert_bel_intact();
-}
-
-/// The newest graph run: `(id, status)`.
-fn latest_run(g: &TestGraph) -> (String, String) {
-    let out = g.run(&["--json", "runs", "list", "--limit", "1"]);
-    assert_code(&out, 0);
-    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    (
-        v[0]["jobGraphRunId"].as_str().unwrap().to_string(),
-        v[0]["status"].as_str().unwrap().to_string(),
-    )
 }
 
 #[test]
@@ -583,7 +572,7 @@ fn restart_after_kill_9_adopts_running_slurm_jobs_instead_of_submitting_again() 
             "built\n"
         );
     }
-    let (run_id, status) = latest_run(&g);
+    let (run_id, status) = g.runs().into_iter().next().unwrap();
     assert_eq!(status, "GRAPH_SUCCESS");
     let show = g.run(&["runs", "show", &run_id]);
     for j in &lost {

@@ -156,17 +156,28 @@ impl TestGraph {
                 "partition {r} left {s}"
             );
         }
-        let runs = self.run(&["runs", "list", "--json", "--limit", "0"]);
-        assert_eq!(runs.code, 0, "runs list failed: {}", runs.stderr);
-        let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
-        for r in runs {
-            let s = r["status"].as_str().unwrap();
+        for (id, s) in self.runs() {
             assert!(
                 s == "GRAPH_SUCCESS" || s == "GRAPH_FAILED",
-                "graph run left {s}: {r}"
+                "graph run {id} left {s}"
             );
         }
         events.len()
+    }
+
+    /// The graph runs, newest first, as `(id, status)`.
+    pub fn runs(&self) -> Vec<(String, String)> {
+        let out = self.run(&["--json", "runs", "list", "--limit", "0"]);
+        assert_eq!(out.code, 0, "runs list failed: {}", out.stderr);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        v.iter()
+            .map(|r| {
+                (
+                    r["jobGraphRunId"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Replaces this graph's directory, ids, times and durations with placeholders.

@@ -7,7 +7,7 @@ use std::{
     process::{Child, Stdio},
 };
 
-use crate::util::{Output, TestGraph};
+use crate::util::{ref_job, Output, TestGraph};
 
 const ENV: &str = "DATABUILD_TEST_POSTGRES";
 
@@ -113,33 +113,14 @@ pub fn graph_dir(jobs: &[(&str, Option<&str>, &str)], execs: &Path) -> TestGraph
     let g = TestGraph::new(&toml);
     for (label, upstream, exec) in jobs {
         let inputs = match upstream {
-            Some(u) => format!(
-                r#"inputs=$(printf '{{"depType":"MATERIALIZE","partitionRef":{{"str":"{u}/%s"}}}}' "${{r#*/}}")"#
-            ),
-            None => "inputs=\"\"".to_string(),
+            Some(u) => format!(r#"inputs=$(dep MATERIALIZE "{u}/${{r#*/}}")"#),
+            None => String::new(),
         };
-        g.script(
-            label,
-            &format!(
-                r#"if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{{"configs":['
-    for r in "$@"; do
-        {inputs}
-        printf '%s{{"outputs":[{{"str":"%s"}}],"inputs":[%s],"args":["%s"]}}' "$sep" "$r" "$inputs" "$r"
-        sep=,
-    done
-    printf ']}}\n'
-    exit 0
-fi
-r=$2
-echo "$r" >> {execs}
-echo "building $r"
-{exec}"#,
-                execs = execs.display()
-            ),
+        let exec = format!(
+            "echo \"$r\" >> {execs}\necho \"building $r\"\n{exec}",
+            execs = execs.display()
         );
+        ref_job(&g, label, &inputs, &exec);
     }
     g
 }

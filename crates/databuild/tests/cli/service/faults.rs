@@ -121,12 +121,7 @@ fn a_slow_stream_consumer_is_cut_off_with_resource_exhausted() {
 fn sigterm_refuses_new_builds_and_lets_the_build_in_flight_finish() {
     let g = gated_graph();
     let mut svc = Service::start(&g, &[]);
-    let (status, body) = svc.request(
-        "POST",
-        "/api/v1/builds",
-        r#"{"outputs":[{"str":"slow/a"}]}"#,
-    );
-    assert_eq!(status, 202, "{body}");
+    svc.submit("slow/a");
     wait_for("slow/a to be building", Duration::from_secs(5), || {
         status_is(&g, "slow/a", "PARTITION_BUILDING")
     });
@@ -163,12 +158,7 @@ fn sigterm_refuses_new_builds_and_lets_the_build_in_flight_finish() {
 fn kill_9_mid_build_then_restart_and_the_rebuild_completes() {
     let g = gated_graph();
     let mut svc = Service::start(&g, &[]);
-    let (status, body) = svc.request(
-        "POST",
-        "/api/v1/builds",
-        r#"{"outputs":[{"str":"slow/a"}]}"#,
-    );
-    assert_eq!(status, 202, "{body}");
+    svc.submit("slow/a");
     wait_for("slow/a to be building", Duration::from_secs(5), || {
         status_is(&g, "slow/a", "PARTITION_BUILDING")
     });

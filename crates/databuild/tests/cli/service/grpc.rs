@@ -487,10 +487,8 @@ fn a_failed_build_is_an_error_naming_the_failed_partitions_and_the_run() {
         .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::Aborted);
-    let run_id = g.run(&["runs", "list", "--json"]);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&run_id.stdout).unwrap();
-    let id = runs[0]["jobGraphRunId"].as_str().unwrap();
-    assert!(status.message().contains(id), "{}", status.message());
+    let (id, _) = g.runs().into_iter().next().unwrap();
+    assert!(status.message().contains(&id), "{}", status.message());
     insta::assert_snapshot!("grpc_failed_build", g.redact(status.message()));
     drop(svc);
     g.assert_bel_intact();

@@ -124,6 +124,15 @@ impl Service {
         serde_json::from_str(&resp).unwrap()
     }
 
+    /// Starts a build of `r` (`POST /api/v1/builds`, asserting 202); its graph run id.
+    pub fn submit(&self, r: &str) -> String {
+        let body = format!(r#"{{"outputs":[{{"str":"{r}"}}]}}"#);
+        let (status, resp) = self.request("POST", "/api/v1/builds", &body);
+        assert_eq!(status, 202, "POST /api/v1/builds {body}: {resp}");
+        let submitted: serde_json::Value = serde_json::from_str(&resp).unwrap();
+        submitted["jobGraphRunId"].as_str().unwrap().to_string()
+    }
+
     /// A gRPC channel to the service.
     pub async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Endpoint::from_shared(self.url.clone())
@@ -153,18 +162,30 @@ impl Drop for Service {
     }
 }
 
-/// One HTTP/1.1 request to `addr` over a fresh connection (chunked bodies decoded).
+/// One HTTP/1.1 request to `addr` over a fresh connection with a JSON body (chunked
+/// bodies decoded).
 pub fn raw_request(
     addr: &str,
     method: &str,
     path: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    raw_request_as(addr, method, path, "application/json", body)
+}
+
+/// [`raw_request`] with a body of another content type.
+pub fn raw_request_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
