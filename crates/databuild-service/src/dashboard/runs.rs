@@ -478,32 +478,27 @@ pub async fn job_run_page(app: &App, id: &str) -> Result<(String, Nav, String), 
         ));
     };
     let events = app.bel.job_run_events(id).await?;
+    // Its outputs, start and end, as the run page reads them; then its config and log.
+    let v = read_run(&events);
+    let last_seq = v.last_seq;
+    let (outputs, started, ended) = v
+        .jobs
+        .into_iter()
+        .next()
+        .map_or((Vec::new(), None, None), |j| {
+            (j.outputs, j.started, j.ended)
+        });
     let mut config = None;
     let mut lines: Vec<String> = Vec::new();
-    let mut outputs: Vec<String> = Vec::new();
-    let mut started = None;
-    let mut ended = None;
-    let mut last_seq = 0;
-    for e in &events {
-        last_seq = e.seq;
-        let Event::Run(r) = &e.event else { continue };
-        let Some(j) = &r.job_event else { continue };
-        if outputs.is_empty() {
-            outputs = j.outputs.iter().map(|o| o.str.clone()).collect();
-        }
+    for j in events.iter().filter_map(|e| match &e.event {
+        Event::Run(r) => r.job_event.as_ref(),
+        Event::Partition(_) => None,
+    }) {
         if let Some(c) = j.config.as_ref().and_then(|c| c.config.clone()) {
             config = Some(c);
         }
         if let Some(l) = &j.logs {
             lines.extend(l.logs.iter().cloned());
-        }
-        let ts = e.event.timestamp_micros();
-        match JobRunStatus::try_from(j.status) {
-            Ok(JobRunStatus::JobRunning) => {
-                started.get_or_insert(ts);
-            }
-            Ok(JobRunStatus::JobSuccess | JobRunStatus::JobFailed) => ended = Some(ts),
-            _ => {}
         }
     }
     let finished = matches!(

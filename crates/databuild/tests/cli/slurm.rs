@@ -351,37 +351,30 @@ fn controller_down_fails_the_job_with_slurms_message_without_hanging() {
         .collect::<Vec<_>>()
         .join("\n");
     g.write("dead.conf", &dead);
-    let start = Instant::now();
-    let out = output(
-        g.command(&["build", "work/1"])
-            .env("SLURM_CONF", g.path().join("dead.conf")),
-    );
-    assert_code(&out, 1);
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        start.elapsed()
-    );
+    let out = build_fails_within(&g, "dead.conf", Duration::from_secs(10));
     insta::assert_snapshot!("slurm_controller_down", redact(&g, &out.stdout));
     assert_eq!(g.status("work/1").as_deref(), Some("PARTITION_FAILED"));
     g.assert_bel_intact();
+}
+
+/// `build work/1` with `SLURM_CONF` set to `conf` (in the graph directory): it must fail
+/// (exit 1) within `limit`.
+fn build_fails_within(g: &TestGraph, conf: &str, limit: Duration) -> Output {
+    let start = Instant::now();
+    let out = output(
+        g.command(&["build", "work/1"])
+            .env("SLURM_CONF", g.path().join(conf)),
+    );
+    assert_code(&out, 1);
+    assert!(start.elapsed() < limit, "{:?}", start.elapsed());
+    out
 }
 
 #[test]
 fn slurm_conf_naming_a_missing_file_fails_at_once() {
     let g = TestGraph::new(&graph(&[("work", "executor = \"slurm\"")]));
     job(&g, "work", "", "echo built > \"$name\"");
-    let start = Instant::now();
-    let out = output(
-        g.command(&["build", "work/1"])
-            .env("SLURM_CONF", g.path().join("no-such.conf")),
-    );
-    assert_code(&out, 1);
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let out = build_fails_within(&g, "no-such.conf", Duration::from_secs(5));
     insta::assert_snapshot!("slurm_conf_missing", redact(&g, &out.stdout));
     g.assert_bel_intact();
 }

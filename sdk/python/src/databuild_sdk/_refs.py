@@ -58,21 +58,20 @@ class Ref:
         try:
             return self.groups[group]
         except KeyError:
-            have = ", ".join(f"`{g}`" for g in self.groups) or "none"
-            raise AttributeError(
-                f"ref `{self.str}` has no named group `{group}` "
-                f"(its pattern `{self.pattern}` has: {have})"
-            ) from None
+            raise AttributeError(self._no_group(group)) from None
 
     def __getitem__(self, group: str) -> str:
         try:
             return self.groups[group]
         except KeyError:
-            have = ", ".join(f"`{g}`" for g in self.groups) or "none"
-            raise KeyError(
-                f"ref `{self.str}` has no named group `{group}` "
-                f"(its pattern `{self.pattern}` has: {have})"
-            ) from None
+            raise KeyError(self._no_group(group)) from None
+
+    def _no_group(self, group: str) -> str:
+        have = ", ".join(f"`{g}`" for g in self.groups) or "none"
+        return (
+            f"ref `{self.str}` has no named group `{group}` "
+            f"(its pattern `{self.pattern}` has: {have})"
+        )
 
     def __str__(self) -> str:
         return self.str

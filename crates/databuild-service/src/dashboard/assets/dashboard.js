@@ -17,7 +17,9 @@
     conn.dataset.state = ok ? "live" : "down";
   };
 
-  // Replaces every [data-live] section with its fresh rendering from the server.
+  // Replaces every [data-live] section with its fresh rendering from the server, at most
+  // once a second however many events arrive (each rendering reads the event log).
+  const REFRESH_MS = 1000;
   let refreshTimer = null;
   const refresh = () => {
     if (refreshTimer) return;
@@ -33,7 +35,7 @@
         }
         indexNodes();
       } catch (_) { /* the stream's error handler reports the connection */ }
-    }, 300);
+    }, REFRESH_MS);
   };
 
   // Task boxes of the run's job graph, by output ref.
