@@ -184,19 +184,14 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
         );
     }
     body.push_str("</div></section>");
-    let manifest = app
-        .bel
-        .partition_history(&r)
-        .await?
-        .into_iter()
-        .rev()
-        .find_map(|e| match e.event {
-            databuild_bel::Event::Partition(p) => p.manifest.map(|m| (p.job_run_id, m)),
-            databuild_bel::Event::Run(_) => None,
-        });
-    body.push_str(&manifest_section(manifest.as_ref()));
+    let history = app.bel.partition_history(&r).await?;
+    let manifest = history.iter().rev().find_map(|e| match &e.event {
+        databuild_bel::Event::Partition(p) => p.manifest.as_ref().map(|m| (&p.job_run_id, m)),
+        databuild_bel::Event::Run(_) => None,
+    });
+    body.push_str(&manifest_section(manifest));
     body.push_str(&lineage_section(app, &r, depth).await?);
-    body.push_str(&history_section(app, &r).await?);
+    body.push_str(&history_section(&history));
     Ok((r.clone(), Nav::Partitions, body))
 }
 
@@ -209,7 +204,7 @@ fn build_form(r: &str, label: &str) -> String {
     )
 }
 
-fn manifest_section(m: Option<&(String, PartitionManifest)>) -> String {
+fn manifest_section(m: Option<(&String, &PartitionManifest)>) -> String {
     let mut out =
         String::from("<section data-live=\"manifest\"><h2>Manifest of the latest build</h2>");
     let Some((job_run, m)) = m else {
@@ -356,8 +351,7 @@ async fn lineage_section(app: &App, r: &str, depth: i32) -> Result<String, PageE
 /// Events shown in a partition's history (newest first).
 const HISTORY_ROWS: usize = 200;
 
-async fn history_section(app: &App, r: &str) -> Result<String, PageError> {
-    let events = app.bel.partition_history(r).await?;
+fn history_section(events: &[databuild_bel::LoggedEvent]) -> String {
     let mut out = String::from(
         "<section data-live=\"history\"><h2>History</h2><table class=\"history\"><thead><tr><th>time (UTC)</th>\
 <th>status</th><th>graph run</th><th>job run</th><th>detail</th></tr></thead><tbody>",
@@ -402,5 +396,5 @@ async fn history_section(app: &App, r: &str) -> Result<String, PageError> {
         );
     }
     out.push_str("</section>");
-    Ok(out)
+    out
 }
