@@ -202,6 +202,9 @@ impl EventLog for TimedLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.partitions(refs).await
     }
+    async fn statuses(&self, refs: &[String]) -> Result<Vec<Option<PartitionStatus>>, BelError> {
+        self.inner.statuses(refs).await
+    }
     async fn list_partitions(&self, f: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.list_partitions(f).await
     }
