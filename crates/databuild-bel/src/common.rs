@@ -369,9 +369,23 @@ pub(crate) fn claim_events(
     (crate::ClaimOutcome::Claimed, events)
 }
 
+/// Whether unfinished run `run_id` may be reclaimed now (`at` = now, this host, the runs
+/// whose job processes the caller stopped): its owner is lost, and when that owner ran
+/// on this host, the caller has stopped its jobs first.
+pub(crate) fn reclaimable(
+    run_id: &str,
+    (now, this_host, cleared): (i64, &str, &[String]),
+    host: Option<&str>,
+    pid: Option<u32>,
+    lease_until: Option<i64>,
+) -> bool {
+    owner_lost(now, this_host, host, pid, lease_until)
+        && (host != Some(this_host) || cleared.iter().any(|c| c == run_id))
+}
+
 /// Whether the owner of an unfinished run is gone: its lease expired, or it is a dead
 /// process on this host.
-pub(crate) fn owner_lost(
+pub fn owner_lost(
     now: i64,
     this_host: &str,
     host: Option<&str>,

@@ -13,6 +13,7 @@ pub mod transitions;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+pub use common::owner_lost;
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
@@ -41,12 +42,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     ) -> Result<(), BelError>;
 
     /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
-    /// process on this host): its claimed partitions become FAILED with reason
-    /// "owner run lost", its jobs and the run FAILED. Returns what was reclaimed.
+    /// process on this host; see [`owner_lost`]): its claimed partitions become FAILED
+    /// with reason "owner run lost", its jobs and the run FAILED. A run owned by
+    /// `this_host` is reclaimed only if it is in `cleared`: the caller has stopped the
+    /// job processes it left on this host, so that none of them still writes a partition
+    /// that is claimed again. Returns what was reclaimed.
     async fn reclaim_lost_runs(
         &self,
         now_micros: i64,
         this_host: &str,
+        cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError>;
 
     /// Latest state of each of `refs` that has any (missing refs are absent from the result).

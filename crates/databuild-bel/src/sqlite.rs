@@ -410,6 +410,7 @@ impl crate::EventLog for SqliteEventLog {
         &self,
         now: i64,
         this_host: &str,
+        cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError> {
         self.write(|tx| {
             let candidates: Vec<(String, Option<String>, Option<u32>, Option<i64>)> = tx
@@ -420,7 +421,7 @@ impl crate::EventLog for SqliteEventLog {
                 .collect::<Result<_, _>>()?;
             let mut reclaimed = Vec::new();
             for (run_id, host, pid, lease) in candidates {
-                if common::owner_lost(now, this_host, host.as_deref(), pid, lease) {
+                if common::reclaimable(&run_id, (now, this_host, cleared), host.as_deref(), pid, lease) {
                     reclaimed.push(fail_run(tx, &run_id, common::OWNER_LOST)?);
                 }
             }

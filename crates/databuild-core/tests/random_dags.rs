@@ -308,8 +308,9 @@ impl Ctx<'_> {
                     };
                     prop_assert_eq!(&j.job_graph_run_id, &outcome.run_id);
                     match j.status() {
-                        // Log lines are RUNNING events too; the start is the one without.
-                        JobRunStatus::JobRunning if j.logs.is_none() => {
+                        // Log lines and the process handle are RUNNING events too; the
+                        // start is the one with neither.
+                        JobRunStatus::JobRunning if j.logs.is_none() && j.handle.is_none() => {
                             prop_assert_eq!(j.outputs.len(), 1);
                             let i = node_id(&j.outputs[0].str);
                             prop_assert!(

@@ -196,8 +196,11 @@ impl EventLog for TimedLog {
         &self,
         now_micros: i64,
         this_host: &str,
+        cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError> {
-        self.inner.reclaim_lost_runs(now_micros, this_host).await
+        self.inner
+            .reclaim_lost_runs(now_micros, this_host, cleared)
+            .await
     }
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.partitions(refs).await

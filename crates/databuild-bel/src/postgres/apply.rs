@@ -278,6 +278,7 @@ impl WriteOp for Heartbeat<'_> {
 pub(super) struct Reclaim<'a> {
     pub now: i64,
     pub this_host: &'a str,
+    pub cleared: &'a [String],
 }
 
 #[async_trait::async_trait]
@@ -300,7 +301,13 @@ impl WriteOp for Reclaim<'_> {
             let pid: Option<i64> = row.get(2);
             let lease: Option<i64> = row.get(3);
             let pid = pid.and_then(|p| u32::try_from(p).ok());
-            if common::owner_lost(self.now, self.this_host, host.as_deref(), pid, lease) {
+            if common::reclaimable(
+                &run_id,
+                (self.now, self.this_host, self.cleared),
+                host.as_deref(),
+                pid,
+                lease,
+            ) {
                 reclaimed.push(fail_run(st, &run_id, common::OWNER_LOST).await?);
             }
         }

@@ -210,10 +210,12 @@ impl crate::EventLog for PostgresEventLog {
         &self,
         now_micros: i64,
         this_host: &str,
+        cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError> {
         self.write(&apply::Reclaim {
             now: now_micros,
             this_host,
+            cleared,
         })
         .await
     }

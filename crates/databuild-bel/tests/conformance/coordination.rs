@@ -133,6 +133,47 @@ pub async fn a_claimed_group_is_delegated_to_the_run_holding_it(b: &Backend) {
     );
 }
 
+pub async fn a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped(b: &Backend) {
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let now = databuild_proto::timestamp_micros(&databuild_proto::now());
+    let here = Owner {
+        host: "this-host".into(),
+        pid: 1,
+    };
+    bel.append(vec![graph("r1", JobGraphRunStatus::GraphStarted)])
+        .await
+        .unwrap();
+    bel.claim("r1", "c1", vec![group(&["a"])]).await.unwrap();
+    bel.heartbeat("r1", &here, now - 1_000_000).await.unwrap();
+    // Lost, but its job processes may still run on this host: not reclaimed until the
+    // caller says it stopped them.
+    assert!(bel
+        .reclaim_lost_runs(now, "this-host", &["other".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        status(bel, "a").await,
+        Some(PartitionStatus::PartitionScheduled)
+    );
+    let reclaimed = bel
+        .reclaim_lost_runs(now, "this-host", &["r1".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        reclaimed,
+        [ReclaimedRun {
+            run_id: "r1".into(),
+            partitions: vec!["a".into()],
+        }]
+    );
+    assert_eq!(
+        status(bel, "a").await,
+        Some(PartitionStatus::PartitionFailed)
+    );
+}
+
 pub async fn expired_leases_are_reclaimed_as_owner_run_lost(b: &Backend) {
     use PartitionStatus::*;
     let bel = b.open().await.unwrap();
@@ -165,7 +206,7 @@ pub async fn expired_leases_are_reclaimed_as_owner_run_lost(b: &Backend) {
         .await
         .unwrap();
 
-    let reclaimed = bel.reclaim_lost_runs(now, "this-host").await.unwrap();
+    let reclaimed = bel.reclaim_lost_runs(now, "this-host", &[]).await.unwrap();
     assert_eq!(
         reclaimed,
         [ReclaimedRun {
@@ -196,7 +237,7 @@ pub async fn expired_leases_are_reclaimed_as_owner_run_lost(b: &Backend) {
     );
     assert_eq!(status(bel, "c").await, Some(PartitionScheduled));
     assert!(bel
-        .reclaim_lost_runs(now, "this-host")
+        .reclaim_lost_runs(now, "this-host", &[])
         .await
         .unwrap()
         .is_empty());

@@ -46,6 +46,7 @@ conformance!(
     views::recent_job_runs_are_newest_first_by_label,
     coordination::a_claimed_group_is_delegated_to_the_run_holding_it,
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
+    coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,
     coordination::concurrent_writers_claim_each_partition_exactly_once,
 );
 

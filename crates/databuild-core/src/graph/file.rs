@@ -144,6 +144,7 @@ struct JobSection {
     max_concurrency: Option<usize>,
     executor: Option<String>,
     slurm: Option<SlurmResources>,
+    kill_leftovers: Option<bool>,
 }
 
 impl Graph {
@@ -308,6 +309,7 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
         retry_backoff,
         max_concurrency: j.max_concurrency,
         executor,
+        kill_leftovers: j.kill_leftovers.unwrap_or(true),
     })
 }
 

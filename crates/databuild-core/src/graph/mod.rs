@@ -32,6 +32,9 @@ pub struct JobDef {
     pub max_concurrency: Option<usize>,
     /// Where `exec` runs: a local process group or a cluster engine.
     pub executor: JobExecutor,
+    /// Kill what is left of a local job's process group once the job exited (its
+    /// background processes); `kill_leftovers = false` in the graph file keeps them.
+    pub kill_leftovers: bool,
 }
 
 /// How refs are mapped to jobs.

@@ -143,13 +143,16 @@ pub(crate) fn now_micros() -> i64 {
 }
 
 /// Fails the claims of graph runs whose owner died; returns the Slurm jobs they left
-/// behind (to adopt or cancel). Lost runs are only searched for Slurm jobs when the graph
-/// has Slurm jobs.
+/// behind (to adopt or cancel). A lost run of this host is reclaimed only once the local
+/// job processes it left are gone. Lost runs are only searched for Slurm jobs when the
+/// graph has Slurm jobs.
 pub(crate) async fn reclaim_lost(
     graph: &Graph,
     bel: &dyn EventLog,
 ) -> Result<Vec<executor::slurm::Orphan>, CoreError> {
-    let lost = bel.reclaim_lost_runs(now_micros(), &hostname()).await?;
+    let (now, host) = (now_micros(), hostname());
+    let cleared = stop_lost_jobs(bel, now, &host).await?;
+    let lost = bel.reclaim_lost_runs(now, &host, &cleared).await?;
     for l in &lost {
         tracing::warn!(run_id = %l.run_id, partitions = l.partitions.len(), "reclaimed the claims of a lost graph run");
     }
@@ -162,6 +165,61 @@ pub(crate) async fn reclaim_lost(
     }
     let ids: Vec<String> = lost.into_iter().map(|l| l.run_id).collect();
     Ok(executor::slurm::find_orphans(bel, graph, &ids).await?)
+}
+
+/// How long the job processes of a lost run get to disappear after SIGKILL.
+const STOP_LOST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Kills the local job processes that lost graph runs of this host left running and
+/// waits until they are gone. Returns the runs whose processes are all gone; a run whose
+/// processes outlive [`STOP_LOST_DEADLINE`] keeps its claims.
+async fn stop_lost_jobs(
+    bel: &dyn EventLog,
+    now: i64,
+    host: &str,
+) -> Result<Vec<String>, CoreError> {
+    use JobGraphRunStatus as G;
+    let filter = databuild_bel::RunFilter {
+        statuses: vec![
+            G::GraphStarted,
+            G::GraphAnalyzed,
+            G::AwaitingDeps,
+            G::GraphRunning,
+        ],
+        ..Default::default()
+    };
+    let lost: Vec<String> = bel
+        .list_runs(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| r.host.as_deref() == Some(host))
+        .filter(|r| {
+            databuild_bel::owner_lost(now, host, r.host.as_deref(), r.pid, r.lease_until_micros)
+        })
+        .map(|r| r.run_id)
+        .collect();
+    if lost.is_empty() {
+        return Ok(lost);
+    }
+    let mut handles = Vec::new();
+    for run_id in &lost {
+        for e in bel.run_events(run_id).await? {
+            if let databuild_bel::Event::Run(r) = e.event {
+                handles.extend(r.job_event.and_then(|j| j.handle));
+            }
+        }
+    }
+    match executor::procs::stop_lost(&lost, &handles, host, STOP_LOST_DEADLINE).await {
+        Ok(0) => Ok(lost),
+        Ok(killed) => {
+            tracing::warn!(runs = ?lost, killed, "killed the job processes of lost graph runs");
+            Ok(lost)
+        }
+        Err(alive) => {
+            tracing::error!(runs = ?lost, pids = ?alive, "job processes of lost graph runs survive SIGKILL; their partitions stay claimed");
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// A graph run just begun.

@@ -102,6 +102,12 @@ enum Msg {
         job_run_id: String,
         submission: Submission,
     },
+    /// A local job run's process started.
+    Started {
+        task: usize,
+        job_run_id: String,
+        handle: databuild_proto::JobRunHandle,
+    },
     Exited {
         task: usize,
         job_run_id: String,
@@ -506,6 +512,7 @@ impl Run<'_> {
             log_path: self.opts.log_dir.join(format!("{}.log", t.job_run_id)),
             log_cap_bytes: self.opts.log_cap_bytes,
             max_bel_lines: self.opts.max_bel_log_lines,
+            kill_leftovers: job.kill_leftovers,
         };
         let remote = job.remote_endpoint().map(|endpoint| {
             let exec = crate::remote::RemoteExec {
@@ -552,6 +559,11 @@ impl Run<'_> {
                             job_run_id: report_id.clone(),
                             submission,
                         },
+                        Report::Started(handle) => Msg::Started {
+                            task: i,
+                            job_run_id: report_id.clone(),
+                            handle,
+                        },
                     });
                 };
                 let result = match (remote, chosen) {
@@ -589,6 +601,28 @@ impl Run<'_> {
                 job_run_id,
                 submission,
             } => self.submitted(task, &job_run_id, &submission),
+            Msg::Started {
+                task,
+                job_run_id,
+                handle,
+            } => {
+                let t = &self.tasks[task];
+                if t.state == State::Running && t.job_run_id == job_run_id {
+                    let mut e = t.job_event(
+                        &self.run_id,
+                        &job_run_id,
+                        JobRunStatus::JobRunning,
+                        None,
+                        None,
+                    );
+                    if let Event::Run(r) = &mut e {
+                        if let Some(j) = &mut r.job_event {
+                            j.handle = Some(handle);
+                        }
+                    }
+                    self.pending.push(e);
+                }
+            }
             Msg::Exited {
                 task,
                 job_run_id,

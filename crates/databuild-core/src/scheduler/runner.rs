@@ -33,6 +33,8 @@ pub struct ExecSpec {
     pub log_cap_bytes: u64,
     /// Lines forwarded to the event log.
     pub max_bel_lines: usize,
+    /// Kill the rest of a local job's process group once the job exited.
+    pub kill_leftovers: bool,
 }
 
 /// How an execution ended.

@@ -73,7 +73,12 @@ impl EventLog for RemoteLog {
         Err(read_only("holding a graph run's lease"))
     }
 
-    async fn reclaim_lost_runs(&self, _: i64, _: &str) -> Result<Vec<ReclaimedRun>, BelError> {
+    async fn reclaim_lost_runs(
+        &self,
+        _: i64,
+        _: &str,
+        _: &[String],
+    ) -> Result<Vec<ReclaimedRun>, BelError> {
         Err(read_only("reclaiming lost graph runs"))
     }
 

@@ -1,14 +1,19 @@
 //! The local executor: one `exec` in its own process group on this machine, its
 //! `JobConfig` on stdin, stdout/stderr read from pipes as they come; stopped with SIGTERM
-//! to the group, SIGKILL after the grace period.
+//! to the group, SIGKILL after the grace period. The job dies with databuild where Linux
+//! allows it (`PR_SET_PDEATHSIG`); its handle (pid, start time, boot id) is recorded so
+//! that a later run can stop what is left ([`super::procs`]); what is left of its group
+//! when it exits is killed unless the job says `kill_leftovers = false`.
 
 use std::{process::Stdio, sync::Arc, time::Duration};
 
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
 
+use databuild_proto::JobRunHandle;
+
 use super::{
     log::{Log, Stream},
-    Executor, Exit, Submission,
+    procs, Executor, Exit, Submission,
 };
 use crate::{protocol::describe_exit, scheduler::runner::ExecSpec};
 
@@ -21,6 +26,8 @@ pub(crate) struct LocalJob {
     child: tokio::process::Child,
     pgid: u32,
     readers: JoinSet<()>,
+    handle: JobRunHandle,
+    kill_leftovers: bool,
 }
 
 impl Executor for Local {
@@ -31,15 +38,18 @@ impl Executor for Local {
         cmd.args(&spec.argv[1..])
             .current_dir(&spec.cwd)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("DATABUILD_EXECUTOR", procs::LOCAL)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", spec.argv[0]))?;
         let pgid = child.id().unwrap_or(0);
+        let handle = procs::identify(pgid, &crate::scheduler::hostname());
         if let Some(mut stdin) = child.stdin.take() {
             let input = spec.stdin.clone();
             tokio::spawn(async move {
@@ -75,11 +85,17 @@ impl Executor for Local {
             child,
             pgid,
             readers,
+            handle,
+            kill_leftovers: spec.kill_leftovers,
         })
     }
 
     fn submission(&self, _job: &LocalJob) -> Option<Submission> {
         None
+    }
+
+    fn handle(&self, job: &LocalJob) -> Option<JobRunHandle> {
+        Some(job.handle.clone())
     }
 
     fn started(&self, _job: &LocalJob) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -101,6 +117,11 @@ impl Executor for Local {
     }
 
     async fn fetch_logs(&self, job: &mut LocalJob, _log: &Arc<Log>) {
+        if job.kill_leftovers && job.pgid > 1 {
+            // The leader has exited (or was stopped); background processes it left in its
+            // group would outlive the job run and write its outputs unwatched.
+            signal_group(job.pgid, libc::SIGKILL);
+        }
         // Output still buffered in the pipes arrives shortly; background processes that
         // keep the pipes open are not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -108,6 +129,29 @@ impl Executor for Local {
         })
         .await;
         job.readers.abort_all();
+    }
+}
+
+/// Makes the job's process receive SIGKILL when the thread that started it (a runtime
+/// worker, which lives as long as databuild) exits, so a `kill -9` of databuild does not
+/// leave the job running unwatched. Its own children are stopped through its process
+/// group by the run that reclaims the lost one.
+#[allow(unsafe_code)] // pre_exec and prctl have no safe wrappers
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // calls (prctl, getppid) without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // databuild died before prctl took effect: do not run unwatched.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod local;
 mod log;
+pub(crate) mod procs;
 pub(crate) mod slurm;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
@@ -24,6 +25,8 @@ pub(crate) enum Report {
     Lines(Vec<String>),
     /// A cluster engine accepted the job.
     Submitted(Submission),
+    /// The job started; this identifies it (a local process group).
+    Started(databuild_proto::JobRunHandle),
 }
 
 /// A job a cluster engine accepted: what the event log records of it.
@@ -92,6 +95,11 @@ pub(crate) trait Executor: Send + Sync {
     /// What the event log records of a started job (a cluster engine's job id).
     fn submission(&self, job: &Self::Job) -> Option<Submission>;
 
+    /// What identifies a started local process, for the event log.
+    fn handle(&self, _job: &Self::Job) -> Option<databuild_proto::JobRunHandle> {
+        None
+    }
+
     /// Resolves once the job runs: time queued on a cluster does not count against the
     /// job's timeout.
     fn started(&self, job: &Self::Job) -> impl Future<Output = ()> + Send + 'static;
@@ -134,6 +142,9 @@ pub(crate) async fn drive<E: Executor>(
     };
     if let Some(s) = exec.submission(&job) {
         report(Report::Submitted(s));
+    }
+    if let Some(h) = exec.handle(&job) {
+        report(Report::Started(h));
     }
     let started = exec.started(&job);
     let timeout = spec.timeout;

@@ -20,6 +20,7 @@ fn normalized_events(g: &TestGraph) -> (Vec<serde_json::Value>, BTreeMap<String,
                     let lower = k.to_ascii_lowercase();
                     if lower.ends_with("id")
                         || lower.ends_with("time")
+                        || lower == "startticks"
                         || lower == "timestamp"
                         || lower == "seq"
                         || lower == "sequence"
