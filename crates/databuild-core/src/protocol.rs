@@ -93,6 +93,14 @@ pub enum ProtocolError {
         refs: String,
         limit: u64,
     },
+    /// The file of requested refs could not be written.
+    #[error("{caller} for {refs}: cannot write the refs file in `{}`: {error}; set `TMPDIR` to a writable directory", dir.display())]
+    RefsFile {
+        caller: Caller,
+        refs: String,
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
     /// Reading its output failed.
     #[error("{caller} for {refs}: cannot read its output: {error}")]
     Read {
@@ -271,6 +279,12 @@ async fn call(
                 program: argv[0].clone(),
                 error,
             },
+            call::Failure::RefsFile(error) => ProtocolError::RefsFile {
+                caller: caller.clone(),
+                refs: refs_desc.to_string(),
+                dir: std::env::temp_dir(),
+                error,
+            },
             call::Failure::Io(error) => ProtocolError::Read {
                 caller: caller.clone(),
                 refs: refs_desc.to_string(),
@@ -310,9 +324,9 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Calls `<entrypoint> config <refs...>` (no refs on the command line when there are
-/// too many: see [`call::refs_fit_argv`]; always in `DATABUILD_REFS_FILE`) and validates the answer: every requested ref
-/// an output of exactly one config, no ref in two configs, valid refs, and (with pattern
+/// Calls `<entrypoint> config <refs...>` (the refs always in `DATABUILD_REFS_FILE`, and
+/// on the command line only while [`call::refs_fit_argv`]) and validates the answer:
+/// every requested ref an output of exactly one config, no ref in two configs, valid refs, and (with pattern
 /// lookup) every output matching one of the job's patterns.
 pub async fn configure(
     graph: &Graph,

@@ -43,7 +43,9 @@ pub struct Finished {
 /// Why a call gave no [`Finished`].
 #[derive(Debug)]
 pub enum Failure {
-    /// The program (or its refs file) could not be set up.
+    /// The file of refs could not be written.
+    RefsFile(std::io::Error),
+    /// The program could not be started.
     Spawn(std::io::Error),
     /// Reading the program's output or waiting for it failed.
     Io(std::io::Error),
@@ -67,7 +69,7 @@ pub async fn run(
     refs: &[String],
     limits: Limits,
 ) -> Result<Finished, Failure> {
-    let refs_file = RefsFile::write(refs).map_err(Failure::Spawn)?;
+    let refs_file = RefsFile::write(refs).map_err(Failure::RefsFile)?;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(dir)
