@@ -1,16 +1,73 @@
 //! The job protocol (any language): `config` and lookup calls with validation of what
 //! the program printed, and the environment of `exec`.
 
-use std::{collections::HashMap, fmt::Write as _, process::Stdio, time::Duration};
+mod call;
+
+use std::{collections::HashMap, fmt::Write as _, time::Duration};
 
 use databuild_proto::{GraphLookupResponse, JobConfig, JobConfigureResponse};
 
+pub use call::{ARGV_MAX_BYTES, ARGV_MAX_REFS, REFS_FILE_VAR};
+
 use crate::graph::{Graph, JobDef, Lookup};
 
-/// How long a `config` or lookup call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of a program's stderr an error shows.
 const STDERR_LINES: usize = 20;
+
+/// Whose call it was, as errors name it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A job's `config`.
+    Job(String),
+    /// The graph's `[lookup]` program.
+    Lookup(String),
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Job(label) => write!(f, "job `{label}`: `config`"),
+            Caller::Lookup(program) => write!(f, "lookup program `{program}`"),
+        }
+    }
+}
+
+impl Caller {
+    /// The graph file key that gives this call more time.
+    fn timeout_key(&self) -> String {
+        match self {
+            Caller::Job(label) => format!(
+                "`config_timeout` of job `{label}` (or `[graph] config_timeout` for every job)"
+            ),
+            Caller::Lookup(_) => "`config_timeout` in `[lookup]`".into(),
+        }
+    }
+}
+
+/// "64 MiB", "4 KiB", "1000 bytes".
+fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// "1500ms", "30s", "2m": a limit as a person would write it in the graph file.
+fn human_duration(d: &Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
 
 /// A `config` or lookup call that did not give a usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +79,34 @@ pub enum ProtocolError {
         program: String,
         error: std::io::Error,
     },
-    /// It ran longer than allowed.
-    #[error("job `{job}`: `config` for {refs} did not finish within {secs} s")]
+    /// It ran longer than its `config_timeout`; its process group was killed.
+    #[error("{caller} for {refs} timed out after {} and was killed with its process group; if it needs longer, raise {}", human_duration(after), caller.timeout_key())]
     Timeout {
-        job: String,
+        caller: Caller,
         refs: String,
-        secs: u64,
+        after: Duration,
+    },
+    /// It printed more than `[graph] max_config_bytes`; its process group was killed.
+    #[error("{caller} for {refs} printed more than {} on stdout and was killed with its process group; make its answer smaller, or raise `[graph] max_config_bytes` (default {})", human_bytes(*limit), human_bytes(crate::graph::DEFAULT_MAX_CONFIG_BYTES))]
+    TooLarge {
+        caller: Caller,
+        refs: String,
+        limit: u64,
+    },
+    /// The file of requested refs could not be written.
+    #[error("{caller} for {refs}: cannot write the refs file in `{}`: {error}; set `TMPDIR` to a writable directory", dir.display())]
+    RefsFile {
+        caller: Caller,
+        refs: String,
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// Reading its output failed.
+    #[error("{caller} for {refs}: cannot read its output: {error}")]
+    Read {
+        caller: Caller,
+        refs: String,
+        error: std::io::Error,
     },
     /// Non-zero exit.
     #[error("job `{job}`: `config` for {refs} failed ({status}){stderr}")]
@@ -171,47 +250,63 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// Runs a program to completion with the graph's directory and env, capturing output.
+/// Runs `argv` (refs appended when they fit) with the graph's directory, `env` and
+/// `DATABUILD_REFS_FILE`, within the time `timeout` and the graph's stdout cap.
 async fn call(
     graph: &Graph,
-    job: &str,
+    caller: &Caller,
     env: &std::collections::BTreeMap<String, String>,
-    argv: &[String],
+    mut argv: Vec<String>,
+    refs: &[String],
+    timeout: Duration,
     refs_desc: &str,
-) -> Result<std::process::Output, ProtocolError> {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(&graph.dir)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = cmd.spawn().map_err(|source| ProtocolError::Spawn {
-        job: job.to_string(),
-        program: argv[0].clone(),
-        error: source,
-    })?;
-    match tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(source)) => Err(ProtocolError::Spawn {
-            job: job.to_string(),
-            program: argv[0].clone(),
-            error: source,
-        }),
-        Err(_) => Err(ProtocolError::Timeout {
-            job: job.to_string(),
-            refs: refs_desc.to_string(),
-            secs: CALL_TIMEOUT.as_secs(),
-        }),
+) -> Result<call::Finished, ProtocolError> {
+    if call::refs_fit_argv(refs) {
+        argv.extend(refs.iter().cloned());
     }
+    let limits = call::Limits {
+        timeout,
+        max_stdout: graph.max_config_bytes,
+    };
+    call::run(&graph.dir, env, &argv, refs, limits)
+        .await
+        .map_err(|failure| match failure {
+            call::Failure::Spawn(error) => ProtocolError::Spawn {
+                job: match caller {
+                    Caller::Job(label) => label.clone(),
+                    Caller::Lookup(_) => "(lookup)".into(),
+                },
+                program: argv[0].clone(),
+                error,
+            },
+            call::Failure::RefsFile(error) => ProtocolError::RefsFile {
+                caller: caller.clone(),
+                refs: refs_desc.to_string(),
+                dir: std::env::temp_dir(),
+                error,
+            },
+            call::Failure::Io(error) => ProtocolError::Read {
+                caller: caller.clone(),
+                refs: refs_desc.to_string(),
+                error,
+            },
+            call::Failure::TimedOut => ProtocolError::Timeout {
+                caller: caller.clone(),
+                refs: refs_desc.to_string(),
+                after: timeout,
+            },
+            call::Failure::TooLarge => ProtocolError::TooLarge {
+                caller: caller.clone(),
+                refs: refs_desc.to_string(),
+                limit: graph.max_config_bytes,
+            },
+        })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(
     job: &str,
     refs: &str,
-    out: &std::process::Output,
+    out: &call::Finished,
 ) -> Result<T, ProtocolError> {
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(&text).map_err(|e| match e.classify() {
@@ -229,8 +324,9 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Calls `<entrypoint> config <refs...>` and validates the answer: every requested ref
-/// an output of exactly one config, no ref in two configs, valid refs, and (with pattern
+/// Calls `<entrypoint> config <refs...>` (the refs always in `DATABUILD_REFS_FILE`, and
+/// on the command line only while [`call::refs_fit_argv`]) and validates the answer:
+/// every requested ref an output of exactly one config, no ref in two configs, valid refs, and (with pattern
 /// lookup) every output matching one of the job's patterns.
 pub async fn configure(
     graph: &Graph,
@@ -238,22 +334,32 @@ pub async fn configure(
     refs: &[String],
 ) -> Result<Vec<JobConfig>, ProtocolError> {
     if let Some(endpoint) = job.remote_endpoint() {
-        let deadline = job.timeout.map_or(CALL_TIMEOUT, |t| t.min(CALL_TIMEOUT));
-        let resp = remote_call(graph, endpoint, deadline, |r| r.configure(endpoint, refs))
-            .await
-            .map_err(|error| ProtocolError::Remote {
-                job: job.label.clone(),
-                refs: ref_list(refs),
-                error: Box::new(error),
-            })?;
+        let resp = remote_call(graph, endpoint, job.config_timeout, |r| {
+            r.configure(endpoint, refs)
+        })
+        .await
+        .map_err(|error| ProtocolError::Remote {
+            job: job.label.clone(),
+            refs: ref_list(refs),
+            error: Box::new(error),
+        })?;
         validate_configs(graph, job, refs, &resp.configs)?;
         return Ok(resp.configs);
     }
     let mut argv = job.entrypoint.clone();
     argv.push("config".into());
-    argv.extend(refs.iter().cloned());
     let refs_desc = ref_list(refs);
-    let out = call(graph, &job.label, &job.env, &argv, &refs_desc).await?;
+    let caller = Caller::Job(job.label.clone());
+    let out = call(
+        graph,
+        &caller,
+        &job.env,
+        argv,
+        refs,
+        job.config_timeout,
+        &refs_desc,
+    )
+    .await?;
     if !out.status.success() {
         return Err(ProtocolError::Failed {
             job: job.label.clone(),
@@ -336,17 +442,26 @@ fn validate_configs(
     Ok(())
 }
 
-/// Calls the graph's lookup program with `refs`.
+/// Calls the graph's lookup program with `refs` (on the command line when they fit, and
+/// always in `DATABUILD_REFS_FILE`).
 pub async fn lookup(
     graph: &Graph,
     entrypoint: &[String],
     refs: &[String],
 ) -> Result<GraphLookupResponse, ProtocolError> {
-    let mut argv = entrypoint.to_vec();
-    argv.extend(refs.iter().cloned());
     let refs_desc = ref_list(refs);
     let who = "(lookup)";
-    let out = call(graph, who, &Default::default(), &argv, &refs_desc).await?;
+    let caller = Caller::Lookup(entrypoint[0].clone());
+    let out = call(
+        graph,
+        &caller,
+        &Default::default(),
+        entrypoint.to_vec(),
+        refs,
+        graph.lookup_config_timeout,
+        &refs_desc,
+    )
+    .await?;
     if !out.status.success() {
         return Err(ProtocolError::Failed {
             job: who.into(),
@@ -367,13 +482,15 @@ pub async fn lookup_remote(
     if refs.is_empty() {
         return Ok(GraphLookupResponse::default());
     }
-    remote_call(graph, endpoint, CALL_TIMEOUT, |r| r.lookup(endpoint, refs))
-        .await
-        .map_err(|error| ProtocolError::Remote {
-            job: "(lookup)".into(),
-            refs: ref_list(refs),
-            error: Box::new(error),
-        })
+    remote_call(graph, endpoint, graph.lookup_config_timeout, |r| {
+        r.lookup(endpoint, refs)
+    })
+    .await
+    .map_err(|error| ProtocolError::Remote {
+        job: "(lookup)".into(),
+        refs: ref_list(refs),
+        error: Box::new(error),
+    })
 }
 
 /// One call to a remote server through the graph's client, within `deadline`.
@@ -392,4 +509,19 @@ where
         });
     };
     crate::remote::with_deadline(endpoint, deadline, call(remote)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_written_in_the_graph_file() {
+        assert_eq!(human_duration(&Duration::from_secs(1)), "1s");
+        assert_eq!(human_duration(&Duration::from_secs(120)), "2m");
+        assert_eq!(human_duration(&Duration::from_millis(1500)), "1500ms");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64 MiB");
+        assert_eq!(human_bytes(4096), "4 KiB");
+        assert_eq!(human_bytes(1000), "1000 bytes");
+    }
 }

@@ -73,6 +73,21 @@ def test_config_then_exec_as_databuild_calls_them(job_file):
     assert e.stdout == "built daily/date=2025-01-01 ['2025-01-01'] {'K': 'v'}\n"
 
 
+def test_config_reads_the_refs_file_when_no_refs_are_on_the_command_line(job_file, tmp_path):
+    # databuild leaves many refs off the command line; they are always in the file.
+    refs = [f"daily/date=2025-01-{d:02d}" for d in range(1, 29)]
+    refs_file = tmp_path / "refs.txt"
+    refs_file.write_text("".join(r + "\n" for r in refs))
+    c = run(job_file, "config", env={"DATABUILD_REFS_FILE": str(refs_file)})
+    assert c.returncode == 0, c.stderr
+    outputs = [cfg["outputs"][0]["str"] for cfg in json.loads(c.stdout)["configs"]]
+    assert outputs == refs
+    # Refs on the command line are the same refs; they are used when given.
+    c = run(job_file, "config", refs[0], env={"DATABUILD_REFS_FILE": str(refs_file)})
+    assert c.returncode == 0, c.stderr
+    assert len(json.loads(c.stdout)["configs"]) == 1
+
+
 def test_config_error_exits_1_with_the_message_on_stderr(job_file):
     c = run(job_file, "config", "daily/date=2014-01-01")
     assert c.returncode == 1

@@ -104,12 +104,17 @@ struct GraphSection {
     executor: Option<String>,
     /// Slurm resources of every Slurm job, unless the job sets its own.
     slurm: Option<SlurmResources>,
+    /// The `config_timeout` of jobs and the lookup program that set none.
+    config_timeout: Option<String>,
+    /// Most bytes a `config` or lookup program may print.
+    max_config_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LookupSection {
     entrypoint: Entrypoint,
+    config_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +143,7 @@ struct JobSection {
     #[serde(default)]
     env: BTreeMap<String, String>,
     timeout: Option<String>,
+    config_timeout: Option<String>,
     #[serde(default)]
     retries: u32,
     retry_backoff: Option<String>,
@@ -188,9 +194,29 @@ impl Graph {
                 });
             }
         }
+        let config_timeout = match doc.graph.config_timeout {
+            None => DEFAULT_CONFIG_TIMEOUT,
+            Some(v) => parse_duration(&v).ok_or_else(|| GraphError::InvalidGraphValue {
+                key: "config_timeout",
+                message: format!(
+                    "`{v}` is not a duration; use one such as `30s`, `5m`, `1h` or `500ms`"
+                ),
+            })?,
+        };
+        let max_config_bytes = doc
+            .graph
+            .max_config_bytes
+            .unwrap_or(DEFAULT_MAX_CONFIG_BYTES);
+        if max_config_bytes == 0 {
+            return Err(GraphError::InvalidGraphValue {
+                key: "max_config_bytes",
+                message: "must be at least 1".into(),
+            });
+        }
         let defaults = Defaults {
             executor: doc.graph.executor.unwrap_or_else(|| "local".into()),
             slurm: doc.graph.slurm.unwrap_or_default(),
+            config_timeout,
         };
         if !EXECUTORS.contains(&defaults.executor.as_str()) {
             return Err(GraphError::InvalidGraphValue {
@@ -205,8 +231,17 @@ impl Graph {
         for j in doc.jobs {
             jobs.push(job_def(j, dir, &defaults)?);
         }
+        let mut lookup_config_timeout = defaults.config_timeout;
         let lookup = match doc.lookup {
             Some(l) => {
+                if let Some(v) = l.config_timeout {
+                    lookup_config_timeout =
+                        parse_duration(&v).ok_or(GraphError::InvalidDuration {
+                            job: "[lookup]".into(),
+                            key: "config_timeout",
+                            value: v,
+                        })?;
+                }
                 let ep = resolve_entrypoint("[lookup]", l.entrypoint.into_vec(), dir)?;
                 match crate::remote::endpoint(&ep) {
                     Some(url) => Lookup::Remote(url.to_string()),
@@ -221,15 +256,23 @@ impl Graph {
             bel: doc.graph.bel,
             jobs,
             lookup,
+            lookup_config_timeout,
+            max_config_bytes,
             remote: None,
         })
     }
 }
 
+/// How long a `config` or lookup call may take unless the graph file says otherwise.
+pub const DEFAULT_CONFIG_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much a `config` or lookup program may print unless the graph file says otherwise.
+pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
 /// What `[graph]` sets for every job.
 struct Defaults {
     executor: String,
     slurm: SlurmResources,
+    config_timeout: Duration,
 }
 
 fn unknown_executor(name: &str) -> String {
@@ -282,6 +325,8 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
         .transpose()
     };
     let timeout = duration("timeout", j.timeout)?;
+    let config_timeout =
+        duration("config_timeout", j.config_timeout)?.unwrap_or(defaults.config_timeout);
     let retry_backoff =
         duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
     let entrypoint = resolve_entrypoint(&label, j.entrypoint.into_vec(), dir)?;
@@ -305,6 +350,7 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
         produces: j.produces,
         env: j.env,
         timeout,
+        config_timeout,
         retries: j.retries,
         retry_backoff,
         max_concurrency: j.max_concurrency,

@@ -7,7 +7,7 @@ mod lookup;
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 pub use executor::{JobExecutor, SlurmResources, EXECUTORS};
-pub use file::{parse_duration, GraphError};
+pub use file::{parse_duration, GraphError, DEFAULT_CONFIG_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES};
 pub use lookup::{LookupError, LookupResult};
 
 /// One job of a graph.
@@ -24,6 +24,8 @@ pub struct JobDef {
     pub env: BTreeMap<String, String>,
     /// Kill the job (its whole process group) after this long.
     pub timeout: Option<Duration>,
+    /// Kill a `config` call (its whole process group) after this long.
+    pub config_timeout: Duration,
     /// Extra attempts after a failed execute.
     pub retries: u32,
     /// Delay before the first retry; doubles each attempt.
@@ -61,6 +63,10 @@ pub struct Graph {
     pub jobs: Vec<JobDef>,
     /// How refs map to jobs.
     pub lookup: Lookup,
+    /// Kill a lookup program call (its whole process group) after this long.
+    pub lookup_config_timeout: Duration,
+    /// Most bytes a `config` or lookup program may print on stdout.
+    pub max_config_bytes: u64,
     /// The client for `grpc://` entrypoints (jobs and lookup), if the program has one.
     pub remote: Option<Arc<dyn crate::remote::RemoteJobs>>,
 }

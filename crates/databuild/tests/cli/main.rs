@@ -16,5 +16,6 @@ mod from_file;
 mod postgres;
 mod preconfigured;
 mod processes;
+mod protocol_limits;
 mod service;
 mod slurm;

@@ -177,7 +177,7 @@ class Job:
                 raise _Fail(f"no command given\n{usage}", EXIT_USAGE)
             command, rest = argv[0], list(argv[1:])
             if command == "config":
-                return self._run_config(rest, out, err)
+                return self._run_config(rest or _refs_from_file(env), out, err)
             if command == "exec":
                 return self._run_exec(rest, env, inp, err)
             raise _Fail(f"unknown command `{command}`\n{self._usage()}", EXIT_USAGE)
@@ -464,3 +464,16 @@ def _is_tty(f: TextIO) -> bool:
         return f.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _refs_from_file(env: Mapping[str, str]) -> List[str]:
+    """The refs in the file named by ``DATABUILD_REFS_FILE``, one per line: databuild
+    always writes them there, and leaves them off the command line when there are many."""
+    path = env.get("DATABUILD_REFS_FILE")
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\r\n") for line in f if line.strip()]
+    except OSError as e:
+        raise _Fail(f"cannot read the refs file `{path}` (DATABUILD_REFS_FILE): {e}", EXIT_USAGE)

@@ -25,7 +25,8 @@ fn job_server(rt: &tokio::runtime::Runtime, g: &TestGraph, fault: Fault) -> Stri
     url
 }
 
-/// local `ingest` (raw/) -> remote `summarize` (summary/) -> local `report` (report/).
+/// local `ingest` (raw/) -> remote `summarize` (summary/, with `timeout` as its
+/// `timeout` and `config_timeout`) -> local `report` (report/).
 fn mixed_graph(remote: &str, timeout: &str) -> TestGraph {
     let g = TestGraph::new(&format!(
         r#"[graph]
@@ -39,6 +40,7 @@ label = "summarize"
 entrypoint = "{remote}"
 produces = ['summary/.*']
 timeout = "{timeout}"
+config_timeout = "{timeout}"
 [[jobs]]
 label = "report"
 entrypoint = ["jobs/report"]
