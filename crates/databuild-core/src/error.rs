@@ -27,6 +27,14 @@ pub enum CoreError {
     /// The run was cancelled (SIGINT or SIGTERM) before it executed anything.
     #[error("{0}; the graph run is recorded as failed")]
     Cancelled(String),
+    /// The run stopped after it began running jobs (the event log could not be written):
+    /// its jobs were stopped.
+    #[error("graph run `{run_id}` stopped after running jobs: {cause}; its jobs were stopped and {recorded}")]
+    Stopped {
+        run_id: String,
+        cause: Box<CoreError>,
+        recorded: &'static str,
+    },
     /// Local I/O (log directory and the like).
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
@@ -52,7 +60,9 @@ impl CoreError {
                 | databuild_bel::BelError::Claimed { .. }
                 | databuild_bel::BelError::ConnectionLost { .. },
             ) => ExitKind::BuildFailed,
-            CoreError::Cancelled(_) | CoreError::Delegation(_) => ExitKind::BuildFailed,
+            CoreError::Cancelled(_) | CoreError::Delegation(_) | CoreError::Stopped { .. } => {
+                ExitKind::BuildFailed
+            }
             _ => ExitKind::Usage,
         }
     }

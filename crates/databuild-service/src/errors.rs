@@ -217,7 +217,7 @@ impl From<CoreError> for ApiError {
             CoreError::Graph(_) | CoreError::Plan(_) => ErrorCode::FailedPrecondition,
             CoreError::Delegation(_) => ErrorCode::Aborted,
             CoreError::Cancelled(_) => ErrorCode::Cancelled,
-            CoreError::Io { .. } => return Self::internal(&e),
+            CoreError::Io { .. } | CoreError::Stopped { .. } => return Self::internal(&e),
         };
         Self::new(code, e.to_string())
     }

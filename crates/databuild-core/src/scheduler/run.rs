@@ -147,7 +147,10 @@ struct Run<'a> {
     /// Job runs started this tick, launched once the events announcing them are durable
     /// (so that a cluster job is never submitted before the log names its job run).
     /// (In a mutex only to keep the run `Sync`; the loop takes it with `get_mut`.)
-    launches: std::sync::Mutex<Vec<Launch>>,
+    launches: std::sync::Mutex<Vec<(usize, String, Launch)>>,
+    /// What stopped the run after it began running jobs (the event log could not be
+    /// written): its jobs are stopped and the error is returned once they are gone.
+    failure: Option<CoreError>,
     /// Slurm jobs of lost graph runs to adopt, by job key.
     orphans: HashMap<String, Orphan>,
 }
@@ -197,6 +200,7 @@ pub(super) async fn execute_run(
         },
         executors: Executors::new(opts.log_dir.clone()),
         launches: std::sync::Mutex::new(Vec::new()),
+        failure: None,
         orphans: HashMap::new(),
     };
     let planned = nodes.clone();
@@ -242,12 +246,31 @@ pub(super) async fn execute_run(
     run.fail_missing_inputs().await?;
     run.take_orphans(orphans).await;
 
+    // From here on jobs run: an error stops them and fails the run (see `stop_on`)
+    // instead of returning while they still run.
     loop {
-        run.start_ready().await?;
+        if let Err(e) = run.start_ready().await {
+            run.stop_on(e);
+        }
         run.track_graph_status();
-        run.flush().await?;
-        for launch in run.launches.get_mut().expect("launches").drain(..) {
-            tokio::spawn(launch);
+        let launches = std::mem::take(run.launches.get_mut().expect("launches"));
+        match run.flush_or_keep().await {
+            Ok(()) => {
+                for (_, _, launch) in launches {
+                    tokio::spawn(launch);
+                }
+            }
+            Err(e) => {
+                // Never started: a job runs only once the events announcing it are durable.
+                for (task, job_run_id, _) in launches {
+                    let _ = run.tx.send(Msg::Exited {
+                        task,
+                        job_run_id,
+                        result: ExecResult::Failed("not started".into()),
+                    });
+                }
+                run.stop_on(e);
+            }
         }
         if run.running == 0
             && run.ready_jobs.is_empty()
@@ -258,13 +281,19 @@ pub(super) async fn execute_run(
         }
         tokio::select! {
             Some(msg) = rx.recv() => {
-                run.handle(msg).await?;
-                while let Ok(msg) = rx.try_recv() {
-                    run.handle(msg).await?;
+                let mut handled = run.handle(msg).await;
+                while handled.is_ok() {
+                    let Ok(msg) = rx.try_recv() else { break };
+                    handled = run.handle(msg).await;
+                }
+                if let Err(e) = handled {
+                    run.stop_on(e);
                 }
             }
             _ = tokio::time::sleep(delegation::POLL), if run.delegated > 0 => {
-                run.poll_delegated().await?;
+                if let Err(e) = run.poll_delegated().await {
+                    run.stop_on(e);
+                }
             }
             reason = signals.recv() => run.cancel_all(reason.into()),
         }
@@ -541,10 +570,11 @@ impl Run<'_> {
             JobExecutor::Local => None,
         };
         let chosen = self.executors.choose(job, adopt);
-        self.launches
-            .get_mut()
-            .expect("launches")
-            .push(Box::pin(async move {
+        let launched_id = job_run_id.clone();
+        self.launches.get_mut().expect("launches").push((
+            i,
+            launched_id,
+            Box::pin(async move {
                 let report_tx = tx.clone();
                 let report_id = job_run_id.clone();
                 let report = move |r: Report| {
@@ -577,7 +607,8 @@ impl Run<'_> {
                     job_run_id,
                     result,
                 });
-            }));
+            }),
+        ));
         Ok(())
     }
 
@@ -994,6 +1025,34 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Like [`Run::flush`], but events that could not be written stay pending, ahead of
+    /// later ones, so that a later write (once there is room again) records them in order.
+    async fn flush_or_keep(&mut self) -> Result<(), CoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        match self.bel.append(batch.clone()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let later = std::mem::replace(&mut self.pending, batch);
+                self.pending.extend(later);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The run cannot go on (the event log cannot be written): stop every job, and
+    /// return `e` once they are gone and the run's end is recorded where it still can be.
+    fn stop_on(&mut self, e: CoreError) {
+        if self.failure.is_some() {
+            return;
+        }
+        tracing::error!(run_id = %self.run_id, error = %e, "stopping the graph run");
+        self.cancel_all(format!("cancelled: {e}"));
+        self.failure = Some(e);
+    }
+
     async fn finish(mut self, requested: &[String]) -> Result<RunOutcome, CoreError> {
         let failed: std::collections::HashSet<&str> = self
             .outcome
@@ -1012,7 +1071,19 @@ impl Run<'_> {
         };
         self.pending
             .push(events::graph(&self.run_id, &self.graph.label, status, None));
-        self.flush().await?;
+        let recorded = self.flush_or_keep().await;
+        if let Some(cause) = self.failure.take() {
+            return Err(CoreError::Stopped {
+                run_id: self.run_id.clone(),
+                cause: Box::new(cause),
+                recorded: if recorded.is_ok() {
+                    "the graph run is recorded as failed"
+                } else {
+                    "the graph run could not be recorded as failed; the next build reclaims it"
+                },
+            });
+        }
+        recorded?;
         let unadopted: Vec<Orphan> = self.orphans.drain().map(|(_, o)| o).collect();
         slurm::cancel_orphans(&unadopted).await;
         self.outcome.success = success;

@@ -509,12 +509,13 @@ pub async fn logs(cli: &Cli, job_run_id: &str) -> Result<ExitKind> {
     }
     let path = bel.log_dir.join(format!("{job_run_id}.log"));
     match std::fs::read(&path) {
-        Ok(bytes) => {
+        Ok(bytes) if !bytes.is_empty() => {
             use std::io::Write as _;
             std::io::stdout().write_all(&bytes)?;
         }
-        Err(_) => {
-            // No file (no output, or logs from another machine): the lines in the event log.
+        _ => {
+            // No file or an empty one (no output, logs from another machine, a log
+            // directory that was full or not writable): the lines in the event log.
             for e in bel.log.job_run_events(job_run_id).await? {
                 if let Event::Run(r) = e.event {
                     if let Some(logs) = r.job_event.and_then(|j| j.logs) {

@@ -9,6 +9,7 @@ mod bench_smoke;
 mod chaos;
 mod coordination;
 mod dashboard;
+mod disk_full;
 mod example;
 mod execution;
 mod flights;
