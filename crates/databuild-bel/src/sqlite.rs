@@ -265,6 +265,9 @@ pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, Be
                        job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts",
                 )?
                 .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
+            } else if effect == PartitionEffect::Remove {
+                tx.prepare_cached("DELETE FROM partitions WHERE ref = ?1")?
+                    .execute([&r])?;
             }
             let claimed = cur.as_ref().is_some_and(|c| common::is_claimed(c.status));
             derived::after_partition_event(tx, p, &r, next, claimed)?;
@@ -645,6 +648,20 @@ impl crate::EventLog for SqliteEventLog {
                 "SELECT seq, kind, body FROM events WHERE run_id = ?1 ORDER BY seq",
                 [run_id],
             )
+        })
+    }
+
+    async fn run_request(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+        self.with_conn(|conn| {
+            let first = query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE run_id = ?1 ORDER BY seq LIMIT 1",
+                [run_id],
+            )?;
+            Ok(common::run_request(first.first()))
         })
     }
 

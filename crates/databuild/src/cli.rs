@@ -74,7 +74,7 @@ pub enum Command {
     },
     /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
     Execute(ExecArgs),
-    /// Partitions: list, show, history, register.
+    /// Partitions: list, show, history, why, invalidate, register, forget.
     #[command(subcommand)]
     Partitions(PartitionsCommand),
     /// Graph runs: list, show.
@@ -277,6 +277,19 @@ pub enum PartitionsCommand {
         /// Register even if a job of the graph produces the ref.
         #[arg(long)]
         force: bool,
+    },
+    /// Remove partitions that never had a successful build (a typo, a ref no job produces)
+    /// from the listings; an event records it. Refuses a ref that was ever AVAILABLE, one
+    /// being built and an unknown one, and then forgets none of them.
+    ///
+    /// Example: databuild partitions forget reviews/daily/date=2025-13-45
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
+    Forget {
+        /// Partition refs.
+        refs: Vec<String>,
+        /// Also forget the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
     },
 }
 

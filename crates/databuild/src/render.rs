@@ -193,6 +193,9 @@ pub fn event_line(e: &LoggedEvent) -> String {
                     .and_then(|a| a.graph.as_ref())
                     .map(|g| format!(" ({} tasks)", g.nodes.len()))
                     .or_else(|| g.request.as_ref().map(|r| format!(" ({})", request(r))))
+                    .or_else(|| {
+                        (!g.failure_reason.is_empty()).then(|| format!(": {}", g.failure_reason))
+                    })
                     .unwrap_or_default();
                 format!(
                     "#{} {} graph run {} {status}{tasks}",

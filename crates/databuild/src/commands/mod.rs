@@ -3,6 +3,7 @@
 mod build;
 mod catalog;
 mod remote;
+mod runs;
 mod serve;
 
 use std::{io::Read as _, path::Path};
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Lookup { refs } => build::lookup(&cli, refs).await,
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
-        Command::Runs(cmd) => catalog::runs(&cli, cmd).await,
+        Command::Runs(cmd) => runs::runs(&cli, cmd).await,
         Command::Events {
             refs,
             status,

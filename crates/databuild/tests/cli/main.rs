@@ -11,6 +11,7 @@ mod dashboard;
 mod example;
 mod execution;
 mod flights;
+mod forget;
 mod from_file;
 mod postgres;
 mod preconfigured;
