@@ -201,6 +201,11 @@ pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError>
             url: url.to_string(),
         });
     }
+    if path == ":memory:" {
+        return Err(BelError::NotDurable {
+            url: url.to_string(),
+        });
+    }
     let mut options = SqliteOptions::default();
     for param in params.into_iter().flat_map(|p| p.split('&')) {
         let bad = |detail: String| BelError::InvalidUrlParameter {

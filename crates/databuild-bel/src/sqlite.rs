@@ -4,6 +4,7 @@
 mod catalog;
 mod checkpoint;
 mod derived;
+mod read_only;
 mod schema;
 
 use std::{
@@ -52,11 +53,28 @@ pub struct SqliteEventLog {
     /// writer's connection is the last one and its close checkpoints the rest of the log.
     checkpointer: checkpoint::Checkpointer,
     conn: Mutex<Connection>,
+    /// Opened for reading only: writes are refused.
+    read_only: bool,
 }
 
 impl SqliteEventLog {
     /// Opens (creating if needed) the event log at `path`.
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, BelError> {
+        match Self::open_writable(path, options) {
+            Err(e) if read_only::is_unwritable(&e) && path.is_file() => {
+                let conn = read_only::open(path).map_err(|_| e)?;
+                Ok(Self {
+                    path: path.to_path_buf(),
+                    checkpointer: checkpoint::Checkpointer::new(path),
+                    conn: Mutex::new(conn),
+                    read_only: true,
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn open_writable(path: &Path, options: &SqliteOptions) -> Result<Self, BelError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Some(file) = dir.ancestors().find(|a| a.exists() && !a.is_dir()) {
                 return Err(BelError::NotADirectory {
@@ -84,6 +102,7 @@ impl SqliteEventLog {
             path: path.to_path_buf(),
             checkpointer: checkpoint::Checkpointer::new(path),
             conn: Mutex::new(conn),
+            read_only: false,
         };
         {
             let started = Instant::now();
@@ -137,6 +156,11 @@ impl SqliteEventLog {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, BelError>,
     ) -> Result<T, BelError> {
+        if self.read_only {
+            return Err(BelError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;

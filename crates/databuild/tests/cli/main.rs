@@ -5,6 +5,7 @@ mod util;
 
 mod architecture;
 mod bad_input;
+mod bel_location;
 mod bench_smoke;
 mod coordination;
 mod dashboard;
