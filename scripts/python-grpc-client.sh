@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# A client generated from the seed proto by another toolchain (Python grpcio-tools): it
+# A client generated from the project's proto (proto/databuild/v1/databuild.proto) by
+# another toolchain (Python grpcio-tools): it
 # builds a partition through a running `databuild serve` and streams its events.
 #
 #   scripts/python-grpc-client.sh --setup         create the venv and install grpcio,
 #                                                 grpcio-tools (.ci/run does this)
 #   scripts/python-grpc-client.sh HOST:PORT REF   build REF, print its events
 #
-# The venv lives in target/python-grpc (DATABUILD_PY_VENV overrides); the proto is
-# ../shared/seed/databuild.proto beside the repository (DATABUILD_SEED_PROTO overrides).
+# The venv lives in target/python-grpc (DATABUILD_PY_VENV overrides).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${DATABUILD_PY_VENV:-$root/target/python-grpc}
-proto=${DATABUILD_SEED_PROTO:-$root/../shared/seed/databuild.proto}
+proto=$root/proto/databuild/v1/databuild.proto
 
 packages=(grpcio==1.85.1 grpcio-tools==1.85.1)
 stamp="$venv/.databuild-stamp"
@@ -29,7 +29,7 @@ if [ $# -ne 2 ]; then
     exit 2
 fi
 if [ ! -f "$proto" ]; then
-    echo "error: seed proto not found at $proto; set DATABUILD_SEED_PROTO" >&2
+    echo "error: the proto is missing at $proto; is this a complete checkout?" >&2
     exit 2
 fi
 out=$(mktemp -d)

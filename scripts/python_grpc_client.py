@@ -1,5 +1,5 @@
 """Builds one partition through a databuild service and prints its events, using stubs
-generated from the seed proto (see python-grpc-client.sh)."""
+generated from proto/databuild/v1/databuild.proto (see python-grpc-client.sh)."""
 
 import sys
 

@@ -3,10 +3,12 @@
 # already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
 # cluster (scripts/slurm.sh), installed from Debian's packages if missing; the Python
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
-# grpcio client generated from the seed proto (scripts/python-grpc-client.sh); Debian's
-# chromium and the dashboard tests' playwright-core (`npm ci` in e2e/). Then the
-# Python SDK's pytest suite and `cargo test -j2 --workspace` with DATABUILD_TEST_POSTGRES
-# and SLURM_CONF set. Extra arguments go to cargo test.
+# grpcio client generated from proto/databuild/v1/databuild.proto
+# (scripts/python-grpc-client.sh); Debian's chromium and the dashboard tests'
+# playwright-core (`npm ci` in e2e/). Then the Python SDK's pytest suite and
+# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES and SLURM_CONF
+# set: every test binary runs even when one fails, and the script exits non-zero at the
+# end if pytest or any cargo test failed. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -29,7 +31,13 @@ if [[ ! -d e2e/node_modules/playwright-core ]]; then
     echo "== npm ci (e2e: playwright-core)"
     npm ci --prefix e2e --no-audit --no-fund >/dev/null
 fi
+failed=()
 echo "== Python SDK tests"
-.venv-flights/bin/python -m pytest -q sdk/python/tests
+.venv-flights/bin/python -m pytest -q sdk/python/tests || failed+=(pytest)
 echo "== cargo test"
-exec cargo test -j2 --workspace "$@"
+cargo test -j2 --workspace --no-fail-fast "$@" || failed+=("cargo test")
+if ((${#failed[@]})); then
+    echo "== FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "== all tests passed"

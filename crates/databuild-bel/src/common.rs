@@ -206,6 +206,16 @@ pub(crate) fn check_job_run_graph(
     }
 }
 
+/// The request on `first`, a graph run's first event (its GRAPH_STARTED).
+pub(crate) fn run_request(
+    first: Option<&crate::LoggedEvent>,
+) -> Option<databuild_proto::GraphRequestEvent> {
+    match &first?.event {
+        crate::Event::Run(r) => r.graph_event.as_ref()?.request.clone(),
+        crate::Event::Partition(_) => None,
+    }
+}
+
 /// What a stored partition event does to the requesters and lineage views.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Derived {
@@ -243,9 +253,9 @@ pub(crate) fn derived_effect(
                 )
             },
         },
-        PartitionStatus::PartitionFailed | PartitionStatus::PartitionStale => {
-            Derived::ClearRequesters
-        }
+        PartitionStatus::PartitionFailed
+        | PartitionStatus::PartitionStale
+        | PartitionStatus::PartitionForgotten => Derived::ClearRequesters,
         _ => Derived::None,
     }
 }

@@ -11,6 +11,12 @@ pub enum BelError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The log was opened for reading only (its directory or file system is not writable).
+    #[error("the event log `{path}` is read-only here (its directory or file system is not writable), so it can be read but not written; run commands that write where the log is writable, or pass `--bel` with a writable location")]
+    ReadOnly { path: PathBuf },
+    /// A SQLite log that would not outlive the command.
+    #[error("the event log `{url}` would be lost when the command ends; the event log must be durable: pass `--bel` with a file path (e.g. `.databuild/bel.sqlite`) or a `postgres://` URL")]
+    NotDurable { url: String },
     /// A directory on the way to the log is a file.
     #[error("cannot create the event log `{path}`: `{file}` is a file, not a directory; pass `--bel` with a path inside a directory")]
     NotADirectory { path: PathBuf, file: PathBuf },

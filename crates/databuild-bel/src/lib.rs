@@ -108,6 +108,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Every event of one graph run (graph, job and partition events), in log order.
     async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError>;
 
+    /// What graph run `run_id` was asked for: the request on its GRAPH_STARTED event (None
+    /// for an unknown run or one recorded without it). This fallback reads every event of
+    /// the run; backends read only the first.
+    async fn run_request(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+        Ok(common::run_request(self.run_events(run_id).await?.first()))
+    }
+
     /// Job runs of one graph run.
     async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError>;
 
@@ -193,6 +203,11 @@ pub async fn open(url: &str, base: &Path) -> Result<Arc<dyn EventLog>, BelError>
     };
     if path.is_empty() {
         return Err(BelError::InvalidUrl {
+            url: url.to_string(),
+        });
+    }
+    if path == ":memory:" {
+        return Err(BelError::NotDurable {
             url: url.to_string(),
         });
     }

@@ -4,6 +4,8 @@
 mod catalog;
 mod checkpoint;
 mod derived;
+mod read_only;
+mod rows;
 mod schema;
 
 use std::{
@@ -23,6 +25,7 @@ use crate::{
     RunFilter, RunRow, StatusCount,
 };
 
+use rows::{query_events, read_job_run_row, read_run_row, JOB_RUN_COLUMNS, RUN_COLUMNS};
 pub use schema::SCHEMA_VERSION;
 
 /// How long a write waits for another writer's lock by default.
@@ -52,11 +55,28 @@ pub struct SqliteEventLog {
     /// writer's connection is the last one and its close checkpoints the rest of the log.
     checkpointer: checkpoint::Checkpointer,
     conn: Mutex<Connection>,
+    /// Opened for reading only: writes are refused.
+    read_only: bool,
 }
 
 impl SqliteEventLog {
     /// Opens (creating if needed) the event log at `path`.
     pub fn open(path: &Path, options: &SqliteOptions) -> Result<Self, BelError> {
+        match Self::open_writable(path, options) {
+            Err(e) if read_only::is_unwritable(&e) && path.is_file() => {
+                let conn = read_only::open(path).map_err(|_| e)?;
+                Ok(Self {
+                    path: path.to_path_buf(),
+                    checkpointer: checkpoint::Checkpointer::new(path),
+                    conn: Mutex::new(conn),
+                    read_only: true,
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn open_writable(path: &Path, options: &SqliteOptions) -> Result<Self, BelError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Some(file) = dir.ancestors().find(|a| a.exists() && !a.is_dir()) {
                 return Err(BelError::NotADirectory {
@@ -84,6 +104,7 @@ impl SqliteEventLog {
             path: path.to_path_buf(),
             checkpointer: checkpoint::Checkpointer::new(path),
             conn: Mutex::new(conn),
+            read_only: false,
         };
         {
             let started = Instant::now();
@@ -137,6 +158,11 @@ impl SqliteEventLog {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, BelError>,
     ) -> Result<T, BelError> {
+        if self.read_only {
+            return Err(BelError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
@@ -265,6 +291,9 @@ pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, Be
                        job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts",
                 )?
                 .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
+            } else if effect == PartitionEffect::Remove {
+                tx.prepare_cached("DELETE FROM partitions WHERE ref = ?1")?
+                    .execute([&r])?;
             }
             let claimed = cur.as_ref().is_some_and(|c| common::is_claimed(c.status));
             derived::after_partition_event(tx, p, &r, next, claimed)?;
@@ -328,56 +357,6 @@ fn insert_event(
     ])?;
     Ok(tx.last_insert_rowid())
 }
-
-fn query_events(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Vec<LoggedEvent>, BelError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, kind, body) = row?;
-        out.push(common::decode(seq, kind, &body)?);
-    }
-    Ok(out)
-}
-
-fn read_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        run_id: r.get(0)?,
-        label: r.get(1)?,
-        status: JobGraphRunStatus::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
-        started_micros: r.get(3)?,
-        updated_micros: r.get(4)?,
-        host: r.get(5)?,
-        pid: r.get(6)?,
-        lease_until_micros: r.get(7)?,
-    })
-}
-
-fn read_job_run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRunRow> {
-    Ok(JobRunRow {
-        job_run_id: r.get(0)?,
-        run_id: r.get(1)?,
-        label: r.get(2)?,
-        job_key: r.get(3)?,
-        status: JobRunStatus::try_from(r.get::<_, i32>(4)?).unwrap_or_default(),
-        scheduled_micros: r.get(5)?,
-        updated_micros: r.get(6)?,
-    })
-}
-
-const RUN_COLUMNS: &str = "run_id, label, status, started_ts, updated_ts, host, pid, lease_until";
-const JOB_RUN_COLUMNS: &str =
-    "job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts";
 
 #[async_trait::async_trait]
 impl crate::EventLog for SqliteEventLog {
@@ -646,6 +625,20 @@ impl crate::EventLog for SqliteEventLog {
                 "SELECT seq, kind, body FROM events WHERE run_id = ?1 ORDER BY seq",
                 [run_id],
             )
+        })
+    }
+
+    async fn run_request(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+        self.with_conn(|conn| {
+            let first = query_events(
+                conn,
+                "SELECT seq, kind, body FROM events WHERE run_id = ?1 ORDER BY seq LIMIT 1",
+                [run_id],
+            )?;
+            Ok(common::run_request(first.first()))
         })
     }
 

@@ -60,6 +60,8 @@ pub enum PartitionEffect {
     SetStatus,
     /// The event is logged (a request or delegation) but the status stays.
     LogOnly,
+    /// The partition leaves the latest-status view (it was forgotten).
+    Remove,
 }
 
 /// Whether partition event `status` by graph run `run_id` is valid given the partition's
@@ -155,6 +157,12 @@ pub fn check_partition(
                 invalid("only an AVAILABLE partition can become STALE")
             }
         }
+        P::PartitionForgotten => match cur {
+            Some(P::PartitionRequested | P::PartitionFailed | P::PartitionDelegated) => {
+                Ok(PartitionEffect::Remove)
+            }
+            _ => invalid("only a partition that is not built and not being built can be forgotten"),
+        },
     }
 }
 
@@ -202,6 +210,27 @@ mod tests {
         assert!(check_graph("g", Some(G::GraphSuccess), G::GraphRunning).is_err());
         assert!(check_graph("g", None, G::GraphRunning).is_err());
         assert!(check_graph("g", Some(G::GraphStarted), G::GraphAnalyzed).is_ok());
+    }
+
+    #[test]
+    fn only_unbuilt_unclaimed_partitions_can_be_forgotten() {
+        let forget = |cur: Option<&PartitionRow>| {
+            check_partition("a", cur, P::PartitionForgotten, "", false)
+        };
+        assert_eq!(
+            forget(Some(&row(P::PartitionFailed, "r1"))).unwrap(),
+            PartitionEffect::Remove
+        );
+        assert!(forget(Some(&row(P::PartitionRequested, "r1"))).is_ok());
+        assert!(forget(None).is_err());
+        for s in [
+            P::PartitionScheduled,
+            P::PartitionBuilding,
+            P::PartitionAvailable,
+            P::PartitionStale,
+        ] {
+            assert!(forget(Some(&row(s, "r1"))).is_err(), "{s:?}");
+        }
     }
 
     #[test]

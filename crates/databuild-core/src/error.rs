@@ -21,6 +21,9 @@ pub enum CoreError {
     /// A catalog request.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A partition that cannot be forgotten.
+    #[error(transparent)]
+    Forget(#[from] crate::forget::ForgetError),
     /// A request that cannot join the build in flight.
     #[error("{0}")]
     Delegation(String),

@@ -26,6 +26,19 @@ pub fn graph(
     })
 }
 
+/// GRAPH_FAILED, with why.
+pub fn graph_failed(run_id: &str, label: &str, reason: &str) -> Event {
+    graph_event(GraphEvent {
+        job_graph_run_id: run_id.to_string(),
+        status: JobGraphRunStatus::GraphFailed as i32,
+        label: Some(GraphLabel {
+            label: label.to_string(),
+        }),
+        failure_reason: reason.to_string(),
+        ..Default::default()
+    })
+}
+
 /// GRAPH_STARTED, with what the run was asked for.
 pub fn graph_started(run_id: &str, label: &str, request: GraphRequestEvent) -> Event {
     graph_event(GraphEvent {

@@ -5,6 +5,7 @@
 pub mod catalog;
 mod error;
 pub mod events;
+pub mod forget;
 pub mod graph;
 pub mod planner;
 pub mod protocol;

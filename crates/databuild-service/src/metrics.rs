@@ -239,6 +239,12 @@ impl EventLog for TimedLog {
     async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
         self.inner.run_events(run_id).await
     }
+    async fn run_request(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+        self.inner.run_request(run_id).await
+    }
     async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError> {
         self.inner.job_runs(run_id).await
     }

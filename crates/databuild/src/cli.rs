@@ -74,7 +74,7 @@ pub enum Command {
     },
     /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
     Execute(ExecArgs),
-    /// Partitions: list, show, history, register.
+    /// Partitions: list, show, history, why, invalidate, register, forget.
     #[command(subcommand)]
     Partitions(PartitionsCommand),
     /// Graph runs: list, show.
@@ -278,6 +278,21 @@ pub enum PartitionsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Remove partitions that never had a successful build (e.g. a typo) from the listings.
+    ///
+    /// A PARTITION_FORGOTTEN event records it; the partition's history stays. Refuses a
+    /// ref that was ever AVAILABLE, one being built and an unknown one, and then forgets
+    /// none of them.
+    ///
+    /// Example: databuild partitions forget reviews/daily/date=2025-13-45
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
+    Forget {
+        /// Partition refs.
+        refs: Vec<String>,
+        /// Also forget the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,4 +313,68 @@ pub enum RunsCommand {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     databuild_core::graph::parse_duration(s)
         .ok_or_else(|| format!("invalid duration `{s}`; use e.g. `500ms`, `30s`, `5m`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// README.md's "Command line" section.
+    fn readme_command_line() -> String {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("\n## Command line\n")
+            .expect("README.md has a `## Command line` section");
+        let rest = &readme[start + 1..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        rest[..end].to_string()
+    }
+
+    /// Whether `section` names `parent sub` as `` `parent a|sub|b` `` or `` `parent sub` ``.
+    fn names_subcommand(section: &str, parent: &str, sub: &str) -> bool {
+        let needle = format!("`{parent} ");
+        section.match_indices(&needle).any(|(i, _)| {
+            let after = &section[i + needle.len()..];
+            let words = after.split(['`', ' ']).next().unwrap_or("");
+            words.split('|').any(|w| w == sub)
+        })
+    }
+
+    #[test]
+    fn the_readme_command_line_section_names_every_command() {
+        let section = readme_command_line();
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for cmd in cli.get_subcommands() {
+            let name = cmd.get_name();
+            if !section.contains(&format!("`{name}")) {
+                missing.push(name.to_string());
+            }
+            for sub in cmd.get_subcommands() {
+                if !names_subcommand(&section, name, sub.get_name()) {
+                    missing.push(format!("{name} {}", sub.get_name()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "README.md's `## Command line` section does not name {missing:?}; list them there"
+        );
+    }
+
+    #[test]
+    fn group_help_lists_every_subcommand() {
+        let cli = super::Cli::command();
+        for cmd in cli.get_subcommands().filter(|c| c.has_subcommands()) {
+            let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+            for sub in cmd.get_subcommands() {
+                assert!(
+                    about.contains(sub.get_name()),
+                    "`{} --help` says {about:?}, without `{}`",
+                    cmd.get_name(),
+                    sub.get_name()
+                );
+            }
+        }
+    }
 }

@@ -125,8 +125,9 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 tasks, up_to_date, ..
             } => {
                 say!(
-                    "planned {tasks} jobs; {} requested partitions up to date",
-                    up_to_date.len()
+                    "planned {}; {} up to date",
+                    count(tasks, "job"),
+                    count(up_to_date.len(), "requested partition")
                 )
             }
             Progress::JobStarted {

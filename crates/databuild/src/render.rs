@@ -38,9 +38,9 @@ pub fn graph_text(g: &JobGraph) -> String {
     let label = g.label.as_ref().map(|l| l.label.as_str()).unwrap_or("");
     let _ = writeln!(
         out,
-        "graph `{label}`: {} tasks for {} requested partitions",
-        g.nodes.len(),
-        g.outputs.len()
+        "graph `{label}`: {} for {}",
+        crate::output::count(g.nodes.len(), "task"),
+        crate::output::count(g.outputs.len(), "requested partition")
     );
     for t in &g.nodes {
         let _ = writeln!(out, "{} -> {}", task_label(t), outputs(t).join(" "));
@@ -193,6 +193,9 @@ pub fn event_line(e: &LoggedEvent) -> String {
                     .and_then(|a| a.graph.as_ref())
                     .map(|g| format!(" ({} tasks)", g.nodes.len()))
                     .or_else(|| g.request.as_ref().map(|r| format!(" ({})", request(r))))
+                    .or_else(|| {
+                        (!g.failure_reason.is_empty()).then(|| format!(": {}", g.failure_reason))
+                    })
                     .unwrap_or_default();
                 format!(
                     "#{} {} graph run {} {status}{tasks}",

@@ -163,6 +163,8 @@ pub(super) fn apply<'s, 'a>(st: &'s mut State<'a>, event: Event) -> BoxFut<'s, L
                     seq,
                     updated_micros: ts,
                 });
+            } else if effect == PartitionEffect::Remove {
+                st.remove_partition(&r);
             }
             let clients = match &event {
                 Event::Partition(p) => p.requesting_clients.clone(),

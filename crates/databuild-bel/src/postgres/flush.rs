@@ -20,6 +20,7 @@ impl State<'_> {
     pub async fn flush(&mut self) -> Result<(), BelError> {
         let s_events = self.stmts.get(self.tx, INSERT_EVENTS).await?;
         let s_parts = self.stmts.get(self.tx, UPSERT_PARTITIONS).await?;
+        let s_parts_del = self.stmts.get(self.tx, DELETE_PARTITIONS).await?;
         let s_graphs = self.stmts.get(self.tx, UPSERT_GRAPHS).await?;
         let s_jobs = self.stmts.get(self.tx, UPSERT_JOBS).await?;
         let s_req_del = self.stmts.get(self.tx, DELETE_REQUESTERS).await?;
@@ -42,8 +43,12 @@ impl State<'_> {
             e.body.push(row.body);
         }
         let mut p = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut removed = Vec::new();
         for r in std::mem::take(&mut self.parts_dirty) {
-            let row = self.parts[&r].clone().expect("a written partition row");
+            let Some(row) = self.parts[&r].clone() else {
+                removed.push(r);
+                continue;
+            };
             p.0.push(row.partition_ref);
             p.1.push(row.status as i32);
             p.2.push(row.run_id);
@@ -99,6 +104,9 @@ impl State<'_> {
         }
         if !p.0.is_empty() {
             futs.push(exec(tx, s_parts, vec![&p.0, &p.1, &p.2, &p.3, &p.4, &p.5]));
+        }
+        if !removed.is_empty() {
+            futs.push(exec(tx, s_parts_del, vec![&removed]));
         }
         if !g.0.is_empty() {
             futs.push(exec(tx, s_graphs, vec![&g.0, &g.1, &g.2, &g.3, &g.4, &g.5]));
@@ -210,6 +218,7 @@ const UPSERT_PARTITIONS: &str = "INSERT INTO partitions (ref, status, run_id, jo
      SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::int8[])
      ON CONFLICT (ref) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
        job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts";
+const DELETE_PARTITIONS: &str = "DELETE FROM partitions WHERE ref = ANY($1)";
 const UPSERT_GRAPHS: &str =
     "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int8[], $6::int8[])

@@ -282,6 +282,13 @@ impl crate::EventLog for PostgresEventLog {
         read!(self, |c| read::run_events(&mut c, run_id).await)
     }
 
+    async fn run_request(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+        read!(self, |c| read::run_request(&mut c, run_id).await)
+    }
+
     async fn job_runs(&self, run_id: &str) -> Result<Vec<JobRunRow>, BelError> {
         read!(self, |c| read::job_runs(&mut c, run_id).await)
     }

@@ -264,6 +264,19 @@ pub(super) async fn run_events(c: &mut Conn, run_id: &str) -> Result<Vec<LoggedE
     .await
 }
 
+pub(super) async fn run_request(
+    c: &mut Conn,
+    run_id: &str,
+) -> Result<Option<databuild_proto::GraphRequestEvent>, BelError> {
+    let first = events(
+        c,
+        "SELECT seq, kind, body FROM events WHERE run_id = $1 ORDER BY seq LIMIT 1",
+        &[&run_id],
+    )
+    .await?;
+    Ok(crate::common::run_request(first.first()))
+}
+
 pub(super) async fn job_runs(c: &mut Conn, run_id: &str) -> Result<Vec<JobRunRow>, BelError> {
     let rows = query(
         c,

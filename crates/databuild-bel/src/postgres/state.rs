@@ -199,6 +199,12 @@ impl<'a> State<'a> {
         self.parts.insert(row.partition_ref.clone(), Some(row));
     }
 
+    /// Removes partition `r` from the latest-status view.
+    pub fn remove_partition(&mut self, r: &str) {
+        self.parts_dirty.insert(r.to_string());
+        self.parts.insert(r.to_string(), None);
+    }
+
     /// The derived row of graph run `run_id`.
     pub async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
         if !self.graphs.contains_key(run_id) {

@@ -44,6 +44,7 @@ conformance!(
     views::invalidate_marks_a_partition_and_its_dependents_stale,
     views::partitions_list_by_pattern_and_page_by_key,
     views::recent_job_runs_are_newest_first_by_label,
+    views::a_forgotten_partition_leaves_the_listings_and_keeps_its_events,
     coordination::a_claimed_group_is_delegated_to_the_run_holding_it,
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
     coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,

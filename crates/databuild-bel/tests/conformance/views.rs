@@ -409,3 +409,67 @@ pub async fn invalidate_marks_a_partition_and_its_dependents_stale(b: &Backend) 
     );
     assert_eq!(event_count(bel).await, before);
 }
+
+pub async fn a_forgotten_partition_leaves_the_listings_and_keeps_its_events(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append(vec![
+        graph("r1", JobGraphRunStatus::GraphStarted),
+        partition("typo", PartitionRequested, "r1", 0),
+        partition("typo", PartitionFailed, "r1", 0),
+        graph("r1", JobGraphRunStatus::GraphFailed),
+        partition("ext", PartitionAvailable, "", 0),
+        graph("r2", JobGraphRunStatus::GraphStarted),
+        partition("held", PartitionScheduled, "r2", 0),
+    ])
+    .await
+    .unwrap();
+
+    bel.append(vec![partition("typo", PartitionForgotten, "", 0)])
+        .await
+        .unwrap();
+    assert_eq!(status(bel, "typo").await, None);
+    assert_eq!(
+        listed(bel, PartitionFilter::default()).await,
+        ["ext", "held"]
+    );
+    let counts = bel.status_counts().await.unwrap();
+    assert!(
+        counts
+            .iter()
+            .all(|c| c.status != PartitionFailed && c.status != PartitionForgotten),
+        "{counts:?}"
+    );
+    assert_eq!(
+        summary(&bel.partition_history("typo").await.unwrap()),
+        [
+            ev("typo", PartitionRequested, "r1"),
+            ev("typo", PartitionFailed, "r1"),
+            ev("typo", PartitionForgotten, ""),
+        ]
+    );
+
+    // Only a partition that is neither built nor being built, and has a status.
+    for r in ["ext", "held", "typo", "never"] {
+        assert_rejected(
+            bel,
+            vec![partition(r, PartitionForgotten, "", 0)],
+            "can be forgotten",
+        )
+        .await;
+    }
+
+    // A forgotten ref may be asked for again, and forgotten again in one batch.
+    bel.append(vec![
+        partition("typo", PartitionRequested, "r2", 0),
+        partition("typo", PartitionForgotten, "", 0),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(status(bel, "typo").await, None);
+    bel.append(vec![partition("typo", PartitionRequested, "r2", 0)])
+        .await
+        .unwrap();
+    assert_eq!(status(bel, "typo").await, Some(PartitionRequested));
+}

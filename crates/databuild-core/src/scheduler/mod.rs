@@ -9,9 +9,7 @@ pub mod runner;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use databuild_bel::{EventLog, Owner};
-use databuild_proto::{
-    GraphRequestEvent, JobGraph, JobGraphRunStatus, PartitionManifest, PartitionStatus,
-};
+use databuild_proto::{GraphRequestEvent, JobGraph, PartitionManifest, PartitionStatus};
 
 use crate::{events, graph::Graph, planner, CoreError};
 
@@ -178,7 +176,7 @@ async fn stop_lost_jobs(
     now: i64,
     host: &str,
 ) -> Result<Vec<String>, CoreError> {
-    use JobGraphRunStatus as G;
+    use databuild_proto::JobGraphRunStatus as G;
     let filter = databuild_bel::RunFilter {
         statuses: vec![
             G::GraphStarted,
@@ -233,8 +231,9 @@ pub(crate) struct Begun {
 }
 
 /// Starts a graph run for the distinct refs `requested`: reclaims runs whose owner died,
-/// reads the requested refs' statuses, records GRAPH_STARTED (with what was requested),
-/// the lease, and the requests of the refs that have work to do.
+/// reads the requested refs' statuses, records GRAPH_STARTED (with what was requested)
+/// and the lease. The requests of the refs with work to do are recorded by
+/// [`record_requests`] once the run knows it can build them.
 async fn begin(
     graph: &Graph,
     bel: &dyn EventLog,
@@ -261,10 +260,11 @@ async fn begin(
     }
 }
 
-/// Records GRAPH_STARTED, the lease and the requests of a new graph run. A requested ref
-/// that is already AVAILABLE (without `force`) gets no PARTITION_REQUESTED event: the
-/// run's request only counts them. Each of the others gets one, in transactions of
-/// bounded size.
+fn is_available(s: &Option<PartitionStatus>) -> bool {
+    *s == Some(PartitionStatus::PartitionAvailable)
+}
+
+/// Records GRAPH_STARTED and the lease of a new graph run.
 async fn start_run(
     graph: &Graph,
     bel: &dyn EventLog,
@@ -272,43 +272,60 @@ async fn start_run(
     requested: &[String],
     statuses: &[Option<PartitionStatus>],
 ) -> Result<String, CoreError> {
-    /// Requests recorded per transaction: bounds memory for huge requests.
-    const REQUESTS_PER_APPEND: usize = 10_000;
-    let available = |s: &Option<PartitionStatus>| *s == Some(PartitionStatus::PartitionAvailable);
     let run_id = databuild_bel::new_id();
     let request = GraphRequestEvent {
         requested: requested.len() as i64,
-        already_available: statuses.iter().filter(|s| available(s)).count() as i64,
+        already_available: statuses.iter().filter(|s| is_available(s)).count() as i64,
         client_id: opts.client_id.clone(),
         force: opts.force,
+        first_ref: requested.first().cloned().unwrap_or_default(),
     };
     bel.append(vec![events::graph_started(&run_id, &graph.label, request)])
         .await?;
     bel.heartbeat(&run_id, &owner(), lease_until(opts.lease))
         .await?;
+    Ok(run_id)
+}
+
+/// Records the requests of graph run `run_id` once it has a plan: a requested ref that is
+/// already AVAILABLE (without `force`) gets no PARTITION_REQUESTED event (the run's
+/// request only counts it); each of the others gets one, in transactions of bounded size.
+/// A run that fails before it has a plan (a ref no job produces, a config that rejects a
+/// ref) so leaves no partition behind, only its GRAPH_FAILED with the reason.
+async fn record_requests(
+    graph: &Graph,
+    bel: &dyn EventLog,
+    opts: &BuildOptions,
+    run_id: &str,
+    requested: &[String],
+    statuses: &[Option<PartitionStatus>],
+) -> Result<(), CoreError> {
+    /// Requests recorded per transaction: bounds memory for huge requests.
+    const REQUESTS_PER_APPEND: usize = 10_000;
     let to_request: Vec<&String> = requested
         .iter()
         .zip(statuses)
-        .filter(|(_, s)| opts.force || !available(s))
+        .filter(|(_, s)| opts.force || !is_available(s))
         .map(|(r, _)| r)
         .collect();
     for chunk in to_request.chunks(REQUESTS_PER_APPEND) {
         let requests = chunk
             .iter()
             .map(|r| {
-                let mut e = events::partition(r, PartitionStatus::PartitionRequested, &run_id);
+                let mut e = events::partition(r, PartitionStatus::PartitionRequested, run_id);
                 e.requesting_clients = vec![opts.client_id.clone()];
                 databuild_bel::Event::Partition(e)
             })
             .collect();
         if let Err(e) = bel.append(requests).await {
             // Best effort: the run must not look alive; its lease would end it anyway.
-            let failed = events::graph(&run_id, &graph.label, JobGraphRunStatus::GraphFailed, None);
+            let reason = format!("cannot record the requests: {e}");
+            let failed = events::graph_failed(run_id, &graph.label, &reason);
             let _ = bel.append(vec![failed]).await;
             return Err(e.into());
         }
     }
-    Ok(run_id)
+    Ok(())
 }
 
 fn owner() -> Owner {
@@ -381,7 +398,8 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// Ends a run that failed before executing: requested partitions FAILED, run FAILED.
+/// Ends a run that failed before executing: partitions it requested FAILED, run FAILED
+/// with `reason`.
 async fn abort(
     graph: &Graph,
     bel: &dyn EventLog,
@@ -398,12 +416,7 @@ async fn abort(
             evs.push(databuild_bel::Event::Partition(e));
         }
     }
-    evs.push(events::graph(
-        run_id,
-        &graph.label,
-        JobGraphRunStatus::GraphFailed,
-        None,
-    ));
+    evs.push(events::graph_failed(run_id, &graph.label, reason));
     bel.append(evs).await?;
     Ok(())
 }
@@ -436,10 +449,10 @@ pub async fn build(
             return Err(CoreError::Cancelled(reason.to_string()));
         }
     };
-    drop(statuses);
     let nodes = match analyzed {
         Ok(nodes) => nodes,
         Err(e) => {
+            drop(statuses);
             executor::slurm::cancel_orphans(&begun.orphans).await;
             abort(
                 graph,
@@ -452,6 +465,12 @@ pub async fn build(
             return Err(e.into());
         }
     };
+    if let Err(e) = record_requests(graph, bel.as_ref(), opts, &run_id, &requested, &statuses).await
+    {
+        executor::slurm::cancel_orphans(&begun.orphans).await;
+        return Err(e);
+    }
+    drop(statuses);
     run::execute_run(
         graph, bel, begun, nodes, &requested, opts, progress, signals,
     )
@@ -512,8 +531,15 @@ pub async fn execute(
     let outputs: Vec<String> = job_graph.outputs.into_iter().map(|o| o.str).collect();
     let requested = planner::distinct(&outputs);
     let signals = Signals::new(opts.handle_signals)?;
-    let begun = begin(graph, bel.as_ref(), opts, &requested).await?;
+    let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
+    let statuses = std::mem::take(&mut begun.statuses);
+    if let Err(e) = record_requests(graph, bel.as_ref(), opts, &run_id, &requested, &statuses).await
+    {
+        executor::slurm::cancel_orphans(&begun.orphans).await;
+        return Err(e);
+    }
+    drop(statuses);
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
     progress(Progress::Started {
         run_id: run_id.clone(),

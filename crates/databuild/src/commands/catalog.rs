@@ -1,16 +1,15 @@
-//! `partitions`, `runs`, `events`, `logs`: reading (and registering into) the event log.
+//! `partitions`, `events`, `deps`, `active`, `logs`: reading (and registering into, and
+//! forgetting from) the event log.
 
 use anyhow::{bail, Result};
-use databuild_bel::{Event, PartitionFilter, RunFilter};
+use databuild_bel::{Event, PartitionFilter};
 use databuild_core::{catalog, events, ExitKind};
-use databuild_proto::{
-    JobGraphRunStatus, JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus,
-};
+use databuild_proto::{PartitionManifest, PartitionRef, PartitionStatus};
 
 use crate::{
-    cli::{Cli, Format, PartitionsCommand, RunsCommand},
+    cli::{Cli, Format, PartitionsCommand},
     context,
-    output::{secs, timestamp},
+    output::timestamp,
     render,
 };
 
@@ -24,7 +23,7 @@ fn parse_status(s: &str) -> Result<PartitionStatus> {
     };
     PartitionStatus::from_str_name(&name).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated]"
+            "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated, forgotten]"
         )
     })
 }
@@ -149,6 +148,20 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 println!("  {r}");
             }
         }
+        PartitionsCommand::Forget { refs, from_file } => {
+            let refs = super::refs_and_file(refs, from_file.as_deref())?;
+            let bel = context::bel(cli, None).await?;
+            let client = format!("cli@{}", databuild_core::scheduler::hostname());
+            let forgotten =
+                databuild_core::forget::forget(bel.log.as_ref(), &refs, &client).await?;
+            println!(
+                "forgot {}:",
+                crate::output::count(forgotten.len(), "partition")
+            );
+            for r in forgotten {
+                println!("  {r}");
+            }
+        }
         PartitionsCommand::History { partition_ref } => {
             let bel = context::bel(cli, None).await?;
             let events = bel.log.partition_history(partition_ref).await?;
@@ -236,140 +249,6 @@ fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> 
         }
     }
     Ok(())
-}
-
-pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
-    let bel = context::bel(cli, None).await?;
-    match cmd {
-        RunsCommand::List { limit } => {
-            let runs = bel
-                .log
-                .list_runs(&RunFilter {
-                    limit: *limit,
-                    ..Default::default()
-                })
-                .await?;
-            if cli.json {
-                let v: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "jobGraphRunId": r.run_id,
-                            "label": r.label,
-                            "status": r.status.as_str_name(),
-                            "started": timestamp(r.started_micros),
-                            "updated": timestamp(r.updated_micros),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                for r in &runs {
-                    let took = std::time::Duration::from_micros(
-                        (r.updated_micros - r.started_micros).max(0) as u64,
-                    );
-                    println!(
-                        "{} {} {:<15} {:>8} {}",
-                        r.run_id,
-                        timestamp(r.started_micros),
-                        r.status.as_str_name(),
-                        secs(took),
-                        r.label
-                    );
-                }
-            }
-        }
-        RunsCommand::Show { run_id } => {
-            let Some(run) = bel.log.run(run_id).await? else {
-                bail!("no graph run `{run_id}`; see `databuild runs list`");
-            };
-            let events = bel.log.run_events(run_id).await?;
-            if cli.json {
-                let graph = events.iter().find_map(|e| match &e.event {
-                    Event::Run(r) => r
-                        .graph_event
-                        .as_ref()
-                        .and_then(|g| g.analysis.as_ref())
-                        .and_then(|a| a.graph.clone()),
-                    Event::Partition(_) => None,
-                });
-                let run_events: Vec<&databuild_proto::JobGraphRunEvent> = events
-                    .iter()
-                    .filter_map(|e| match &e.event {
-                        Event::Run(r) => Some(r),
-                        Event::Partition(_) => None,
-                    })
-                    .collect();
-                let doc = databuild_proto::JobGraphRun {
-                    job_graph_run_id: run.run_id.clone(),
-                    graph,
-                    events: run_events.into_iter().cloned().collect(),
-                };
-                println!("{}", databuild_proto::to_json_pretty(&doc));
-                return Ok(ExitKind::Success);
-            }
-            let took = std::time::Duration::from_micros(
-                (run.updated_micros - run.started_micros).max(0) as u64,
-            );
-            println!("graph run  {}", run.run_id);
-            println!("graph      {}", run.label);
-            println!("status     {}", run.status.as_str_name());
-            println!("started    {}", timestamp(run.started_micros));
-            println!("took       {}", secs(took));
-            if let (Some(h), Some(p)) = (&run.host, run.pid) {
-                println!("owner      pid {p} on {h}");
-            }
-            let request = events.iter().find_map(|e| match &e.event {
-                Event::Run(r) => r.graph_event.as_ref().and_then(|g| g.request.as_ref()),
-                Event::Partition(_) => None,
-            });
-            if let Some(r) = request {
-                println!("request    {}", render::request(r));
-            }
-            if run.status != JobGraphRunStatus::GraphSuccess
-                && run.status != JobGraphRunStatus::GraphFailed
-            {
-                println!("(still running)");
-            }
-            let jobs = bel.log.job_runs(run_id).await?;
-            // The cluster job of each job run, from its partition events.
-            let mut cluster_jobs = std::collections::HashMap::new();
-            for e in &events {
-                if let Event::Partition(p) = &e.event {
-                    if let Some(id) = p.storage_metadata.get("slurm_job_id") {
-                        cluster_jobs.insert(p.job_run_id.as_str(), format!(" (slurm job {id})"));
-                    }
-                }
-            }
-            println!("job runs   {}", jobs.len());
-            for j in &jobs {
-                let took = std::time::Duration::from_micros(
-                    (j.updated_micros - j.scheduled_micros).max(0) as u64,
-                );
-                let status = j.status.as_str_name();
-                let mark = if j.status == JobRunStatus::JobSuccess {
-                    ""
-                } else {
-                    " <--"
-                };
-                let cluster = cluster_jobs
-                    .get(j.job_run_id.as_str())
-                    .map_or("", String::as_str);
-                println!(
-                    "  {} {:<12} {:>8} {}{cluster}{mark}",
-                    j.job_run_id,
-                    status,
-                    secs(took),
-                    j.label
-                );
-            }
-            println!("events");
-            for e in &events {
-                println!("  {}", render::event_line(e));
-            }
-        }
-    }
-    Ok(ExitKind::Success)
 }
 
 /// Which events `databuild events` prints.

@@ -3,6 +3,7 @@
 mod build;
 mod catalog;
 mod remote;
+mod runs;
 mod serve;
 
 use std::{io::Read as _, path::Path};
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Lookup { refs } => build::lookup(&cli, refs).await,
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
-        Command::Runs(cmd) => catalog::runs(&cli, cmd).await,
+        Command::Runs(cmd) => runs::runs(&cli, cmd).await,
         Command::Events {
             refs,
             status,
@@ -81,25 +82,33 @@ fn refs_and_file(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String
     let Some(path) = from_file else {
         return Ok(refs.to_vec());
     };
-    let text = if path == Path::new("-") {
-        let mut text = String::new();
+    let (bytes, name) = if path == Path::new("-") {
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("cannot read refs from stdin (`--from-file -`)")?;
-        text
+        (bytes, "stdin".to_string())
     } else {
-        std::fs::read_to_string(path).with_context(|| {
+        let bytes = std::fs::read(path).with_context(|| {
             format!(
                 "cannot read refs from `{}` (`--from-file`); give a readable text file with one partition ref per line",
                 path.display()
             )
-        })?
+        })?;
+        (bytes, format!("`{}`", path.display()))
     };
     let mut all = refs.to_vec();
-    all.extend(
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string),
-    );
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = std::str::from_utf8(line).map_err(|_| {
+            anyhow::anyhow!(
+                "line {} of {name} (`--from-file`) is not valid UTF-8; partition refs are UTF-8 text, one per line",
+                i + 1
+            )
+        })?;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty() {
+            all.push(line.to_string());
+        }
+    }
     Ok(all)
 }

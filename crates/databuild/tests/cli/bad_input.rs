@@ -227,22 +227,52 @@ fn refs_no_job_produces_are_all_listed_in_one_error() {
     );
 }
 
-/// The latest graph run ended GRAPH_FAILED, every one of `refs` is FAILED with a reason
-/// naming the analysis failure, and nothing is left claimed.
+/// The latest graph run ended GRAPH_FAILED with a reason naming the analysis failure, and
+/// none of `refs` got a partition record: a run that fails before it has a plan leaves no
+/// partition behind.
 fn assert_analysis_failed(g: &TestGraph, refs: &[&str]) {
     let runs = g.runs();
     assert_eq!(runs[0].1, "GRAPH_FAILED", "{runs:?}");
     let run_id = runs[0].0.as_str();
+    let show = g.run(&["--json", "runs", "show", run_id]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let run: serde_json::Value = serde_json::from_str(&show.stdout).expect("run json");
+    let reason = run["events"]
+        .as_array()
+        .and_then(|evs| evs.last())
+        .and_then(|e| e["graphEvent"]["failureReason"].as_str())
+        .unwrap_or_default();
+    assert!(reason.starts_with("analysis failed: "), "{run}");
     for r in refs {
-        let show = g.run(&["partitions", "show", "--json", r]);
-        assert_eq!(show.code, 0, "{}", show.stderr);
-        let e: serde_json::Value = serde_json::from_str(&show.stdout).expect("event json");
-        assert_eq!(e["status"], "PARTITION_FAILED", "{r}: {e}");
-        assert_eq!(e["jobGraphRunId"], run_id, "{r}: {e}");
-        let reason = e["failureReason"].as_str().unwrap_or_default();
-        assert!(reason.starts_with("analysis failed: "), "{r}: {reason}");
+        assert_eq!(g.status(r), None, "{r} has a partition record");
+        let history = g.run(&["partitions", "history", r]);
+        assert_ne!(history.code, 0, "{r} has events: {}", history.stdout);
     }
     g.assert_bel_intact();
+}
+
+#[test]
+fn a_typo_in_a_ref_leaves_a_failed_run_with_its_reason_and_no_partition() {
+    let g = good_graph();
+    let out = g.run(&["build", "foo/bar"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_analysis_failed(&g, &["foo/bar"]);
+    let list = g.run(&["partitions", "list"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(!list.stdout.contains("foo/bar"), "{}", list.stdout);
+    let run_id = g.runs()[0].0.clone();
+    let show = g.run(&["runs", "show", &run_id]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    // The owner line names this machine and process.
+    let show: Vec<&str> = show
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("owner "))
+        .collect();
+    insta::assert_snapshot!("typo_runs_show", g.redact(&show.join("\n")));
+    let runs = g.run(&["runs", "list"]);
+    assert_eq!(runs.code, 0, "{}", runs.stderr);
+    insta::assert_snapshot!("typo_runs_list", g.redact(&runs.stdout));
 }
 
 /// Builds `x/1 x/2` with job `a`'s `config` replaced by `body`; checks the run failed in

@@ -136,3 +136,19 @@ fn build_needs_refs_or_a_file() {
     insta::assert_snapshot!("from_file_no_refs", g.redact(&out.stderr));
     assert!(!g.bel_path().exists());
 }
+
+#[test]
+fn refs_file_with_invalid_utf8_names_the_file_and_line() {
+    let g = graph();
+    std::fs::write(g.path().join("refs.txt"), b"part/1\npart/2\npart/\xff3\n").unwrap();
+    let out = g.run(&["build", "--from-file", "refs.txt"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 3 of `refs.txt`"),
+        "{}",
+        out.stderr
+    );
+    insta::assert_snapshot!("from_file_invalid_utf8", g.redact(&out.stderr));
+    assert!(execs(&g).is_empty());
+    assert!(!g.bel_path().exists());
+}

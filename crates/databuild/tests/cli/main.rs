@@ -5,6 +5,7 @@ mod util;
 
 mod architecture;
 mod bad_input;
+mod bel_location;
 mod bench_smoke;
 mod chaos;
 mod coordination;
@@ -13,6 +14,7 @@ mod disk_full;
 mod example;
 mod execution;
 mod flights;
+mod forget;
 mod from_file;
 mod postgres;
 mod preconfigured;

@@ -1,6 +1,6 @@
 //! `databuild serve`: the real server on a loopback port, called over gRPC (tonic
 //! clients), HTTP (a raw HTTP/1.1 client and Server-Sent Events), by the CLI with
-//! `--remote`, and by a Python client generated from the seed proto; remote jobs and
+//! `--remote`, and by a Python client generated from the project's proto; remote jobs and
 //! lookup over gRPC.
 
 mod faults;

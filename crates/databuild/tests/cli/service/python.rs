@@ -1,11 +1,11 @@
-//! A client generated from the seed proto by another toolchain (Python `grpcio-tools`,
-//! set up by `scripts/python-grpc-client.sh`) builds a partition of the example graph and
-//! streams its events.
+//! A client generated from the project's proto (`proto/databuild/v1/databuild.proto`) by
+//! another toolchain (Python `grpcio-tools`, set up by `scripts/python-grpc-client.sh`)
+//! builds a partition of the example graph and streams its events.
 
 use super::{example, Service};
 
 #[test]
-fn a_python_client_generated_from_the_seed_proto_builds_and_streams() {
+fn a_python_client_generated_from_the_project_proto_builds_and_streams() {
     let g = example();
     let svc = Service::start(&g, &[]);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
