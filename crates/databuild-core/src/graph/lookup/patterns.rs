@@ -49,8 +49,40 @@ struct Pattern {
 enum Matcher {
     /// The whole pattern is its prefix: a ref matches if it is the prefix.
     Literal,
-    /// `^(?:pattern)$`, compiled on first use.
-    Regex(OnceLock<Result<Regex, String>>),
+    /// What follows the prefix, `^(?:rest)$`, matched against the rest of the ref;
+    /// compiled on first use and shared by every pattern with the same rest (`a/\d+` and
+    /// `b/\d+` compile `\d+` once).
+    Rest(Arc<Lazy>),
+    /// `^(?:pattern)$`, for a pattern whose rest has an assertion such as `\b` (which
+    /// looks at the prefix) and cannot be matched alone.
+    Whole(Lazy),
+}
+
+/// A regex compiled on first use, or why it could not be.
+#[derive(Debug)]
+struct Lazy {
+    pattern: String,
+    compiled: OnceLock<Result<Regex, String>>,
+}
+
+impl Lazy {
+    fn new(pattern: String) -> Self {
+        Self {
+            pattern,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Result<Regex, String> {
+        self.compiled.get_or_init(|| {
+            Regex::new(&format!("^(?:{})$", self.pattern)).map_err(|e| match e {
+                regex::Error::CompiledTooBig(limit) => {
+                    format!("it compiles to more than the regex size limit of {limit} bytes")
+                }
+                e => last_line(&e.to_string()),
+            })
+        })
+    }
 }
 
 impl PatternLookup {
@@ -58,6 +90,7 @@ impl PatternLookup {
     pub fn new(jobs: &[JobDef]) -> Result<Self, GraphError> {
         let mut patterns = Vec::new();
         let mut by_len: HashMap<usize, ByPrefix> = HashMap::new();
+        let mut rests: HashMap<String, Arc<Lazy>> = HashMap::new();
         for j in jobs {
             for p in &j.produces {
                 let hir = regex_syntax::Parser::new().parse(p).map_err(|e| {
@@ -82,7 +115,18 @@ impl PatternLookup {
                     matcher: if complete {
                         Matcher::Literal
                     } else {
-                        Matcher::Regex(OnceLock::new())
+                        let rest = rest_after_prefix(&hir);
+                        if rest.properties().look_set().is_empty() {
+                            let rest = rest.to_string();
+                            Matcher::Rest(
+                                rests
+                                    .entry(rest.clone())
+                                    .or_insert_with(|| Arc::new(Lazy::new(rest)))
+                                    .clone(),
+                            )
+                        } else {
+                            Matcher::Whole(Lazy::new(p.clone()))
+                        }
                     },
                 });
             }
@@ -154,28 +198,21 @@ impl Index {
 impl Pattern {
     /// Whether `r` (known to start with the prefix) matches the whole pattern.
     fn is_match(&self, r: &str) -> Result<bool, LookupError> {
-        match &self.matcher {
-            Matcher::Literal => Ok(r.len() == self.prefix_len),
-            Matcher::Regex(cell) => {
-                let compiled = cell.get_or_init(|| {
-                    Regex::new(&format!("^(?:{})$", self.source)).map_err(|e| match e {
-                        regex::Error::CompiledTooBig(limit) => {
-                            format!(
-                                "it compiles to more than the regex size limit of {limit} bytes"
-                            )
-                        }
-                        e => last_line(&e.to_string()),
-                    })
-                });
-                match compiled {
-                    Ok(re) => Ok(re.is_match(r)),
-                    Err(message) => Err(LookupError::PatternTooLarge {
-                        job: self.job.clone(),
-                        pattern: self.source.clone(),
-                        message: message.clone(),
-                    }),
-                }
-            }
+        let (lazy, text) = match &self.matcher {
+            Matcher::Literal => return Ok(r.len() == self.prefix_len),
+            Matcher::Rest(lazy) => match r.get(self.prefix_len..) {
+                Some(rest) => (&**lazy, rest),
+                None => return Ok(false),
+            },
+            Matcher::Whole(lazy) => (lazy, r),
+        };
+        match lazy.get() {
+            Ok(re) => Ok(re.is_match(text)),
+            Err(message) => Err(LookupError::PatternTooLarge {
+                job: self.job.clone(),
+                pattern: self.source.clone(),
+                message: message.clone(),
+            }),
         }
     }
 }
@@ -202,6 +239,34 @@ fn literal_prefix(hir: &Hir) -> (Vec<u8>, bool) {
         }
         HirKind::Class(_) | HirKind::Look(_) | HirKind::Repetition(_) | HirKind::Alternation(_) => {
             (Vec::new(), false)
+        }
+    }
+}
+
+/// `hir` without the literal prefix [`literal_prefix`] finds (capture groups around the
+/// prefix are dropped: they do not change what matches).
+fn rest_after_prefix(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Literal(_) => Hir::empty(),
+        HirKind::Capture(cap) => rest_after_prefix(&cap.sub),
+        HirKind::Concat(subs) => {
+            let mut rest = Vec::new();
+            let mut in_prefix = true;
+            for sub in subs {
+                if !in_prefix {
+                    rest.push(sub.clone());
+                    continue;
+                }
+                let (_, complete) = literal_prefix(sub);
+                if !complete {
+                    rest.push(rest_after_prefix(sub));
+                    in_prefix = false;
+                }
+            }
+            Hir::concat(rest)
+        }
+        HirKind::Class(_) | HirKind::Look(_) | HirKind::Repetition(_) | HirKind::Alternation(_) => {
+            hir.clone()
         }
     }
 }

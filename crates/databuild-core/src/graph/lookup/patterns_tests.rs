@@ -128,6 +128,34 @@ fn two_patterns_of_one_job_are_not_ambiguous() {
 }
 
 #[test]
+fn patterns_with_the_same_rest_after_their_prefix_share_one_regex() {
+    let l = lookup(&[
+        job("a", &[r"a/(?P<d>\d+)"]),
+        job("b", &[r"b/(?P<n>\d+)"]),
+        job("c", &[r"c/\w"]),
+    ]);
+    let rest = |i: usize| match &l.index.patterns[i].matcher {
+        Matcher::Rest(lazy) => lazy.clone(),
+        m => panic!("pattern {i} is {m:?}"),
+    };
+    assert!(Arc::ptr_eq(&rest(0), &rest(1)));
+    assert!(!Arc::ptr_eq(&rest(0), &rest(2)));
+    assert_eq!(l.job_for("a/12").unwrap(), Some("a"));
+    assert_eq!(l.job_for("b/12").unwrap(), Some("b"));
+    assert_eq!(l.job_for("b/x").unwrap(), None);
+}
+
+#[test]
+fn an_assertion_after_the_prefix_is_matched_with_the_prefix() {
+    let l = lookup(&[job("word", &[r"ab\b.*"]), job("start", &[r"x/^y"])]);
+    assert!(matches!(l.index.patterns[0].matcher, Matcher::Whole(_)));
+    assert_eq!(l.job_for("ab").unwrap(), Some("word"));
+    assert_eq!(l.job_for("ab/c").unwrap(), Some("word"));
+    assert_eq!(l.job_for("abc").unwrap(), None);
+    assert_eq!(l.job_for("x/y").unwrap(), None);
+}
+
+#[test]
 fn literal_patterns_match_only_themselves() {
     let l = lookup(&[job("all", &["all"]), job("allx", &["all/x"])]);
     assert_eq!(l.job_for("all").unwrap(), Some("all"));
@@ -183,7 +211,7 @@ fn thousands_of_unicode_class_patterns_load_and_answer() {
 fn piece() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
         "a", "b", "ab", "/", r"\.", ".", r"\d", "[ab]", "a*", "(a|b)", "(?i)a", "b?", "x",
-        "(?:ab|a)", "|",
+        "(?:ab|a)", "|", r"\b", "$", "^", "(a/)",
     ])
 }
 
