@@ -14,5 +14,6 @@ mod flights;
 mod from_file;
 mod postgres;
 mod preconfigured;
+mod scale;
 mod service;
 mod slurm;
