@@ -20,5 +20,6 @@ mod postgres;
 mod preconfigured;
 mod processes;
 mod protocol_limits;
+mod scale;
 mod service;
 mod slurm;
