@@ -7,9 +7,11 @@
 //! that directory must be visible to the compute nodes).
 //!
 //! Restart safety: a graph run whose databuild died leaves Slurm jobs behind. The run
-//! that reclaims it finds them ([`find_orphans`]) by the ids recorded in its partition
+//! that reclaims it finds them ([`recover`]) by the ids recorded in its partition
 //! events (and by job name for a job whose id was not recorded yet), adopts a job still
 //! running (or completed) for the same task and configuration, and cancels the rest.
+
+mod recover;
 
 use std::{
     collections::HashMap,
@@ -19,8 +21,7 @@ use std::{
     time::Duration,
 };
 
-use databuild_bel::{Event, EventLog};
-use databuild_proto::{JobConfig, JobRunStatus, PartitionStatus};
+use databuild_bel::EventLog;
 use tokio::{
     io::AsyncWriteExt as _,
     sync::{mpsc, watch, Semaphore},
@@ -495,16 +496,6 @@ impl SlurmExecutor {
     }
 }
 
-/// What Slurm said of a job a lost run left (a [`Leftover`]'s detail).
-#[derive(Debug)]
-struct LeftState(Seen);
-
-fn seen_of(l: &Leftover) -> Seen {
-    l.detail
-        .downcast_ref::<LeftState>()
-        .map_or(Seen::Submitted, |s| s.0.clone())
-}
-
 /// A submitted (or adopted) Slurm job.
 pub(crate) struct SlurmJob {
     id: String,
@@ -575,7 +566,7 @@ impl Executor for SlurmExecutor {
         let slurm = self.slurm();
         if let Some(o) = adopt {
             return Ok(Box::new(SlurmJob {
-                state: slurm.watch(&o.id, seen_of(&o)),
+                state: slurm.watch(&o.id, recover::seen_of(&o)),
                 files: Files::of(&slurm.spool, &o.job_run_id),
                 id: o.id,
                 offsets: [0, 0],
@@ -645,11 +636,11 @@ impl Executor for SlurmExecutor {
         graph: &Graph,
         lost: &[String],
     ) -> Result<Vec<Leftover>, CoreError> {
-        Ok(find_orphans(bel, graph, lost).await?)
+        Ok(recover::find_orphans(bel, graph, lost).await?)
     }
 
     async fn cancel_leftovers(&self, leftovers: Vec<Leftover>) {
-        cancel_orphans(&leftovers).await;
+        recover::cancel_orphans(&leftovers).await;
     }
 }
 
@@ -750,150 +741,6 @@ fn describe(id: &str, state: &str, exit: Option<(i32, i32)>, res: &SlurmResource
         )),
         other => Exit::Failed(format!("slurm job {id} ended in Slurm state {other}")),
     }
-}
-
-/// The Slurm jobs that the lost graph runs `lost` left behind, found by the ids their
-/// partition events record (and, for a job run whose id was not recorded yet, by its
-/// job name), checked against Slurm: those still queued or running, and those that
-/// completed. Slurm being unreachable is logged, not an error: the build goes on.
-async fn find_orphans(
-    bel: &dyn EventLog,
-    graph: &Graph,
-    lost: &[String],
-) -> Result<Vec<Leftover>, databuild_bel::BelError> {
-    struct JobRun {
-        run_id: String,
-        label: String,
-        job_key: String,
-        config: Option<JobConfig>,
-        slurm_id: Option<String>,
-        succeeded: bool,
-    }
-    let mut runs: HashMap<String, JobRun> = HashMap::new();
-    for run_id in lost {
-        for e in bel.run_events(run_id).await? {
-            match e.event {
-                Event::Run(r) => {
-                    let Some(j) = r.job_event else { continue };
-                    let jr = runs.entry(j.job_run_id.clone()).or_insert_with(|| JobRun {
-                        run_id: run_id.clone(),
-                        label: j
-                            .label
-                            .as_ref()
-                            .map(|l| l.label.clone())
-                            .unwrap_or_default(),
-                        job_key: j.job_key.clone(),
-                        config: None,
-                        slurm_id: None,
-                        succeeded: false,
-                    });
-                    if let Some(c) = j.config.and_then(|c| c.config) {
-                        jr.config = Some(c);
-                    }
-                    jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
-                }
-                Event::Partition(p) => {
-                    if p.status != PartitionStatus::PartitionBuilding as i32 {
-                        continue;
-                    }
-                    if let (Some(jr), Some(id)) = (
-                        runs.get_mut(&p.job_run_id),
-                        p.storage_metadata.get("slurm_job_id"),
-                    ) {
-                        jr.slurm_id = Some(id.clone());
-                    }
-                }
-            }
-        }
-    }
-    let is_slurm = |label: &str| {
-        graph
-            .job(label)
-            .is_some_and(|j| matches!(j.executor, JobExecutor::Slurm(_)))
-    };
-    let mut ids = Vec::new();
-    let mut names = Vec::new();
-    for (job_run_id, jr) in &runs {
-        if jr.succeeded {
-            continue;
-        }
-        match &jr.slurm_id {
-            Some(id) => ids.push(id.clone()),
-            None if is_slurm(&jr.label) => names.push(job_name(&jr.label, job_run_id)),
-            None => {}
-        }
-    }
-    if ids.is_empty() && names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut rows = Vec::new();
-    for (ids, names) in [(&ids, &Vec::new()), (&Vec::new(), &names)] {
-        if ids.is_empty() && names.is_empty() {
-            continue;
-        }
-        match squeue(ids, names).await {
-            Ok(r) => rows.extend(r),
-            Err(e) => {
-                tracing::warn!(
-                    lost_runs = ?lost, slurm_jobs = ?ids, error = %e,
-                    "cannot check the Slurm jobs of lost graph runs; they may still be running"
-                );
-            }
-        }
-    }
-    let mut orphans = Vec::new();
-    for (job_run_id, jr) in runs {
-        // The name check also guards against a Slurm job id reused by a new controller.
-        let Some(row) = rows
-            .iter()
-            .find(|r| r.name == job_name(&jr.label, &job_run_id))
-        else {
-            continue;
-        };
-        let seen = row.seen();
-        let completed = matches!(&seen, Seen::Ended { state, .. } if state == "COMPLETED");
-        if seen.is_over() && !completed {
-            continue;
-        }
-        orphans.push(Leftover {
-            executor: NAME,
-            id: row.id.clone(),
-            job_run_id,
-            run_id: jr.run_id,
-            label: jr.label,
-            job_key: jr.job_key,
-            config: jr.config,
-            detail: Arc::new(LeftState(seen)),
-        });
-    }
-    Ok(orphans)
-}
-
-/// Cancels the still active `orphans` and waits (a few seconds at most) until Slurm
-/// reports them ended, so that they no longer write what a new job run is about to build.
-async fn cancel_orphans(orphans: &[Leftover]) {
-    let ids: Vec<String> = orphans
-        .iter()
-        .filter(|o| !seen_of(o).is_over())
-        .map(|o| o.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return;
-    }
-    tracing::info!(slurm_jobs = ?ids, "cancelling the Slurm jobs of lost graph runs");
-    if let Err(e) = scancel(&ids).await {
-        tracing::warn!(slurm_jobs = ?ids, error = %e, "cannot cancel the Slurm jobs of lost graph runs");
-        return;
-    }
-    let deadline = Instant::now() + CANCEL_SLACK * 2;
-    while Instant::now() < deadline {
-        match squeue(&ids, &[]).await {
-            Ok(rows) if rows.iter().all(|r| r.seen().is_over()) => return,
-            Ok(_) => tokio::time::sleep(MIN_POLL).await,
-            Err(_) => return,
-        }
-    }
-    tracing::warn!(slurm_jobs = ?ids, "cancelled Slurm jobs of lost graph runs have not ended yet");
 }
 
 #[cfg(test)]
