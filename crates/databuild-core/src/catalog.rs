@@ -25,7 +25,7 @@ pub enum CatalogError {
 }
 
 fn status_word(s: PartitionStatus) -> &'static str {
-    s.as_str_name().trim_start_matches("PARTITION_")
+    s.short_name()
 }
 
 /// Explains in one line why `partition_ref` is in its state, following upstream causes to

@@ -66,7 +66,7 @@ pub async fn forget(
         ) {
             return Err(ForgetError::Claimed {
                 partition_ref: r.clone(),
-                status: row.status.as_str_name().trim_start_matches("PARTITION_"),
+                status: row.status.short_name(),
                 run_id: row.run_id.clone(),
             }
             .into());

@@ -11,9 +11,11 @@ pub use generated::*;
 
 mod json;
 mod refs;
+mod status;
 mod timestamp;
 pub use json::{from_json, to_json, to_json_pretty, JsonError};
 pub use refs::{validate_ref, RefError, MAX_REF_BYTES};
+pub use status::StatusError;
 pub use timestamp::Timestamp;
 
 /// The encoded `FileDescriptorSet` of `databuild.v1` (for reflection).

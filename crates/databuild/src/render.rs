@@ -267,9 +267,7 @@ fn node_status(g: &databuild_proto::DependencyGraph, r: &str) -> &'static str {
         .iter()
         .find(|n| n.partition_ref.as_ref().is_some_and(|p| p.str == r))
         .and_then(|n| PartitionStatus::try_from(n.status).ok())
-        .map_or("UNKNOWN", |s| {
-            s.as_str_name().trim_start_matches("PARTITION_")
-        })
+        .map_or("UNKNOWN", |s| s.short_name())
 }
 
 fn edge_refs(e: &databuild_proto::DependencyEdge) -> (&str, &str) {

@@ -172,17 +172,8 @@ impl Params {
         self.all("status")
             .iter()
             .map(|s| {
-                let upper = s.to_ascii_uppercase();
-                let name = if upper.starts_with("PARTITION_") {
-                    upper
-                } else {
-                    format!("PARTITION_{upper}")
-                };
-                databuild_proto::PartitionStatus::from_str_name(&name).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated]"
-                    ))
-                })
+                databuild_proto::PartitionStatus::parse_name(s)
+                    .map_err(|e| ApiError::invalid(e.to_string()))
             })
             .collect()
     }

@@ -15,21 +15,11 @@ use crate::{
 
 /// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE`.
 fn parse_status(s: &str) -> Result<PartitionStatus> {
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("PARTITION_") {
-        upper
-    } else {
-        format!("PARTITION_{upper}")
-    };
-    PartitionStatus::from_str_name(&name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown partition status `{s}`; expected one of [requested, scheduled, building, available, failed, stale, delegated, forgotten]"
-        )
-    })
+    Ok(PartitionStatus::parse_name(s)?)
 }
 
 fn status_name(s: PartitionStatus) -> &'static str {
-    s.as_str_name().trim_start_matches("PARTITION_")
+    s.short_name()
 }
 
 pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> {

@@ -1,0 +1,80 @@
+//! Partition status names as people write them: `available`, `AVAILABLE` or
+//! `PARTITION_AVAILABLE`, and the short name shown in listings.
+
+use crate::PartitionStatus;
+
+/// A status name that names no partition status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown partition status `{given}`; expected one of [{}]", PartitionStatus::short_names().join(", "))]
+pub struct StatusError {
+    /// What was given.
+    pub given: String,
+}
+
+impl PartitionStatus {
+    /// Every status, in the proto's order.
+    const ALL: [PartitionStatus; 9] = [
+        PartitionStatus::PartitionRequested,
+        PartitionStatus::PartitionScheduled,
+        PartitionStatus::PartitionBuilding,
+        PartitionStatus::PartitionAvailable,
+        PartitionStatus::PartitionFailed,
+        PartitionStatus::PartitionStale,
+        PartitionStatus::PartitionDelegated,
+        PartitionStatus::PartitionForgotten,
+        PartitionStatus::PartitionUnknown,
+    ];
+
+    /// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE` (any case).
+    pub fn parse_name(s: &str) -> Result<Self, StatusError> {
+        let upper = s.to_ascii_uppercase();
+        let name = if upper.starts_with("PARTITION_") {
+            upper
+        } else {
+            format!("PARTITION_{upper}")
+        };
+        Self::from_str_name(&name)
+            .filter(|s| *s != PartitionStatus::PartitionUnknown)
+            .ok_or_else(|| StatusError {
+                given: s.to_string(),
+            })
+    }
+
+    /// The name without its `PARTITION_` prefix (`AVAILABLE`).
+    pub fn short_name(&self) -> &'static str {
+        self.as_str_name().trim_start_matches("PARTITION_")
+    }
+
+    /// The short names people may give, lowercase (`requested`, ..., `forgotten`).
+    pub fn short_names() -> Vec<String> {
+        Self::ALL
+            .iter()
+            .filter(|s| **s != PartitionStatus::PartitionUnknown)
+            .map(|s| s.short_name().to_ascii_lowercase())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_parses_from_its_short_and_full_names() {
+        for s in PartitionStatus::ALL {
+            if s == PartitionStatus::PartitionUnknown {
+                continue;
+            }
+            assert_eq!(PartitionStatus::parse_name(s.as_str_name()), Ok(s));
+            assert_eq!(
+                PartitionStatus::parse_name(&s.short_name().to_ascii_lowercase()),
+                Ok(s)
+            );
+        }
+        let err = PartitionStatus::parse_name("done").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown partition status `done`; expected one of [requested, scheduled, building, available, failed, stale, delegated, forgotten]"
+        );
+    }
+}
