@@ -386,3 +386,15 @@ pub fn deps_mermaid(g: &databuild_proto::DependencyGraph) -> String {
     }
     out
 }
+
+/// A failure cause in words for a terminal (`timeout`, `owner run lost`); `None` when
+/// unknown.
+pub(crate) fn cause_word(cause: databuild_proto::FailureCause) -> Option<String> {
+    (cause != databuild_proto::FailureCause::Unknown).then(|| {
+        cause
+            .as_str_name()
+            .trim_start_matches("FAILURE_CAUSE_")
+            .to_ascii_lowercase()
+            .replace('_', " ")
+    })
+}

@@ -9,13 +9,16 @@ use std::{process::Stdio, sync::Arc, time::Duration};
 
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
 
-use databuild_proto::JobRunHandle;
+use databuild_proto::{FailureCause, JobRunHandle};
 
 use super::{
     log::{Log, Stream},
     procs, Executor, Exit, Submission,
 };
-use crate::{protocol::describe_exit, scheduler::runner::ExecSpec};
+use crate::{
+    protocol::describe_exit,
+    scheduler::runner::{ExecSpec, Failure},
+};
 
 /// Runs jobs as local processes.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +110,10 @@ impl Executor for Local {
         match status {
             Ok(s) if s.success() => Exit::Success,
             Ok(s) => Exit::ProgramFailed(describe_exit(s)),
-            Err(e) => Exit::Failed(format!("cannot wait for the job: {e}")),
+            Err(e) => Exit::Failed(Failure::new(
+                FailureCause::JobFailed,
+                format!("cannot wait for the job: {e}"),
+            )),
         }
     }
 

@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 
 use self::log::Log;
 pub(crate) use self::log::LogSink;
-use super::runner::{humantime, ExecResult, ExecSpec};
+use super::runner::{humantime, ExecResult, ExecSpec, Failure};
 use crate::graph::{JobDef, JobExecutor};
+use databuild_proto::FailureCause;
 
 /// What a running job tells the event loop before it ends.
 #[derive(Debug)]
@@ -76,7 +77,7 @@ pub(crate) enum Exit {
     /// The program failed (e.g. `exit code 3`): the reason gets the last line of stderr.
     ProgramFailed(String),
     /// Something else ended it (the engine killed it, the engine lost it).
-    Failed(String),
+    Failed(Failure),
 }
 
 /// The shape every executor follows for one job run.
@@ -138,7 +139,7 @@ pub(crate) async fn drive<E: Executor>(
     // job nobody watches. A cancellation that came meanwhile stops the job below.
     let mut job = match exec.submit(&spec, &log).await {
         Ok(job) => job,
-        Err(reason) => return ExecResult::Failed(reason),
+        Err(reason) => return ExecResult::failed(FailureCause::NotStarted, reason),
     };
     if let Some(s) = exec.submission(&job) {
         report(Report::Submitted(s));
@@ -161,11 +162,14 @@ pub(crate) async fn drive<E: Executor>(
     let exit = tokio::select! {
         exit = exec.watch(&mut job, &log) => Some(exit),
         () = timer => {
-            stopped = Some(format!("timed out after {}", humantime(timeout.unwrap_or_default())));
+            stopped = Some(Failure::new(
+                FailureCause::Timeout,
+                format!("timed out after {}", humantime(timeout.unwrap_or_default())),
+            ));
             None
         }
         Ok(()) = &mut cancel => {
-            stopped = Some("cancelled".to_string());
+            stopped = Some(Failure::new(FailureCause::Cancelled, "cancelled"));
             None
         }
     };
@@ -175,13 +179,16 @@ pub(crate) async fn drive<E: Executor>(
     exec.fetch_logs(&mut job, &log).await;
     let last_stderr = log.finish();
     match (stopped, exit) {
-        (Some(reason), _) => ExecResult::Failed(reason),
+        (Some(failure), _) => ExecResult::Failed(failure),
         (None, Some(Exit::Success)) => ExecResult::Success,
-        (None, Some(Exit::ProgramFailed(why))) => ExecResult::Failed(match last_stderr {
-            Some(line) => format!("{why}, stderr ends with {line:?}"),
-            None => why,
-        }),
-        (None, Some(Exit::Failed(why))) => ExecResult::Failed(why),
+        (None, Some(Exit::ProgramFailed(why))) => ExecResult::failed(
+            FailureCause::JobFailed,
+            match last_stderr {
+                Some(line) => format!("{why}, stderr ends with {line:?}"),
+                None => why,
+            },
+        ),
+        (None, Some(Exit::Failed(failure))) => ExecResult::Failed(failure),
         (None, None) => unreachable!("a job either ended or was stopped"),
     }
 }
