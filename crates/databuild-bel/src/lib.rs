@@ -3,6 +3,7 @@
 //! the same transaction. Backends implement [`EventLog`]; [`open`] picks one from a URL.
 
 mod cause;
+mod cluster;
 mod common;
 mod error;
 mod model;
@@ -15,6 +16,7 @@ pub mod transitions;
 use std::{path::Path, sync::Arc, time::Duration};
 
 pub use cause::legacy_cause;
+pub use cluster::{cluster_job, ClusterJob};
 pub use common::owner_lost;
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;

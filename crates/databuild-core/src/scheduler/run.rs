@@ -675,19 +675,25 @@ impl Run<'_> {
     }
 
     /// A cluster engine accepted task `i`'s job run: its outputs are BUILDING, and the
-    /// events record the engine's job id.
+    /// events record the engine's job id (in the job event's handle).
     fn submitted(&mut self, i: usize, job_run_id: &str, submission: &Submission) {
         let t = &self.tasks[i];
         if t.state != State::Running || t.job_run_id != job_run_id {
             return;
         }
-        self.pending.push(t.job_event(
+        let mut e = t.job_event(
             &self.run_id,
             job_run_id,
             JobRunStatus::JobRunning,
             None,
             Some(vec![submission.log_line()]),
-        ));
+        );
+        if let Event::Run(r) = &mut e {
+            if let Some(j) = &mut r.job_event {
+                j.handle = Some(submission.handle());
+            }
+        }
+        self.pending.push(e);
         for o in &t.outputs {
             let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &self.run_id);
             e.job_run_id = job_run_id.to_string();

@@ -42,7 +42,8 @@ pub(crate) struct Submission {
 }
 
 impl Submission {
-    /// The `storage_metadata` entries of the partition events that record it.
+    /// The `storage_metadata` entries of the partition events that record it (read by
+    /// older versions; readers use [`Submission::handle`], see `databuild_bel::cluster_job`).
     pub(crate) fn metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::from([
             ("executor".to_string(), self.executor.to_string()),
@@ -52,6 +53,15 @@ impl Submission {
             m.insert("adopted_from_job_run".into(), from.clone());
         }
         m
+    }
+
+    /// What identifies the job run in the event log (`JobEvent.handle`).
+    pub(crate) fn handle(&self) -> databuild_proto::JobRunHandle {
+        databuild_proto::JobRunHandle {
+            executor: self.executor.to_string(),
+            id: self.id.clone(),
+            ..Default::default()
+        }
     }
 
     /// A line for the job's log in the event log.

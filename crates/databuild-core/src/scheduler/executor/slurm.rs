@@ -20,7 +20,7 @@ use std::{
 };
 
 use databuild_bel::{Event, EventLog};
-use databuild_proto::{FailureCause, JobConfig, JobRunStatus, PartitionStatus};
+use databuild_proto::{FailureCause, JobConfig, JobRunStatus};
 use tokio::{
     io::AsyncWriteExt as _,
     sync::{mpsc, watch, Semaphore},
@@ -741,7 +741,7 @@ fn describe(id: &str, state: &str, exit: Option<(i32, i32)>, res: &SlurmResource
 }
 
 /// The Slurm jobs that the lost graph runs `lost` left behind, found by the ids their
-/// partition events record (and, for a job run whose id was not recorded yet, by its
+/// events record (`databuild_bel::cluster_job`; and, for a job run whose id was not recorded yet, by its
 /// job name), checked against Slurm: those still queued or running, and those that
 /// completed. Slurm being unreachable is logged, not an error: the build goes on.
 pub(crate) async fn find_orphans(
@@ -760,6 +760,9 @@ pub(crate) async fn find_orphans(
     let mut runs: HashMap<String, JobRun> = HashMap::new();
     for run_id in lost {
         for e in bel.run_events(run_id).await? {
+            let slurm_job = databuild_bel::cluster_job(&e.event)
+                .filter(|c| c.executor == "slurm")
+                .map(|c| (c.job_run_id.to_string(), c.id.to_string()));
             match e.event {
                 Event::Run(r) => {
                     let Some(j) = r.job_event else { continue };
@@ -780,16 +783,11 @@ pub(crate) async fn find_orphans(
                     }
                     jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
                 }
-                Event::Partition(p) => {
-                    if p.status != PartitionStatus::PartitionBuilding as i32 {
-                        continue;
-                    }
-                    if let (Some(jr), Some(id)) = (
-                        runs.get_mut(&p.job_run_id),
-                        p.storage_metadata.get("slurm_job_id"),
-                    ) {
-                        jr.slurm_id = Some(id.clone());
-                    }
+                Event::Partition(_) => {}
+            }
+            if let Some((job_run_id, id)) = slurm_job {
+                if let Some(jr) = runs.get_mut(&job_run_id) {
+                    jr.slurm_id = Some(id);
                 }
             }
         }
