@@ -6,6 +6,10 @@
 #   scripts/slurm.sh env     # the same (use: eval "$(scripts/slurm.sh env)")
 #   scripts/slurm.sh stop    # stop the daemons this script started (by their pid files)
 #
+# `start` also recovers a cluster whose daemons were killed (even with -9): a daemon is
+# found by its pid file only if that pid is still the daemon (else by its name), stale pid
+# files and munge's socket do not stop a restart, and a node left down comes back.
+#
 # The cluster's files live in $DATABUILD_SLURM_DIR (default /tmp/databuild-slurm): slurm.conf,
 # state, spool, logs and the job-completion file `sacct -c` reads. The controller listens on
 # port $DATABUILD_SLURM_PORT (default 16817), slurmd on the next port. `start` is
@@ -37,9 +41,37 @@ install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm >/dev/null
 }
 
-# Whether the process in pid file $1 is alive.
+# The pid of the running daemon named $2 (the program's name): the one pid file $1 names
+# if that process is the daemon (not a reused pid), else any process of that name (its pid
+# file lost); nothing if none runs. A zombie does not count.
+daemon_pid() {
+    local file=$1 name=$2 pid d
+    if [[ -f $file ]]; then
+        pid=$(cat "$file" 2>/dev/null || true)
+        if [[ $pid =~ ^[0-9]+$ && $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]] &&
+            ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+            echo "$pid"
+            return 0
+        fi
+    fi
+    for d in /proc/[0-9]*; do
+        if [[ $(cat "$d/comm" 2>/dev/null) == "$name" ]] &&
+            ! grep -q '^State:.*Z' "$d/status" 2>/dev/null; then
+            echo "${d#/proc/}"
+            return 0
+        fi
+    done
+}
+
+# Whether daemon $2 runs; its pid file $1 is rewritten when it named another process.
 alive() {
-    [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+    local pid
+    pid=$(daemon_pid "$1" "$2")
+    if [[ -z $pid ]]; then
+        rm -f "$1"
+        return 1
+    fi
+    [[ -f $1 && $(cat "$1" 2>/dev/null) == "$pid" ]] || echo "$pid" >"$1" 2>/dev/null || true
 }
 
 write_conf() {
@@ -85,7 +117,7 @@ EOF
 }
 
 running() {
-    alive "$MUNGE_PID" && alive "$S/slurmctld.pid" && alive "$S/slurmd.pid"
+    alive "$MUNGE_PID" munged && alive "$S/slurmctld.pid" slurmctld && alive "$S/slurmd.pid" slurmd
 }
 
 start() {
@@ -97,23 +129,33 @@ start() {
     fi
     write_conf
     export SLURM_CONF=$CONF
-    if ! alive "$MUNGE_PID"; then
+    # Any of the daemons may have been killed (even with -9) and left a stale pid file or
+    # socket behind: each one that does not run is started again, with --force where a
+    # leftover would stop it.
+    if ! alive "$MUNGE_PID" munged; then
         mkdir -p /run/munge && chown munge:munge /run/munge
         [[ -f /etc/munge/munge.key ]] || { mungekey --create >/dev/null 2>&1 || create-munge-key -f >/dev/null; }
-        runuser -u munge -- /usr/sbin/munged
+        runuser -u munge -- /usr/sbin/munged --force
         touch "$S/munged.ours"
     fi
-    if alive "$S/slurmctld.pid"; then
+    if alive "$S/slurmctld.pid" slurmctld; then
         [[ -z ${CONF_CHANGED:-} ]] || scontrol reconfigure
     else
         slurmctld -i
     fi
-    alive "$S/slurmd.pid" || slurmd
-    local deadline=$((SECONDS + 30)) state=""
+    alive "$S/slurmd.pid" slurmd || slurmd
+    local deadline=$((SECONDS + 30)) state="" resumed=""
     while :; do
         state=$(sinfo -h -o %t 2>/dev/null || true)
         case $state in
         idle | mix | alloc | comp) break ;;
+        down* | drain* | fail*)
+            # A node that went down with its slurmd comes back once told so.
+            if [[ -z $resumed ]] && alive "$S/slurmd.pid" slurmd; then
+                scontrol update nodename="$(hostname -s)" state=resume 2>/dev/null || true
+                resumed=1
+            fi
+            ;;
         esac
         if ((SECONDS >= deadline)); then
             say "the Slurm node did not come up (state \`$state\`); see $S/log/slurmctld.log and $S/log/slurmd.log"
@@ -125,7 +167,7 @@ start() {
 
 stop_pidfile() {
     local f=$1 name=$2
-    if alive "$f"; then
+    if alive "$f" "$name"; then
         local pid
         pid=$(cat "$f")
         kill "$pid"

@@ -292,6 +292,7 @@ pub fn materialize_inputs(task: &Task) -> impl Iterator<Item = &str> {
 }
 
 /// Finds a cycle among tasks along MATERIALIZE edges; returns it as `a -> b -> a` in refs.
+/// Linear in tasks and inputs: each input is visited once.
 pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<String> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -304,19 +305,25 @@ pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<S
         if mark[start] != Mark::New {
             continue;
         }
-        // Iterative DFS; the stack holds (task, the ref through which we entered it, next input index).
-        let mut stack: Vec<(usize, String, usize)> = vec![(start, first_output(&tasks[start]), 0)];
+        // Iterative DFS; the stack holds (task, the ref through which we entered it, the
+        // position of the next dependency in its config's inputs).
+        let mut stack: Vec<(usize, &str, usize)> = vec![(start, first_output(&tasks[start]), 0)];
         mark[start] = Mark::Active;
         while let Some(top) = stack.last_mut() {
-            let (t, _, i) = (top.0, top.1.clone(), top.2);
-            let inputs: Vec<&str> = materialize_inputs(&tasks[t]).collect();
-            if i >= inputs.len() {
+            let t = top.0;
+            let deps = tasks[t].config.as_ref().map_or(&[][..], |c| &c.inputs[..]);
+            let Some(d) = deps.get(top.2) else {
                 mark[t] = Mark::Done;
                 stack.pop();
                 continue;
-            }
+            };
             top.2 += 1;
-            let input = inputs[i];
+            if d.dep_type != DepType::Materialize as i32 {
+                continue;
+            }
+            let Some(input) = d.partition_ref.as_ref().map(|r| r.str.as_str()) else {
+                continue;
+            };
             let Some(&p) = producer.get(input) else {
                 continue;
             };
@@ -324,17 +331,16 @@ pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<S
                 Mark::Done => {}
                 Mark::New => {
                     mark[p] = Mark::Active;
-                    stack.push((p, input.to_string(), 0));
+                    stack.push((p, input, 0));
                 }
                 Mark::Active => {
                     let pos = stack
                         .iter()
                         .position(|s| s.0 == p)
                         .expect("active task is on the stack");
-                    let mut refs: Vec<String> =
-                        stack[pos + 1..].iter().map(|s| s.1.clone()).collect();
-                    refs.insert(0, input.to_string());
-                    refs.push(input.to_string());
+                    let mut refs: Vec<&str> = vec![input];
+                    refs.extend(stack[pos + 1..].iter().map(|s| s.1));
+                    refs.push(input);
                     return Some(refs.join(" -> "));
                 }
             }
@@ -343,10 +349,9 @@ pub fn find_cycle(tasks: &[Task], producer: &HashMap<String, usize>) -> Option<S
     None
 }
 
-fn first_output(task: &Task) -> String {
+fn first_output(task: &Task) -> &str {
     task.config
         .as_ref()
         .and_then(|c| c.outputs.first())
-        .map(|o| o.str.clone())
-        .unwrap_or_default()
+        .map_or("", |o| o.str.as_str())
 }

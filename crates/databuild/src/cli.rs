@@ -67,10 +67,15 @@ pub enum Command {
         force: bool,
     },
     /// Show which job produces each partition ref.
+    ///
+    /// Example: databuild lookup --from-file refs.txt
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Lookup {
         /// Partition refs.
-        #[arg(required = true)]
         refs: Vec<String>,
+        /// Also look up the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
     },
     /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
     Execute(ExecArgs),

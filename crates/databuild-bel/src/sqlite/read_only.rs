@@ -6,7 +6,6 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::schema::SCHEMA_VERSION;
 use crate::BelError;
 
 /// Whether `e` says the log could not be opened for writing.
@@ -62,18 +61,6 @@ pub(super) fn open(path: &Path) -> Result<Connection, BelError> {
         .map_err(|_| BelError::ForeignDatabase {
             path: path.to_path_buf(),
         })?;
-    let found: i64 =
-        found
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| BelError::ForeignDatabase {
-                path: path.to_path_buf(),
-            })?;
-    if found > SCHEMA_VERSION {
-        return Err(BelError::NewerSchema {
-            path: path.to_path_buf(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
+    super::schema::check_version(found, path)?;
     Ok(conn)
 }

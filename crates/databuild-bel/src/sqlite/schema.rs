@@ -167,6 +167,14 @@ pub(crate) fn migrate(
             |r| r.get(0),
         )
         .optional()?;
+    check_version(found, path)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Checks the `schema_version` a log records: refused if missing (not a databuild log)
+/// or newer than this build reads.
+pub(super) fn check_version(found: Option<String>, path: &Path) -> Result<(), BelError> {
     let found: i64 =
         found
             .and_then(|v| v.parse().ok())
@@ -180,6 +188,5 @@ pub(crate) fn migrate(
             supported: SCHEMA_VERSION,
         });
     }
-    tx.commit()?;
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! Lookup: which job produces each partition ref, by `produces` patterns (no process
 //! spawned) or by an external `GraphLookup` program.
 
-use std::collections::BTreeMap;
+mod patterns;
 
-use regex::RegexSet;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{file::GraphError, Graph, JobDef, Lookup};
+pub use patterns::PatternLookup;
+
+use super::{Graph, Lookup};
 use crate::protocol;
 
 /// The refs grouped by the job that produces them, and the refs no job produces.
@@ -29,79 +31,16 @@ pub enum LookupError {
         second: String,
         second_pattern: String,
     },
+    /// A job's pattern that parses but cannot be compiled (compiled on first use).
+    #[error("job `{job}`: `produces` pattern `{pattern}` cannot be used: {message}; make it smaller: fewer or shorter repetitions, and ASCII classes such as `[0-9]` for `\\d` or `[A-Za-z0-9_]` for `\\w` (the Unicode ones are large)")]
+    PatternTooLarge {
+        job: String,
+        pattern: String,
+        message: String,
+    },
     /// The lookup program failed or answered badly.
     #[error(transparent)]
     Program(#[from] protocol::ProtocolError),
-}
-
-/// All jobs' `produces` patterns compiled into one anchored set.
-#[derive(Debug, Clone)]
-pub struct PatternLookup {
-    set: RegexSet,
-    /// For each pattern in `set`: (job label, pattern as written).
-    owners: Vec<(String, String)>,
-}
-
-impl PatternLookup {
-    /// Compiles every job's patterns, anchored at both ends.
-    pub fn new(jobs: &[JobDef]) -> Result<Self, GraphError> {
-        let mut anchored = Vec::new();
-        let mut owners = Vec::new();
-        for j in jobs {
-            for p in &j.produces {
-                regex::Regex::new(p).map_err(|e| GraphError::InvalidPattern {
-                    job: j.label.clone(),
-                    pattern: p.clone(),
-                    message: e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .trim_start_matches("error: ")
-                        .to_string(),
-                })?;
-                anchored.push(format!("^(?:{p})$"));
-                owners.push((j.label.clone(), p.clone()));
-            }
-        }
-        let set = RegexSet::new(&anchored).map_err(|e| GraphError::InvalidPattern {
-            job: "(all)".into(),
-            pattern: String::new(),
-            message: e.to_string(),
-        })?;
-        Ok(Self { set, owners })
-    }
-
-    /// The job producing `r`, if any; an error if several jobs match.
-    pub fn job_for(&self, r: &str) -> Result<Option<&str>, LookupError> {
-        let mut matches = self.set.matches(r).into_iter();
-        let Some(first) = matches.next() else {
-            return Ok(None);
-        };
-        let first_owner = &self.owners[first];
-        for other in matches {
-            let o = &self.owners[other];
-            if o.0 != first_owner.0 {
-                return Err(LookupError::Ambiguous {
-                    partition_ref: r.to_string(),
-                    first: first_owner.0.clone(),
-                    first_pattern: first_owner.1.clone(),
-                    second: o.0.clone(),
-                    second_pattern: o.1.clone(),
-                });
-            }
-        }
-        Ok(Some(&first_owner.0))
-    }
-
-    /// Whether any of `job`'s patterns match `r`.
-    pub fn job_matches(&self, job: &str, r: &str) -> bool {
-        self.set
-            .matches(r)
-            .into_iter()
-            .any(|i| self.owners[i].0 == job)
-    }
 }
 
 impl Graph {
@@ -141,7 +80,8 @@ impl Graph {
         resp: databuild_proto::GraphLookupResponse,
     ) -> Result<LookupResult, LookupError> {
         let mut result = LookupResult::default();
-        let mut claimed: BTreeMap<&str, String> = BTreeMap::new();
+        let asked: HashMap<&str, &String> = refs.iter().map(|r| (r.as_str(), r)).collect();
+        let mut claimed: HashMap<&str, String> = HashMap::new();
         for task_ref in resp.task_refs {
             let label = task_ref.job.map(|j| j.label).unwrap_or_default();
             if self.job(&label).is_none() {
@@ -152,8 +92,8 @@ impl Graph {
                 .into());
             }
             for out in task_ref.outputs {
-                if let Some(r) = refs.iter().find(|r| **r == out.str) {
-                    if let Some(prev) = claimed.insert(r, label.clone()) {
+                if let Some(&r) = asked.get(out.str.as_str()) {
+                    if let Some(prev) = claimed.insert(r.as_str(), label.clone()) {
                         return Err(LookupError::Ambiguous {
                             partition_ref: r.clone(),
                             first: prev,

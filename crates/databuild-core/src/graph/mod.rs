@@ -42,7 +42,7 @@ pub struct JobDef {
 /// How refs are mapped to jobs.
 #[derive(Debug, Clone)]
 pub enum Lookup {
-    /// The jobs' `produces` patterns, one compiled set over all of them.
+    /// The jobs' `produces` patterns, indexed by literal prefix.
     Patterns(lookup::PatternLookup),
     /// An external program answering `GraphLookup` in JSON.
     Program(Vec<String>),

@@ -142,42 +142,34 @@ pub(crate) fn now_micros() -> i64 {
     databuild_proto::timestamp_micros(&databuild_proto::now())
 }
 
-/// Fails the claims of graph runs whose owner died; returns the Slurm jobs they left
-/// behind (to adopt or cancel). A lost run of this host is reclaimed only once the local
-/// job processes it left are gone. Lost runs are only searched for Slurm jobs when the
-/// graph has Slurm jobs.
+/// Fails the claims of graph runs whose owner died; returns the jobs they left on the
+/// engines the graph uses (to adopt or cancel). A lost run of this host is reclaimed only
+/// once every executor stopped what it left on this machine.
 pub(crate) async fn reclaim_lost(
     graph: &Graph,
     bel: &dyn EventLog,
-) -> Result<Vec<executor::slurm::Orphan>, CoreError> {
+    executors: &executor::Executors,
+) -> Result<Vec<executor::Leftover>, CoreError> {
     let (now, host) = (now_micros(), hostname());
-    let cleared = stop_lost_jobs(bel, now, &host).await?;
+    let cleared = lost_here(bel, now, &host).await?;
+    let cleared = if cleared.is_empty() || executors.stop_lost(bel, &cleared).await? {
+        cleared
+    } else {
+        Vec::new()
+    };
     let lost = bel.reclaim_lost_runs(now, &host, &cleared).await?;
     for l in &lost {
         tracing::warn!(run_id = %l.run_id, partitions = l.partitions.len(), "reclaimed the claims of a lost graph run");
     }
-    let uses_slurm = graph
-        .jobs
-        .iter()
-        .any(|j| matches!(j.executor, crate::graph::JobExecutor::Slurm(_)));
-    if lost.is_empty() || !uses_slurm {
+    if lost.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = lost.into_iter().map(|l| l.run_id).collect();
-    Ok(executor::slurm::find_orphans(bel, graph, &ids).await?)
+    executors.recover(bel, graph, &ids).await
 }
 
-/// How long the job processes of a lost run get to disappear after SIGKILL.
-const STOP_LOST_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Kills the local job processes that lost graph runs of this host left running and
-/// waits until they are gone. Returns the runs whose processes are all gone; a run whose
-/// processes outlive [`STOP_LOST_DEADLINE`] keeps its claims.
-async fn stop_lost_jobs(
-    bel: &dyn EventLog,
-    now: i64,
-    host: &str,
-) -> Result<Vec<String>, CoreError> {
+/// The unfinished graph runs owned by this host whose owner is lost.
+async fn lost_here(bel: &dyn EventLog, now: i64, host: &str) -> Result<Vec<String>, CoreError> {
     use databuild_proto::JobGraphRunStatus as G;
     let filter = databuild_bel::RunFilter {
         statuses: vec![
@@ -188,7 +180,7 @@ async fn stop_lost_jobs(
         ],
         ..Default::default()
     };
-    let lost: Vec<String> = bel
+    Ok(bel
         .list_runs(&filter)
         .await?
         .into_iter()
@@ -197,28 +189,14 @@ async fn stop_lost_jobs(
             databuild_bel::owner_lost(now, host, r.host.as_deref(), r.pid, r.lease_until_micros)
         })
         .map(|r| r.run_id)
-        .collect();
-    if lost.is_empty() {
-        return Ok(lost);
-    }
-    let mut handles = Vec::new();
-    for run_id in &lost {
-        for e in bel.run_events(run_id).await? {
-            if let databuild_bel::Event::Run(r) = e.event {
-                handles.extend(r.job_event.and_then(|j| j.handle));
-            }
-        }
-    }
-    match executor::procs::stop_lost(&lost, &handles, host, STOP_LOST_DEADLINE).await {
-        Ok(0) => Ok(lost),
-        Ok(killed) => {
-            tracing::warn!(runs = ?lost, killed, "killed the job processes of lost graph runs");
-            Ok(lost)
-        }
-        Err(alive) => {
-            tracing::error!(runs = ?lost, pids = ?alive, "job processes of lost graph runs survive SIGKILL; their partitions stay claimed");
-            Ok(Vec::new())
-        }
+        .collect())
+}
+
+impl Begun {
+    /// Cancels the jobs lost runs left (the run ends before it could adopt them).
+    async fn cancel_leftovers(&mut self) {
+        let leftovers = std::mem::take(&mut self.leftovers);
+        self.executors.cancel_leftovers(leftovers).await;
     }
 }
 
@@ -226,8 +204,10 @@ async fn stop_lost_jobs(
 pub(crate) struct Begun {
     /// Its id.
     run_id: String,
-    /// The Slurm jobs that lost runs left behind, to adopt or cancel.
-    orphans: Vec<executor::slurm::Orphan>,
+    /// The run's executors.
+    executors: executor::Executors,
+    /// The jobs that lost runs left behind, to adopt or cancel.
+    leftovers: Vec<executor::Leftover>,
     /// The latest status of each requested ref when the run started, in request order.
     statuses: Vec<Option<PartitionStatus>>,
 }
@@ -242,7 +222,8 @@ async fn begin(
     opts: &BuildOptions,
     requested: &[String],
 ) -> Result<Begun, CoreError> {
-    let orphans = reclaim_lost(graph, bel).await?;
+    let executors = executor::Executors::new(graph, opts.log_dir.clone());
+    let leftovers = reclaim_lost(graph, bel, &executors).await?;
     let started = match bel.statuses(requested).await {
         Ok(statuses) => start_run(graph, bel, opts, requested, &statuses)
             .await
@@ -252,11 +233,12 @@ async fn begin(
     match started {
         Ok((run_id, statuses)) => Ok(Begun {
             run_id,
-            orphans,
+            executors,
+            leftovers,
             statuses,
         }),
         Err(e) => {
-            executor::slurm::cancel_orphans(&orphans).await;
+            executors.cancel_leftovers(leftovers).await;
             Err(e)
         }
     }
@@ -444,7 +426,7 @@ pub async fn build(
     let analyzed = tokio::select! {
         r = planner::plan(graph, bel.as_ref(), &requested, &statuses, opts.force) => r,
         reason = signals.recv() => {
-            executor::slurm::cancel_orphans(&begun.orphans).await;
+            begun.cancel_leftovers().await;
             let failure = runner::Failure::new(FailureCause::Cancelled, reason);
             abort(graph, bel.as_ref(), &run_id, &requested, failure).await?;
             return Err(CoreError::Cancelled(reason.to_string()));
@@ -454,7 +436,7 @@ pub async fn build(
         Ok(nodes) => nodes,
         Err(e) => {
             drop(statuses);
-            executor::slurm::cancel_orphans(&begun.orphans).await;
+            begun.cancel_leftovers().await;
             abort(
                 graph,
                 bel.as_ref(),
@@ -471,7 +453,7 @@ pub async fn build(
     };
     if let Err(e) = record_requests(graph, bel.as_ref(), opts, &run_id, &requested, &statuses).await
     {
-        executor::slurm::cancel_orphans(&begun.orphans).await;
+        begun.cancel_leftovers().await;
         return Err(e);
     }
     drop(statuses);
@@ -540,7 +522,7 @@ pub async fn execute(
     let statuses = std::mem::take(&mut begun.statuses);
     if let Err(e) = record_requests(graph, bel.as_ref(), opts, &run_id, &requested, &statuses).await
     {
-        executor::slurm::cancel_orphans(&begun.orphans).await;
+        begun.cancel_leftovers().await;
         return Err(e);
     }
     drop(statuses);

@@ -15,18 +15,11 @@ use databuild_proto::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    executor::{
-        slurm::{self, Orphan},
-        Executors, Report, Submission,
-    },
-    runner::{self, ExecResult, ExecSpec, Failure},
+    executor::{self, Executors, Leftover, Report, Submission},
+    runner::{ExecResult, ExecSpec, Failure},
     Begun, BuildOptions, Progress, ProgressFn, RunOutcome, Signals,
 };
-use crate::{
-    events,
-    graph::{Graph, JobExecutor},
-    job_key, CoreError,
-};
+use crate::{events, graph::Graph, job_key, CoreError};
 
 mod delegation;
 
@@ -151,8 +144,8 @@ struct Run<'a> {
     /// What stopped the run after it began running jobs (the event log could not be
     /// written): its jobs are stopped and the error is returned once they are gone.
     failure: Option<CoreError>,
-    /// Slurm jobs of lost graph runs to adopt, by job key.
-    orphans: HashMap<String, Orphan>,
+    /// Jobs of lost graph runs to adopt, by job key.
+    orphans: HashMap<String, Leftover>,
 }
 
 /// Claims the outputs of the planned tasks `nodes` and runs them to the end; `requested`
@@ -169,7 +162,10 @@ pub(super) async fn execute_run(
     mut signals: Signals,
 ) -> Result<RunOutcome, CoreError> {
     let Begun {
-        run_id, orphans, ..
+        run_id,
+        executors,
+        leftovers: orphans,
+        ..
     } = begun;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut run = Run {
@@ -198,7 +194,7 @@ pub(super) async fn execute_run(
             run_id: run_id.clone(),
             ..Default::default()
         },
-        executors: Executors::new(opts.log_dir.clone()),
+        executors,
         launches: std::sync::Mutex::new(Vec::new()),
         failure: None,
         orphans: HashMap::new(),
@@ -233,7 +229,7 @@ pub(super) async fn execute_run(
     run.flush().await?;
     let all: Vec<usize> = (0..run.tasks.len()).collect();
     if let Err(e) = run.claim(all).await {
-        slurm::cancel_orphans(&orphans).await;
+        run.executors.cancel_leftovers(orphans).await;
         bel.append(vec![events::graph(
             &run_id,
             &graph.label,
@@ -509,7 +505,8 @@ impl Run<'_> {
         ));
         // On a cluster, the outputs are BUILDING once the engine accepted the job (the
         // events then record its id).
-        if job.executor == JobExecutor::Local {
+        let executor = self.executors.of(job);
+        if !executor.queues() {
             for o in &t.outputs {
                 let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &run_id);
                 e.job_run_id = t.job_run_id.clone();
@@ -545,16 +542,10 @@ impl Run<'_> {
             log_cap_bytes: self.opts.log_cap_bytes,
             max_bel_lines: self.opts.max_bel_log_lines,
             kill_leftovers: job.kill_leftovers,
+            outputs: t.outputs.clone(),
+            config: t.config.clone(),
+            graph_run_id: self.run_id.clone(),
         };
-        let remote = job.remote_endpoint().map(|endpoint| {
-            let exec = crate::remote::RemoteExec {
-                outputs: t.outputs.clone(),
-                config: t.config.clone(),
-                job_run_id: t.job_run_id.clone(),
-                graph_run_id: self.run_id.clone(),
-            };
-            (self.graph.remote.clone(), endpoint.to_string(), exec)
-        });
         let (cancel_tx, cancel_rx) = oneshot::channel();
         t.cancel = Some(cancel_tx);
         let tx = self.tx.clone();
@@ -568,11 +559,11 @@ impl Run<'_> {
         self.running += 1;
         self.running_per_job[t.job] += 1;
         self.outcome.job_runs += 1;
-        let adopt = match job.executor {
-            JobExecutor::Slurm(_) => self.orphans.remove(&t.key),
-            JobExecutor::Local => None,
-        };
-        let chosen = self.executors.choose(job, adopt);
+        let adopt = self
+            .orphans
+            .remove(&t.key)
+            .filter(|o| o.executor == executor.name());
+        let job_def = job.clone();
         let launched_id = job_run_id.clone();
         self.launches.get_mut().expect("launches").push((
             i,
@@ -599,12 +590,15 @@ impl Run<'_> {
                         },
                     });
                 };
-                let result = match (remote, chosen) {
-                    (Some((client, endpoint, exec)), _) => {
-                        runner::run_remote(client, endpoint, exec, spec.timeout, cancel_rx).await
-                    }
-                    (None, chosen) => chosen.run(spec, cancel_rx, Arc::new(report)).await,
-                };
+                let result = executor::drive(
+                    executor.as_ref(),
+                    &job_def,
+                    adopt,
+                    spec,
+                    cancel_rx,
+                    Arc::new(report),
+                )
+                .await;
                 let _ = tx.send(Msg::Exited {
                     task: i,
                     job_run_id,
@@ -703,10 +697,10 @@ impl Run<'_> {
         }
     }
 
-    /// Keeps the Slurm jobs of lost runs that this run can adopt — same task, same
-    /// configuration, still a Slurm job, claimed by this run and not yet started — and
-    /// cancels the others.
-    async fn take_orphans(&mut self, orphans: Vec<Orphan>) {
+    /// Keeps the jobs of lost runs that this run can adopt — same task, same
+    /// configuration, still on the same executor, claimed by this run and not yet
+    /// started — and cancels the others.
+    async fn take_orphans(&mut self, orphans: Vec<Leftover>) {
         if orphans.is_empty() {
             return;
         }
@@ -724,7 +718,7 @@ impl Run<'_> {
                 matches!(t.state, State::Waiting | State::Ready)
                     && !t.forced
                     && o.config.as_ref() == Some(&t.config)
-                    && matches!(self.graph.jobs[t.job].executor, JobExecutor::Slurm(_))
+                    && self.executors.of(&self.graph.jobs[t.job]).name() == o.executor
             });
             if fits && !self.orphans.contains_key(&o.job_key) {
                 adopt.push(o);
@@ -732,9 +726,9 @@ impl Run<'_> {
                 cancel.push(o);
             }
         }
-        slurm::cancel_orphans(&cancel).await;
+        self.executors.cancel_leftovers(cancel).await;
         for o in adopt {
-            tracing::info!(slurm_job = %o.id, label = %o.label, lost_run = %o.run_id, "adopting a Slurm job of a lost graph run");
+            tracing::info!(executor = o.executor, job = %o.id, label = %o.label, lost_run = %o.run_id, "adopting a job of a lost graph run");
             self.orphans.insert(o.job_key.clone(), o);
         }
     }
@@ -1102,8 +1096,8 @@ impl Run<'_> {
             });
         }
         recorded?;
-        let unadopted: Vec<Orphan> = self.orphans.drain().map(|(_, o)| o).collect();
-        slurm::cancel_orphans(&unadopted).await;
+        let unadopted: Vec<Leftover> = self.orphans.drain().map(|(_, o)| o).collect();
+        self.executors.cancel_leftovers(unadopted).await;
         self.outcome.success = success;
         self.outcome.cancelled = self.cancelled.is_some();
         Ok(self.outcome)

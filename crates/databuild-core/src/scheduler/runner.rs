@@ -36,6 +36,12 @@ pub struct ExecSpec {
     pub max_bel_lines: usize,
     /// Kill the rest of a local job's process group once the job exited.
     pub kill_leftovers: bool,
+    /// The partitions to build.
+    pub outputs: Vec<String>,
+    /// The task's configuration.
+    pub config: databuild_proto::JobConfig,
+    /// The graph run.
+    pub graph_run_id: String,
 }
 
 /// How an execution ended.

@@ -31,7 +31,9 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             let refs = refs_and_file(refs, from_file.as_deref())?;
             build::analyze(&cli, &refs, *format, *force).await
         }
-        Command::Lookup { refs } => build::lookup(&cli, refs).await,
+        Command::Lookup { refs, from_file } => {
+            build::lookup(&cli, &refs_and_file(refs, from_file.as_deref())?).await
+        }
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
         Command::Runs(cmd) => runs::runs(&cli, cmd).await,

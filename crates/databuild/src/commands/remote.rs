@@ -60,9 +60,15 @@ pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
             }
             ExitKind::Success
         }
-        Command::Lookup { refs: r } => {
+        Command::Lookup { refs: r, from_file } => {
+            let all = super::refs_and_file(r, from_file.as_deref())?;
             let resp: GraphLookupResponse = client
-                .post("/api/v1/lookup", &GraphLookupRequest { outputs: refs(r) })
+                .post(
+                    "/api/v1/lookup",
+                    &GraphLookupRequest {
+                        outputs: refs(&all),
+                    },
+                )
                 .await?;
             if cli.json {
                 println!("{}", databuild_proto::to_json_pretty(&resp));
@@ -75,7 +81,7 @@ pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
                         println!("{}\t{label}", o.str);
                     }
                 }
-                for x in r.iter().filter(|x| !found.contains(*x)) {
+                for x in all.iter().filter(|x| !found.contains(*x)) {
                     println!("{x}\t(external: no job produces it)");
                 }
             }

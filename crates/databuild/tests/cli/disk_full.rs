@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{redact, TestGraph};
+use crate::util::{jobs_graph, redact, ref_job, TestGraph};
 
 /// A small tmpfs mounted at a directory until dropped (needs root, as the test script
 /// runs; says so otherwise).
@@ -37,59 +37,33 @@ impl Drop for Tmpfs {
 }
 
 /// `fill` fills the disk of the event log once `slow` runs (or at once without it);
-/// `slow` frees the space when it is stopped.
+/// `slow` frees the space when it is stopped; `ok` prints a line.
 fn graph() -> TestGraph {
-    let g = TestGraph::new(
-        r#"[graph]
-label = "disk"
-
-[[jobs]]
-label = "fill"
-entrypoint = ["jobs/fill"]
-produces = ['fill/\d+']
-
-[[jobs]]
-label = "slow"
-entrypoint = ["jobs/slow"]
-produces = ['slow/\d+']
-
-[[jobs]]
-label = "ok"
-entrypoint = ["jobs/ok"]
-produces = ['ok/\d+']
-"#,
-    );
-    let config = r#"if [ "$1" = config ]; then
-  shift
-  printf '{"configs": ['
-  sep=
-  for r in "$@"; do printf '%s{"outputs": [{"str": "%s"}]}' "$sep" "$r"; sep=,; done
-  printf ']}\n'
-  exit 0
-fi"#;
-    g.script(
+    let g = TestGraph::new(&jobs_graph(
+        "disk",
+        &[("fill", ""), ("slow", ""), ("ok", "")],
+    ));
+    ref_job(
+        &g,
         "fill",
-        &format!(
-            r#"{config}
-echo "filling the disk"
-if [ -n "${{WAIT_FOR_SLOW:-}}" ]; then
+        "",
+        r#"echo "filling the disk"
+if [ -n "${WAIT_FOR_SLOW:-}" ]; then
   while [ ! -e slow-started ]; do sleep 0.02; done
 fi
-cat /dev/zero > .databuild/filler 2>/dev/null || true"#
-        ),
+cat /dev/zero > .databuild/filler 2>/dev/null || true"#,
     );
-    g.script(
+    ref_job(
+        &g,
         "slow",
-        &format!(
-            r#"{config}
-trap 'rm -f .databuild/filler; exit 1' TERM
+        "",
+        r#"trap 'rm -f .databuild/filler; exit 1' TERM
 echo "slow started"
 touch slow-started
 sleep 1000 &
-wait $!"#
-        ),
+wait $!"#,
     );
-    g.script("ok", &format!("{config}\necho hello from ok"));
+    ref_job(&g, "ok", "", "echo hello from ok");
     g
 }
 

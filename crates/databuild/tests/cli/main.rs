@@ -22,5 +22,6 @@ mod postgres;
 mod preconfigured;
 mod processes;
 mod protocol_limits;
+mod scale;
 mod service;
 mod slurm;

@@ -3,33 +3,20 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::util::{processes_with_env, wait_for, TestGraph};
+use crate::util::{jobs_graph, processes_with_env, ref_job, wait_for, TestGraph};
 
-/// A graph of one job `bg` whose `exec` starts a background `sleep` and exits 0.
+/// A graph of one job `bg` whose `exec` starts a background `sleep` and exits 0 (or
+/// hangs, with `HANG` naming a file it creates once it runs).
 fn graph(tag: &str, extra: &str) -> TestGraph {
-    let g = TestGraph::new(&format!(
-        r#"[graph]
-label = "processes"
-
-[[jobs]]
-label = "bg"
-entrypoint = ["jobs/bg"]
-produces = ['bg/\d+']
-env = {{ PROC_TAG = "{tag}" }}
-{extra}
-"#
+    let g = TestGraph::new(&jobs_graph(
+        "processes",
+        &[("bg", &format!("env = {{ PROC_TAG = \"{tag}\" }}\n{extra}"))],
     ));
-    g.script(
+    ref_job(
+        &g,
         "bg",
-        r#"if [ "$1" = config ]; then
-  shift
-  printf '{"configs": ['
-  sep=
-  for r in "$@"; do printf '%s{"outputs": [{"str": "%s"}], "args": ["%s"]}' "$sep" "$r" "$r"; sep=,; done
-  printf ']}\n'
-  exit 0
-fi
-sleep 1000 > /dev/null 2>&1 &
+        "",
+        r#"sleep 1000 > /dev/null 2>&1 &
 if [ -n "${HANG:-}" ]; then echo started > "$HANG"; sleep 1000; fi"#,
     );
     g

@@ -9,15 +9,21 @@ use std::{process::Stdio, sync::Arc, time::Duration};
 
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
 
+use databuild_bel::EventLog;
 use databuild_proto::{FailureCause, JobRunHandle};
 
 use super::{
     log::{Log, Stream},
-    procs, Executor, Exit, Submission,
+    procs, Executor, Exit, Leftover, RunningJob,
 };
 use crate::{
+    graph::JobDef,
     protocol::describe_exit,
-    scheduler::runner::{ExecSpec, Failure},
+    scheduler::{
+        hostname,
+        runner::{ExecSpec, Failure},
+    },
+    CoreError,
 };
 
 /// Runs jobs as local processes.
@@ -33,10 +39,22 @@ pub(crate) struct LocalJob {
     kill_leftovers: bool,
 }
 
-impl Executor for Local {
-    type Job = LocalJob;
+/// How long the job processes of a lost run get to disappear after SIGKILL.
+const STOP_LOST_DEADLINE: Duration = Duration::from_secs(30);
 
-    async fn submit(&self, spec: &ExecSpec, log: &Arc<Log>) -> Result<LocalJob, String> {
+#[async_trait::async_trait]
+impl Executor for Local {
+    fn name(&self) -> &'static str {
+        procs::LOCAL
+    }
+
+    async fn submit(
+        &self,
+        _job: &JobDef,
+        spec: &ExecSpec,
+        _adopt: Option<Leftover>,
+        log: &Arc<Log>,
+    ) -> Result<Box<dyn RunningJob>, String> {
         let mut cmd = tokio::process::Command::new(&spec.argv[0]);
         cmd.args(&spec.argv[1..])
             .current_dir(&spec.cwd)
@@ -52,7 +70,7 @@ impl Executor for Local {
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", spec.argv[0]))?;
         let pgid = child.id().unwrap_or(0);
-        let handle = procs::identify(pgid, &crate::scheduler::hostname());
+        let handle = procs::identify(pgid, &hostname());
         if let Some(mut stdin) = child.stdin.take() {
             let input = spec.stdin.clone();
             tokio::spawn(async move {
@@ -84,28 +102,48 @@ impl Executor for Local {
                 }
             });
         }
-        Ok(LocalJob {
+        Ok(Box::new(LocalJob {
             child,
             pgid,
             readers,
             handle,
             kill_leftovers: spec.kill_leftovers,
-        })
+        }))
     }
 
-    fn submission(&self, _job: &LocalJob) -> Option<Submission> {
-        None
+    /// Kills the process groups the lost runs recorded and every process marked as one
+    /// of their local jobs, and waits until they are gone.
+    async fn stop_lost(&self, bel: &dyn EventLog, lost: &[String]) -> Result<bool, CoreError> {
+        let mut handles = Vec::new();
+        for run_id in lost {
+            for e in bel.run_events(run_id).await? {
+                if let databuild_bel::Event::Run(r) = e.event {
+                    handles.extend(r.job_event.and_then(|j| j.handle));
+                }
+            }
+        }
+        match procs::stop_lost(lost, &handles, &hostname(), STOP_LOST_DEADLINE).await {
+            Ok(0) => Ok(true),
+            Ok(killed) => {
+                tracing::warn!(runs = ?lost, killed, "killed the job processes of lost graph runs");
+                Ok(true)
+            }
+            Err(alive) => {
+                tracing::error!(runs = ?lost, pids = ?alive, "job processes of lost graph runs survive SIGKILL; their partitions stay claimed");
+                Ok(false)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningJob for LocalJob {
+    fn handle(&self) -> Option<JobRunHandle> {
+        Some(self.handle.clone())
     }
 
-    fn handle(&self, job: &LocalJob) -> Option<JobRunHandle> {
-        Some(job.handle.clone())
-    }
-
-    fn started(&self, _job: &LocalJob) -> impl std::future::Future<Output = ()> + Send + 'static {
-        std::future::ready(())
-    }
-
-    async fn watch(&self, job: &mut LocalJob, _log: &Arc<Log>) -> Exit {
+    async fn watch(&mut self, _log: &Arc<Log>) -> Exit {
+        let job = self;
         let status = job.child.wait().await;
         match status {
             Ok(s) if s.success() => Exit::Success,
@@ -117,12 +155,13 @@ impl Executor for Local {
         }
     }
 
-    async fn cancel(&self, job: &mut LocalJob, grace: Duration) {
+    async fn cancel(&mut self, grace: Duration) {
         // Stopped: how it exited no longer matters.
-        let _ = terminate(&mut job.child, job.pgid, grace).await;
+        let _ = terminate(&mut self.child, self.pgid, grace).await;
     }
 
-    async fn fetch_logs(&self, job: &mut LocalJob, _log: &Arc<Log>) {
+    async fn fetch_logs(&mut self, _log: &Arc<Log>) {
+        let job = self;
         if job.kill_leftovers && job.pgid > 1 {
             // The leader has exited (or was stopped); background processes it left in its
             // group would outlive the job run and write its outputs unwatched.

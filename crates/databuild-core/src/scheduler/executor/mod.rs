@@ -1,22 +1,31 @@
-//! Executors: where a job's `exec` runs — a process group on this machine ([`local`]) or
-//! a Slurm batch job ([`slurm`]). Every executor follows one shape, [`Executor`]: submit,
-//! watch, cancel, fetch logs, map the exit status. [`drive`] runs that shape the same way
-//! for each (timeout, cancellation, the capped log file and the event-log lines, the
-//! failure reason), so the event loop only sees [`Report`]s and an [`ExecResult`].
+//! Executors: where a job's `exec` runs — a process group on this machine ([`local`]), a
+//! Slurm batch job ([`slurm`]) or a call to a remote job server ([`remote`]). Every
+//! executor implements one open trait, [`Executor`] (submit a [`RunningJob`]: watch,
+//! cancel, fetch logs, map the exit status; stop, recover or cancel what lost graph runs
+//! left), and [`Executors`] is the registry by name. [`drive`] runs every job run the same
+//! way (timeout, cancellation, the capped log file and the event-log lines, the failure
+//! reason), so the event loop only sees [`Report`]s and an [`ExecResult`], and names no
+//! executor.
 
 mod local;
 mod log;
 pub(crate) mod procs;
+mod remote;
 pub(crate) mod slurm;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 
+use databuild_bel::EventLog;
+
 use self::log::Log;
 pub(crate) use self::log::LogSink;
 use super::runner::{humantime, ExecResult, ExecSpec, Failure};
-use crate::graph::{JobDef, JobExecutor};
+use crate::{
+    graph::{Graph, JobDef, JobExecutor},
+    CoreError,
+};
 use databuild_proto::FailureCause;
 
 /// What a running job tells the event loop before it ends.
@@ -90,46 +99,109 @@ pub(crate) enum Exit {
     Failed(Failure),
 }
 
-/// The shape every executor follows for one job run.
-pub(crate) trait Executor: Send + Sync {
-    /// A submitted job.
-    type Job: Send;
+/// One engine where job runs execute: a local process group, a Slurm batch job, a remote
+/// job server. The scheduler sees executors only through this trait and [`Executors`],
+/// the registry of one graph run; an engine is one implementation, chosen by the name a
+/// job's `executor` gives.
+#[async_trait::async_trait]
+pub(crate) trait Executor: Send + Sync + std::fmt::Debug {
+    /// The name a graph file gives it (`executor = "..."`).
+    fn name(&self) -> &'static str;
 
-    /// Starts the job; its output goes to `log` as it appears. `Err` says why it could
-    /// not start (a failed job, not a databuild error).
-    fn submit(
+    /// Starts job run `spec` of `job`, or takes over `adopt` (a job of a lost graph run
+    /// doing the same task, from [`Executor::recover`]). Its output goes to `log` as it
+    /// appears. `Err` says why it could not start (a failed job, not a databuild error).
+    async fn submit(
         &self,
+        job: &JobDef,
         spec: &ExecSpec,
+        adopt: Option<Leftover>,
         log: &Arc<Log>,
-    ) -> impl Future<Output = Result<Self::Job, String>> + Send;
+    ) -> Result<Box<dyn RunningJob>, String>;
 
-    /// What the event log records of a started job (a cluster engine's job id).
-    fn submission(&self, job: &Self::Job) -> Option<Submission>;
+    /// Whether its jobs wait in an engine's queue: their outputs become BUILDING when
+    /// the engine accepts them ([`RunningJob::submission`]), not when handed over.
+    fn queues(&self) -> bool {
+        false
+    }
+
+    /// Stops what graph runs `lost` (lost runs owned by this host) left running on this
+    /// machine, before their claims are released. Returns whether all of it is gone.
+    async fn stop_lost(&self, _bel: &dyn EventLog, _lost: &[String]) -> Result<bool, CoreError> {
+        Ok(true)
+    }
+
+    /// The jobs that the lost graph runs `lost` left on this engine and that may still
+    /// run (or completed): candidates to adopt instead of starting again.
+    async fn recover(
+        &self,
+        _bel: &dyn EventLog,
+        _graph: &Graph,
+        _lost: &[String],
+    ) -> Result<Vec<Leftover>, CoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Stops `leftovers` of this engine that no task adopted, and waits (briefly) until
+    /// they are gone.
+    async fn cancel_leftovers(&self, _leftovers: Vec<Leftover>) {}
+}
+
+/// A started job run, as its executor follows it.
+#[async_trait::async_trait]
+pub(crate) trait RunningJob: Send {
+    /// What the event log records of it once an engine accepted it (a cluster job id).
+    fn submission(&self) -> Option<Submission> {
+        None
+    }
 
     /// What identifies a started local process, for the event log.
-    fn handle(&self, _job: &Self::Job) -> Option<databuild_proto::JobRunHandle> {
+    fn handle(&self) -> Option<databuild_proto::JobRunHandle> {
         None
     }
 
     /// Resolves once the job runs: time queued on a cluster does not count against the
     /// job's timeout.
-    fn started(&self, job: &Self::Job) -> impl Future<Output = ()> + Send + 'static;
+    fn started(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::ready(()))
+    }
 
     /// Waits for the job to end, copying its output into `log` as it appears, and maps
     /// how it ended.
-    fn watch(&self, job: &mut Self::Job, log: &Arc<Log>) -> impl Future<Output = Exit> + Send;
+    async fn watch(&mut self, log: &Arc<Log>) -> Exit;
 
     /// Stops the job (timeout, cancellation), allowing it `grace` to exit.
-    fn cancel(&self, job: &mut Self::Job, grace: Duration) -> impl Future<Output = ()> + Send;
+    async fn cancel(&mut self, grace: Duration);
 
     /// Collects the rest of the job's output into `log` and releases what it held.
-    fn fetch_logs(&self, job: &mut Self::Job, log: &Arc<Log>) -> impl Future<Output = ()> + Send;
+    async fn fetch_logs(&mut self, log: &Arc<Log>);
+}
+
+/// A job that a lost graph run left on an engine: adopted by a task of this run that
+/// does the same work with the same configuration, or cancelled.
+#[derive(Debug, Clone)]
+pub(crate) struct Leftover {
+    /// The engine's name.
+    pub executor: &'static str,
+    /// The engine's id of the job.
+    pub id: String,
+    /// The lost graph run and the job run that started it.
+    pub run_id: String,
+    pub job_run_id: String,
+    /// The task: job label, job key and configuration.
+    pub label: String,
+    pub job_key: String,
+    pub config: Option<databuild_proto::JobConfig>,
+    /// What the engine needs to take it over (e.g. a Slurm job id and state).
+    pub detail: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// Runs one job on `exec` to its end. `report` receives output lines and the submission;
 /// `cancel` firing stops the job.
-pub(crate) async fn drive<E: Executor>(
-    exec: &E,
+pub(crate) async fn drive(
+    exec: &dyn Executor,
+    job_def: &JobDef,
+    adopt: Option<Leftover>,
     spec: ExecSpec,
     mut cancel: oneshot::Receiver<()>,
     report: Arc<dyn Fn(Report) + Send + Sync>,
@@ -147,17 +219,17 @@ pub(crate) async fn drive<E: Executor>(
     };
     // Not raced against `cancel`: a submission abandoned halfway could leave a cluster
     // job nobody watches. A cancellation that came meanwhile stops the job below.
-    let mut job = match exec.submit(&spec, &log).await {
+    let mut job = match exec.submit(job_def, &spec, adopt, &log).await {
         Ok(job) => job,
         Err(reason) => return ExecResult::failed(FailureCause::NotStarted, reason),
     };
-    if let Some(s) = exec.submission(&job) {
+    if let Some(s) = job.submission() {
         report(Report::Submitted(s));
     }
-    if let Some(h) = exec.handle(&job) {
+    if let Some(h) = job.handle() {
         report(Report::Started(h));
     }
-    let started = exec.started(&job);
+    let started = job.started();
     let timeout = spec.timeout;
     let timer = async move {
         match timeout {
@@ -170,7 +242,7 @@ pub(crate) async fn drive<E: Executor>(
     };
     let mut stopped = None;
     let exit = tokio::select! {
-        exit = exec.watch(&mut job, &log) => Some(exit),
+        exit = job.watch(&log) => Some(exit),
         () = timer => {
             stopped = Some(Failure::new(
                 FailureCause::Timeout,
@@ -184,9 +256,9 @@ pub(crate) async fn drive<E: Executor>(
         }
     };
     if stopped.is_some() {
-        exec.cancel(&mut job, spec.kill_grace).await;
+        job.cancel(spec.kill_grace).await;
     }
-    exec.fetch_logs(&mut job, &log).await;
+    job.fetch_logs(&log).await;
     let last_stderr = log.finish();
     match (stopped, exit) {
         (Some(failure), _) => ExecResult::Failed(failure),
@@ -203,60 +275,91 @@ pub(crate) async fn drive<E: Executor>(
     }
 }
 
-/// The executors of one graph run. The Slurm one (and its poller) starts on first use.
+/// The executors of one graph run, by name: the registry the scheduler asks for a job's
+/// executor and for what lost runs left behind. The Slurm one starts its poller on first
+/// use.
 #[derive(Debug)]
 pub(crate) struct Executors {
-    log_dir: PathBuf,
-    slurm: Option<Arc<slurm::Slurm>>,
-}
-
-/// The executor chosen for one job run.
-#[derive(Debug)]
-pub(crate) enum Chosen {
-    Local,
-    Slurm(Box<slurm::SlurmExec>),
+    all: Vec<Arc<dyn Executor>>,
 }
 
 impl Executors {
-    pub(crate) fn new(log_dir: PathBuf) -> Self {
+    pub(crate) fn new(graph: &Graph, log_dir: PathBuf) -> Self {
         Self {
-            log_dir,
-            slurm: None,
+            all: vec![
+                Arc::new(local::Local),
+                Arc::new(slurm::SlurmExecutor::new(log_dir)),
+                Arc::new(remote::Remote::new(graph.remote.clone())),
+            ],
         }
     }
 
-    /// The executor of `job`; `adopt` is a Slurm job of a lost run to take over instead
-    /// of submitting a new one.
-    pub(crate) fn choose(&mut self, job: &JobDef, adopt: Option<slurm::Orphan>) -> Chosen {
-        match &job.executor {
-            JobExecutor::Local => Chosen::Local,
-            JobExecutor::Slurm(resources) => {
-                let log_dir = &self.log_dir;
-                let slurm = self
-                    .slurm
-                    .get_or_insert_with(|| slurm::Slurm::start(log_dir))
-                    .clone();
-                Chosen::Slurm(Box::new(slurm::SlurmExec::new(
-                    slurm,
-                    resources.clone(),
-                    adopt,
-                )))
+    /// The executor of `job`.
+    pub(crate) fn of(&self, job: &JobDef) -> Arc<dyn Executor> {
+        let name = if job.remote_endpoint().is_some() {
+            remote::NAME
+        } else {
+            job.executor.name()
+        };
+        self.all
+            .iter()
+            .find(|e| e.name() == name)
+            .cloned()
+            .unwrap_or_else(|| unreachable!("executor `{name}` is checked when the graph loads"))
+    }
+
+    /// The executors that `graph`'s jobs use.
+    fn used(&self, graph: &Graph) -> Vec<Arc<dyn Executor>> {
+        let mut used: Vec<Arc<dyn Executor>> = Vec::new();
+        for j in &graph.jobs {
+            let e = self.of(j);
+            if !used.iter().any(|u| u.name() == e.name()) {
+                used.push(e);
             }
         }
+        used
     }
-}
 
-impl Chosen {
-    /// Runs the job to its end (see [`drive`]).
-    pub(crate) async fn run(
-        self,
-        spec: ExecSpec,
-        cancel: oneshot::Receiver<()>,
-        report: Arc<dyn Fn(Report) + Send + Sync>,
-    ) -> ExecResult {
-        match self {
-            Chosen::Local => drive(&local::Local, spec, cancel, report).await,
-            Chosen::Slurm(exec) => drive(exec.as_ref(), spec, cancel, report).await,
+    /// Stops what lost runs of this host left on this machine (every executor, the
+    /// local one whatever the graph uses: an earlier graph file may have). Returns
+    /// whether all of it is gone.
+    pub(crate) async fn stop_lost(
+        &self,
+        bel: &dyn EventLog,
+        lost: &[String],
+    ) -> Result<bool, CoreError> {
+        let mut all_gone = true;
+        for e in &self.all {
+            all_gone &= e.stop_lost(bel, lost).await?;
+        }
+        Ok(all_gone)
+    }
+
+    /// What the lost runs `lost` left on the engines `graph` uses.
+    pub(crate) async fn recover(
+        &self,
+        bel: &dyn EventLog,
+        graph: &Graph,
+        lost: &[String],
+    ) -> Result<Vec<Leftover>, CoreError> {
+        let mut out = Vec::new();
+        for e in self.used(graph) {
+            out.extend(e.recover(bel, graph, lost).await?);
+        }
+        Ok(out)
+    }
+
+    /// Cancels `leftovers` on their engines.
+    pub(crate) async fn cancel_leftovers(&self, leftovers: Vec<Leftover>) {
+        for e in &self.all {
+            let mine: Vec<Leftover> = leftovers
+                .iter()
+                .filter(|l| l.executor == e.name())
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                e.cancel_leftovers(mine).await;
+            }
         }
     }
 }
@@ -267,5 +370,18 @@ pub(crate) async fn run_local(
     cancel: oneshot::Receiver<()>,
     report: Arc<dyn Fn(Report) + Send + Sync>,
 ) -> ExecResult {
-    drive(&local::Local, spec, cancel, report).await
+    let job = JobDef {
+        label: spec.label.clone(),
+        entrypoint: spec.argv.clone(),
+        produces: Vec::new(),
+        env: Default::default(),
+        timeout: spec.timeout,
+        config_timeout: Duration::from_secs(60),
+        retries: 0,
+        retry_backoff: Duration::ZERO,
+        max_concurrency: None,
+        executor: JobExecutor::Local,
+        kill_leftovers: spec.kill_leftovers,
+    };
+    drive(&local::Local, &job, None, spec, cancel, report).await
 }

@@ -29,11 +29,12 @@ use tokio::{
 
 use super::{
     log::{Log, Stream},
-    Executor, Exit, Submission,
+    Executor, Exit, Leftover, RunningJob, Submission,
 };
 use crate::{
-    graph::{Graph, JobExecutor, SlurmResources},
+    graph::{Graph, JobDef, JobExecutor, SlurmResources},
     scheduler::runner::{humantime, ExecSpec, Failure},
+    CoreError,
 };
 
 /// First poll interval, and the interval after anything changed.
@@ -471,47 +472,37 @@ impl Files {
     }
 }
 
-/// A Slurm job left by a lost graph run (its databuild died).
-#[derive(Debug, Clone)]
-pub(crate) struct Orphan {
-    /// The Slurm job id.
-    pub id: String,
-    /// The job run that submitted it.
-    pub job_run_id: String,
-    /// Its graph run.
-    pub run_id: String,
-    /// Its task: job label, job key and configuration.
-    pub label: String,
-    pub job_key: String,
-    pub config: Option<JobConfig>,
-    /// What Slurm says now (pending, running, or completed).
-    pub seen: Seen,
-}
+/// The registry name.
+const NAME: &str = "slurm";
 
-impl Orphan {
-    /// Whether it still runs (or waits to), i.e. needs adopting or cancelling.
-    pub(crate) fn is_active(&self) -> bool {
-        !self.seen.is_over()
-    }
-}
-
-/// The Slurm executor for one job: the run's poller, the job's resources, and maybe a
-/// job of a lost run to adopt instead of submitting.
+/// The Slurm executor of one graph run: its poller starts on first use.
 #[derive(Debug)]
-pub(crate) struct SlurmExec {
-    slurm: Arc<Slurm>,
-    resources: SlurmResources,
-    adopt: Option<Orphan>,
+pub(crate) struct SlurmExecutor {
+    log_dir: PathBuf,
+    slurm: std::sync::OnceLock<Arc<Slurm>>,
 }
 
-impl SlurmExec {
-    pub(crate) fn new(slurm: Arc<Slurm>, resources: SlurmResources, adopt: Option<Orphan>) -> Self {
+impl SlurmExecutor {
+    pub(crate) fn new(log_dir: PathBuf) -> Self {
         Self {
-            slurm,
-            resources,
-            adopt,
+            log_dir,
+            slurm: std::sync::OnceLock::new(),
         }
     }
+
+    fn slurm(&self) -> &Arc<Slurm> {
+        self.slurm.get_or_init(|| Slurm::start(&self.log_dir))
+    }
+}
+
+/// What Slurm said of a job a lost run left (a [`Leftover`]'s detail).
+#[derive(Debug)]
+struct LeftState(Seen);
+
+fn seen_of(l: &Leftover) -> Seen {
+    l.detail
+        .downcast_ref::<LeftState>()
+        .map_or(Seen::Submitted, |s| s.0.clone())
 }
 
 /// A submitted (or adopted) Slurm job.
@@ -521,6 +512,8 @@ pub(crate) struct SlurmJob {
     files: Files,
     offsets: [u64; 2],
     adopted_from: Option<String>,
+    slurm: Arc<Slurm>,
+    resources: SlurmResources,
 }
 
 impl SlurmJob {
@@ -559,24 +552,43 @@ async fn copy_from(
     }
 }
 
-impl Executor for SlurmExec {
-    type Job = SlurmJob;
+#[async_trait::async_trait]
+impl Executor for SlurmExecutor {
+    fn name(&self) -> &'static str {
+        NAME
+    }
 
-    async fn submit(&self, spec: &ExecSpec, _log: &Arc<Log>) -> Result<SlurmJob, String> {
-        if let Some(o) = &self.adopt {
-            return Ok(SlurmJob {
-                id: o.id.clone(),
-                state: self.slurm.watch(&o.id, o.seen.clone()),
-                files: Files::of(&self.slurm.spool, &o.job_run_id),
+    fn queues(&self) -> bool {
+        true
+    }
+
+    async fn submit(
+        &self,
+        job: &JobDef,
+        spec: &ExecSpec,
+        adopt: Option<Leftover>,
+        _log: &Arc<Log>,
+    ) -> Result<Box<dyn RunningJob>, String> {
+        let JobExecutor::Slurm(resources) = &job.executor else {
+            return Err(format!("job `{}` does not run on Slurm", job.label));
+        };
+        let slurm = self.slurm();
+        if let Some(o) = adopt {
+            return Ok(Box::new(SlurmJob {
+                state: slurm.watch(&o.id, seen_of(&o)),
+                files: Files::of(&slurm.spool, &o.job_run_id),
+                id: o.id,
                 offsets: [0, 0],
-                adopted_from: Some(o.job_run_id.clone()),
-            });
+                adopted_from: Some(o.job_run_id),
+                slurm: slurm.clone(),
+                resources: resources.clone(),
+            }));
         }
         check_conf()?;
-        let files = Files::of(&self.slurm.spool, &spec.job_run_id);
-        tokio::fs::create_dir_all(&self.slurm.spool)
+        let files = Files::of(&slurm.spool, &spec.job_run_id);
+        tokio::fs::create_dir_all(&slurm.spool)
             .await
-            .map_err(|e| format!("cannot create `{}`: {e}", self.slurm.spool.display()))?;
+            .map_err(|e| format!("cannot create `{}`: {e}", slurm.spool.display()))?;
         tokio::fs::write(&files.input, &spec.stdin)
             .await
             .map_err(|e| format!("cannot write `{}`: {e}", files.input.display()))?;
@@ -589,9 +601,9 @@ impl Executor for SlurmExec {
             format!("--error={}", files.err.display()),
             format!("--input={}", files.input.display()),
         ];
-        args.extend(self.resources.sbatch_args());
+        args.extend(resources.sbatch_args());
         let out = {
-            let _permit = self.slurm.submits.acquire().await;
+            let _permit = slurm.submits.acquire().await;
             command(
                 "sbatch",
                 &args,
@@ -616,38 +628,57 @@ impl Executor for SlurmExec {
                 out.trim()
             ));
         }
-        Ok(SlurmJob {
-            state: self.slurm.watch(&id, Seen::Submitted),
+        Ok(Box::new(SlurmJob {
+            state: slurm.watch(&id, Seen::Submitted),
             id,
             files,
             offsets: [0, 0],
             adopted_from: None,
-        })
+            slurm: slurm.clone(),
+            resources: resources.clone(),
+        }))
     }
 
-    fn submission(&self, job: &SlurmJob) -> Option<Submission> {
+    async fn recover(
+        &self,
+        bel: &dyn EventLog,
+        graph: &Graph,
+        lost: &[String],
+    ) -> Result<Vec<Leftover>, CoreError> {
+        Ok(find_orphans(bel, graph, lost).await?)
+    }
+
+    async fn cancel_leftovers(&self, leftovers: Vec<Leftover>) {
+        cancel_orphans(&leftovers).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningJob for SlurmJob {
+    fn submission(&self) -> Option<Submission> {
         Some(Submission {
-            executor: "slurm",
-            id: job.id.clone(),
-            adopted_from: job.adopted_from.clone(),
+            executor: NAME,
+            id: self.id.clone(),
+            adopted_from: self.adopted_from.clone(),
         })
     }
 
-    fn started(&self, job: &SlurmJob) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut state = job.state.clone();
-        async move {
+    fn started(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let mut state = self.state.clone();
+        Box::pin(async move {
             let _ = state
                 .wait_for(|s| !matches!(s, Seen::Submitted | Seen::Pending))
                 .await;
-        }
+        })
     }
 
-    async fn watch(&self, job: &mut SlurmJob, log: &Arc<Log>) -> Exit {
+    async fn watch(&mut self, log: &Arc<Log>) -> Exit {
+        let job = self;
         loop {
             let seen = job.state.borrow_and_update().clone();
             match seen {
                 Seen::Ended { state, exit } => {
-                    return describe(&job.id, &state, exit, &self.resources);
+                    return describe(&job.id, &state, exit, &job.resources);
                 }
                 Seen::Lost(why) => {
                     return Exit::Failed(Failure::new(FailureCause::ClusterStopped, why))
@@ -668,18 +699,20 @@ impl Executor for SlurmExec {
         }
     }
 
-    async fn cancel(&self, job: &mut SlurmJob, grace: Duration) {
+    async fn cancel(&mut self, grace: Duration) {
+        let job = self;
         if job.state.borrow().is_over() {
             return;
         }
-        self.slurm.cancel(&job.id);
+        job.slurm.cancel(&job.id);
         let ended = tokio::time::timeout(grace + CANCEL_SLACK, job.state.wait_for(Seen::is_over));
         if ended.await.is_err() {
             tracing::warn!(slurm_job = %job.id, "a cancelled Slurm job has not ended yet");
         }
     }
 
-    async fn fetch_logs(&self, job: &mut SlurmJob, log: &Arc<Log>) {
+    async fn fetch_logs(&mut self, log: &Arc<Log>) {
+        let job = self;
         job.tail(log).await;
         for f in [&job.files.input, &job.files.out, &job.files.err] {
             let _ = tokio::fs::remove_file(f).await;
@@ -744,11 +777,11 @@ fn describe(id: &str, state: &str, exit: Option<(i32, i32)>, res: &SlurmResource
 /// events record (`databuild_bel::cluster_job`; and, for a job run whose id was not recorded yet, by its
 /// job name), checked against Slurm: those still queued or running, and those that
 /// completed. Slurm being unreachable is logged, not an error: the build goes on.
-pub(crate) async fn find_orphans(
+async fn find_orphans(
     bel: &dyn EventLog,
     graph: &Graph,
     lost: &[String],
-) -> Result<Vec<Orphan>, databuild_bel::BelError> {
+) -> Result<Vec<Leftover>, databuild_bel::BelError> {
     struct JobRun {
         run_id: String,
         label: String,
@@ -841,14 +874,15 @@ pub(crate) async fn find_orphans(
         if seen.is_over() && !completed {
             continue;
         }
-        orphans.push(Orphan {
+        orphans.push(Leftover {
+            executor: NAME,
             id: row.id.clone(),
             job_run_id,
             run_id: jr.run_id,
             label: jr.label,
             job_key: jr.job_key,
             config: jr.config,
-            seen,
+            detail: Arc::new(LeftState(seen)),
         });
     }
     Ok(orphans)
@@ -856,10 +890,10 @@ pub(crate) async fn find_orphans(
 
 /// Cancels the still active `orphans` and waits (a few seconds at most) until Slurm
 /// reports them ended, so that they no longer write what a new job run is about to build.
-pub(crate) async fn cancel_orphans(orphans: &[Orphan]) {
+async fn cancel_orphans(orphans: &[Leftover]) {
     let ids: Vec<String> = orphans
         .iter()
-        .filter(|o| o.is_active())
+        .filter(|o| !seen_of(o).is_over())
         .map(|o| o.id.clone())
         .collect();
     if ids.is_empty() {

@@ -106,7 +106,7 @@ impl Run<'_> {
     pub(super) async fn poll_delegated(&mut self) -> Result<(), CoreError> {
         self.polls += 1;
         let orphans = if self.polls.is_multiple_of(RECLAIM_EVERY) {
-            crate::scheduler::reclaim_lost(self.graph, self.bel.as_ref()).await?
+            crate::scheduler::reclaim_lost(self.graph, self.bel.as_ref(), &self.executors).await?
         } else {
             Vec::new()
         };
@@ -167,7 +167,8 @@ impl Run<'_> {
             }
         }
         self.claim(again).await?;
-        // The lost owner's Slurm jobs: adopted for what this run now builds, else cancelled.
+        // What the lost owner left on cluster engines: adopted for what this run now builds,
+        // else cancelled.
         self.take_orphans(orphans).await;
         Ok(())
     }
