@@ -3,8 +3,8 @@
 //! decoding stored bodies. Every backend keeps its SQL and calls these.
 
 use databuild_proto::{
-    GraphEvent, GraphLabel, JobEvent, JobGraphRunEvent, JobGraphRunStatus, JobLabel, JobLogsEvent,
-    JobRunStatus, PartitionEvent, PartitionRef, PartitionStatus,
+    FailureCause, GraphEvent, GraphLabel, JobEvent, JobGraphRunEvent, JobGraphRunStatus, JobLabel,
+    JobLogsEvent, JobRunStatus, PartitionEvent, PartitionRef, PartitionStatus,
 };
 use prost::Message as _;
 
@@ -17,8 +17,12 @@ pub(crate) const KIND_JOB: i64 = 2;
 /// `events.kind` of a partition event.
 pub(crate) const KIND_PARTITION: i64 = 3;
 
-/// The reason written on the claims of a graph run whose owner is gone.
+/// The reason written on the claims of a graph run whose owner is gone (with
+/// [`FailureCause::OwnerRunLost`]).
 pub(crate) const OWNER_LOST: &str = "owner run lost";
+/// What fails the claims of a graph run whose owner is gone.
+pub(crate) const OWNER_LOST_FAILURE: (FailureCause, &str) =
+    (FailureCause::OwnerRunLost, OWNER_LOST);
 
 pub(crate) fn now_micros() -> i64 {
     databuild_proto::timestamp_micros(&databuild_proto::now())
@@ -165,9 +169,10 @@ pub(crate) fn encode(event: &Event) -> (i64, Vec<u8>) {
 /// Decodes a stored event body.
 pub(crate) fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, BelError> {
     let event = if kind == KIND_PARTITION {
-        Event::Partition(
-            PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
-        )
+        let mut e =
+            PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?;
+        crate::cause::fill_legacy_cause(&mut e);
+        Event::Partition(e)
     } else {
         Event::Run(
             JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
@@ -420,13 +425,13 @@ fn process_is_dead(pid: u32) -> bool {
 
 /// The events that fail graph run `run_id` of graph `label`: its `held` partitions
 /// `(ref, job run)` FAILED, its unfinished `jobs` `(job run, label, job key)` FAILED, then
-/// the run, each with `reason`.
+/// the run, each with `reason`; the partitions with `cause`.
 pub(crate) fn fail_run_events(
     run_id: &str,
     label: &str,
     held: &[(String, String)],
     jobs: &[(String, String, String)],
-    reason: &str,
+    (cause, reason): (FailureCause, &str),
 ) -> Vec<Event> {
     let mut out = Vec::with_capacity(held.len() + jobs.len() + 1);
     for (r, job_run_id) in held {
@@ -436,6 +441,7 @@ pub(crate) fn fail_run_events(
             job_graph_run_id: run_id.to_string(),
             job_run_id: job_run_id.clone(),
             failure_reason: reason.to_string(),
+            failure_cause: cause as i32,
             ..Default::default()
         }));
     }

@@ -2,6 +2,8 @@
 //! events, with derived views (latest status per partition, runs, job runs) kept in step in
 //! the same transaction. Backends implement [`EventLog`]; [`open`] picks one from a URL.
 
+mod cause;
+mod cluster;
 mod common;
 mod error;
 mod model;
@@ -13,6 +15,8 @@ pub mod transitions;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+pub use cause::legacy_cause;
+pub use cluster::{cluster_job, ClusterJob};
 pub use common::owner_lost;
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
@@ -43,7 +47,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
     /// process on this host; see [`owner_lost`]): its claimed partitions become FAILED
-    /// with reason "owner run lost", its jobs and the run FAILED. A run owned by
+    /// with cause `OWNER_RUN_LOST` (reason "owner run lost"), its jobs and the run FAILED. A run owned by
     /// `this_host` is reclaimed only if it is in `cleared`: the caller has stopped the
     /// job processes it left on this host, so that none of them still writes a partition
     /// that is claimed again. Returns what was reclaimed.

@@ -14,7 +14,9 @@ use std::{
     time::Instant,
 };
 
-use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus};
+use databuild_proto::{
+    FailureCause, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
@@ -401,7 +403,7 @@ impl crate::EventLog for SqliteEventLog {
             let mut reclaimed = Vec::new();
             for (run_id, host, pid, lease) in candidates {
                 if common::reclaimable(&run_id, (now, this_host, cleared), host.as_deref(), pid, lease) {
-                    reclaimed.push(fail_run(tx, &run_id, common::OWNER_LOST)?);
+                    reclaimed.push(fail_run(tx, &run_id, common::OWNER_LOST_FAILURE)?);
                 }
             }
             Ok(reclaimed)
@@ -744,7 +746,11 @@ impl crate::EventLog for SqliteEventLog {
 }
 
 /// Fails an unfinished graph run and everything it holds, inside `tx`.
-fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun, BelError> {
+fn fail_run(
+    tx: &Connection,
+    run_id: &str,
+    failure: (FailureCause, &str),
+) -> Result<ReclaimedRun, BelError> {
     let held: Vec<(String, String)> = tx
         .prepare_cached(
             "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3) ORDER BY ref",
@@ -761,7 +767,7 @@ fn fail_run(tx: &Connection, run_id: &str, reason: &str) -> Result<ReclaimedRun,
     let label: String = tx
         .prepare_cached("SELECT label FROM graph_runs WHERE run_id = ?1")?
         .query_row([run_id], |r| r.get(0))?;
-    for e in common::fail_run_events(run_id, &label, &held, &jobs, reason) {
+    for e in common::fail_run_events(run_id, &label, &held, &jobs, failure) {
         apply(tx, e)?;
     }
     Ok(ReclaimedRun {

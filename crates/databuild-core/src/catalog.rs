@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use databuild_bel::{Event, EventLog, PartitionFilter, RunFilter};
 use databuild_proto::{
-    DependencyEdge, DependencyGraph, DependencyNode, DependencyType, JobGraphRun, JobGraphRunQuery,
-    JobGraphRunStatus, PartitionManifest, PartitionManifestsQuery, PartitionRef, PartitionStatus,
+    DependencyEdge, DependencyGraph, DependencyNode, DependencyType, FailureCause, JobGraphRun,
+    JobGraphRunQuery, JobGraphRunStatus, PartitionManifest, PartitionManifestsQuery, PartitionRef,
+    PartitionStatus,
 };
 
 use crate::{graph::Graph, CoreError};
@@ -56,11 +57,18 @@ pub async fn why(
             format!(" (graph run `{}`)", e.job_graph_run_id)
         };
         // A FAILED or STALE event names its cause in `upstream_deps` when the cause is
-        // upstream (a failed or missing input, a rebuilt or stale one); follow it.
+        // upstream (a failed or missing input, a rebuilt or stale one); follow it. A
+        // failure whose cause is its own (the job failed, timed out, the run was lost)
+        // ends the chain. (Events of old logs get their cause when read.)
         match status {
             PartitionStatus::PartitionFailed => {
                 parts.push(format!("`{r}` is FAILED: {}", e.failure_reason));
-                next = upstream;
+                next = match e.failure_cause() {
+                    FailureCause::UpstreamFailed
+                    | FailureCause::InputMissing
+                    | FailureCause::Unknown => upstream,
+                    _ => None,
+                };
             }
             PartitionStatus::PartitionStale => {
                 parts.push(format!("`{r}` is STALE: {}", e.failure_reason));

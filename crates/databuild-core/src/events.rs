@@ -8,6 +8,16 @@ use databuild_proto::{
     PartitionEvent, PartitionRef, PartitionStatus,
 };
 
+use crate::scheduler::runner::Failure;
+
+/// A FAILED event of partition `r` in graph run `run_id`, with why.
+pub fn failed(r: &str, run_id: &str, failure: &Failure) -> PartitionEvent {
+    let mut e = partition(r, PartitionStatus::PartitionFailed, run_id);
+    e.failure_cause = failure.cause as i32;
+    e.failure_reason = failure.reason.clone();
+    e
+}
+
 /// A graph status change, optionally carrying the analyzed graph.
 pub fn graph(
     run_id: &str,

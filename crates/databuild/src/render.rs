@@ -242,8 +242,8 @@ pub fn event_line(e: &LoggedEvent) -> String {
             if !p.job_graph_run_id.is_empty() {
                 let _ = write!(line, " [graph run {}]", p.job_graph_run_id);
             }
-            if let Some(id) = p.storage_metadata.get("slurm_job_id") {
-                let _ = write!(line, " [slurm job {id}]");
+            if let Some(c) = databuild_bel::cluster_job(&e.event) {
+                let _ = write!(line, " [{} job {}]", c.executor, c.id);
             }
             if !p.failure_reason.is_empty() {
                 let _ = write!(line, ": {}", p.failure_reason);
@@ -383,4 +383,16 @@ pub fn deps_mermaid(g: &databuild_proto::DependencyGraph) -> String {
         let _ = writeln!(out, "  p{a} {arrow} p{b}");
     }
     out
+}
+
+/// A failure cause in words for a terminal (`timeout`, `owner run lost`); `None` when
+/// unknown.
+pub(crate) fn cause_word(cause: databuild_proto::FailureCause) -> Option<String> {
+    (cause != databuild_proto::FailureCause::Unknown).then(|| {
+        cause
+            .as_str_name()
+            .trim_start_matches("FAILURE_CAUSE_")
+            .to_ascii_lowercase()
+            .replace('_', " ")
+    })
 }

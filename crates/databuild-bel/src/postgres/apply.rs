@@ -4,7 +4,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use databuild_proto::{JobGraphRunStatus, JobRunStatus};
+use databuild_proto::{FailureCause, JobGraphRunStatus, JobRunStatus};
 
 use super::state::{EventRow, GraphRow, JobRow, State};
 use crate::{
@@ -310,7 +310,7 @@ impl WriteOp for Reclaim<'_> {
                 pid,
                 lease,
             ) {
-                reclaimed.push(fail_run(st, &run_id, common::OWNER_LOST).await?);
+                reclaimed.push(fail_run(st, &run_id, common::OWNER_LOST_FAILURE).await?);
             }
         }
         Ok(reclaimed)
@@ -321,7 +321,7 @@ impl WriteOp for Reclaim<'_> {
 async fn fail_run(
     st: &mut State<'_>,
     run_id: &str,
-    reason: &str,
+    failure: (FailureCause, &str),
 ) -> Result<ReclaimedRun, BelError> {
     st.flush().await?;
     let s_held = st
@@ -349,7 +349,7 @@ async fn fail_run(
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let label = st.graph(run_id).await?.map(|g| g.label).unwrap_or_default();
-    for e in common::fail_run_events(run_id, &label, &held, &jobs, reason) {
+    for e in common::fail_run_events(run_id, &label, &held, &jobs, failure) {
         apply(st, e).await?;
     }
     Ok(ReclaimedRun {

@@ -219,10 +219,16 @@ pub async fn expired_leases_are_reclaimed_as_owner_run_lost(b: &Backend) {
         assert_eq!(
             (
                 e.status(),
+                e.failure_cause(),
                 e.failure_reason.as_str(),
                 e.job_graph_run_id.as_str()
             ),
-            (PartitionFailed, "owner run lost", "r1")
+            (
+                PartitionFailed,
+                databuild_proto::FailureCause::OwnerRunLost,
+                "owner run lost",
+                "r1"
+            )
         );
     }
     let j1 = bel.job_run("j1").await.unwrap().unwrap();

@@ -4,6 +4,7 @@
 //! PostgreSQL cases fail, saying how to start one, when it is not set).
 
 mod backend;
+mod causes;
 mod coordination;
 mod log;
 mod support;
@@ -49,6 +50,7 @@ conformance!(
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
     coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,
     coordination::concurrent_writers_claim_each_partition_exactly_once,
+    causes::failure_causes_are_kept_and_derived_for_events_without_one,
 );
 
 type CaseFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;

@@ -9,7 +9,9 @@ pub mod runner;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use databuild_bel::{EventLog, Owner};
-use databuild_proto::{GraphRequestEvent, JobGraph, PartitionManifest, PartitionStatus};
+use databuild_proto::{
+    FailureCause, GraphRequestEvent, JobGraph, PartitionManifest, PartitionStatus,
+};
 
 use crate::{events, graph::Graph, planner, CoreError};
 
@@ -380,25 +382,23 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// Ends a run that failed before executing: partitions it requested FAILED, run FAILED
-/// with `reason`.
+/// Ends a run that failed before executing: partitions it requested FAILED with
+/// `failure`, run FAILED with its reason.
 async fn abort(
     graph: &Graph,
     bel: &dyn EventLog,
     run_id: &str,
     requested: &[String],
-    reason: &str,
+    failure: runner::Failure,
 ) -> Result<(), CoreError> {
     let mut evs = Vec::new();
     for row in bel.partitions(requested).await? {
         if row.run_id == run_id && row.status == PartitionStatus::PartitionRequested {
-            let mut e =
-                events::partition(&row.partition_ref, PartitionStatus::PartitionFailed, run_id);
-            e.failure_reason = reason.to_string();
+            let e = events::failed(&row.partition_ref, run_id, &failure);
             evs.push(databuild_bel::Event::Partition(e));
         }
     }
-    evs.push(events::graph_failed(run_id, &graph.label, reason));
+    evs.push(events::graph_failed(run_id, &graph.label, &failure.reason));
     bel.append(evs).await?;
     Ok(())
 }
@@ -427,7 +427,8 @@ pub async fn build(
         r = planner::plan(graph, bel.as_ref(), &requested, &statuses, opts.force) => r,
         reason = signals.recv() => {
             begun.cancel_leftovers().await;
-            abort(graph, bel.as_ref(), &run_id, &requested, reason).await?;
+            let failure = runner::Failure::new(FailureCause::Cancelled, reason);
+            abort(graph, bel.as_ref(), &run_id, &requested, failure).await?;
             return Err(CoreError::Cancelled(reason.to_string()));
         }
     };
@@ -441,7 +442,10 @@ pub async fn build(
                 bel.as_ref(),
                 &run_id,
                 &requested,
-                &format!("analysis failed: {e}"),
+                runner::Failure::new(
+                    FailureCause::AnalysisFailed,
+                    format!("analysis failed: {e}"),
+                ),
             )
             .await?;
             return Err(e.into());

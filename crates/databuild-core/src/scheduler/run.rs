@@ -9,14 +9,14 @@ use std::{
 
 use databuild_bel::{Event, EventLog};
 use databuild_proto::{
-    DepType, GraphLabel, JobConfig, JobGraph, JobGraphRunStatus, JobLabel, JobRunStatus,
-    PartitionManifest, PartitionRef, PartitionStatus, Task,
+    DepType, FailureCause, GraphLabel, JobConfig, JobGraph, JobGraphRunStatus, JobLabel,
+    JobRunStatus, PartitionManifest, PartitionRef, PartitionStatus, Task,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     executor::{self, Executors, Leftover, Report, Submission},
-    runner::{ExecResult, ExecSpec},
+    runner::{ExecResult, ExecSpec, Failure},
     Begun, BuildOptions, Progress, ProgressFn, RunOutcome, Signals,
 };
 use crate::{events, graph::Graph, job_key, CoreError};
@@ -57,7 +57,7 @@ struct TaskState {
     owner: Option<String>,
     /// An upstream failure that reached the task while it was delegated: it fails with
     /// this reason if it ever has to be built here.
-    upstream_failed: Option<String>,
+    upstream_failed: Option<Failure>,
     /// Rebuild even if the outputs are available when claimed (`--force`).
     forced: bool,
 }
@@ -262,7 +262,7 @@ pub(super) async fn execute_run(
                     let _ = run.tx.send(Msg::Exited {
                         task,
                         job_run_id,
-                        result: ExecResult::Failed("not started".into()),
+                        result: ExecResult::failed(FailureCause::NotStarted, "not started"),
                     });
                 }
                 run.stop_on(e);
@@ -413,8 +413,11 @@ impl Run<'_> {
                 .filter(|r| !self.producer.contains_key(r) && !available.contains(r))
                 .collect();
             if let Some(m) = missing.first() {
-                let reason = format!("input `{m}` is not available");
-                self.fail_task(i, reason, None, Some(m.clone()));
+                let failure = Failure::new(
+                    FailureCause::InputMissing,
+                    format!("input `{m}` is not available"),
+                );
+                self.fail_task(i, failure, None, Some(m.clone()));
             } else if self.tasks[i].deps_left == 0 && self.tasks[i].state == State::Waiting {
                 self.make_ready(i);
             }
@@ -666,19 +669,25 @@ impl Run<'_> {
     }
 
     /// A cluster engine accepted task `i`'s job run: its outputs are BUILDING, and the
-    /// events record the engine's job id.
+    /// events record the engine's job id (in the job event's handle).
     fn submitted(&mut self, i: usize, job_run_id: &str, submission: &Submission) {
         let t = &self.tasks[i];
         if t.state != State::Running || t.job_run_id != job_run_id {
             return;
         }
-        self.pending.push(t.job_event(
+        let mut e = t.job_event(
             &self.run_id,
             job_run_id,
             JobRunStatus::JobRunning,
             None,
             Some(vec![submission.log_line()]),
-        ));
+        );
+        if let Event::Run(r) = &mut e {
+            if let Some(j) = &mut r.job_event {
+                j.handle = Some(submission.handle());
+            }
+        }
+        self.pending.push(e);
         for o in &t.outputs {
             let mut e = events::partition(o, PartitionStatus::PartitionBuilding, &self.run_id);
             e.job_run_id = job_run_id.to_string();
@@ -780,11 +789,15 @@ impl Run<'_> {
                 });
                 self.release_dependents(i);
             }
-            ExecResult::Failed(reason) => {
-                let reason = match &self.cancelled {
-                    Some(c) if reason == "cancelled" => c.clone(),
-                    _ => reason,
+            ExecResult::Failed(failure) => {
+                // A job stopped because the run was cancelled says why the run was.
+                let failure = match &self.cancelled {
+                    Some(c) if failure.cause == FailureCause::Cancelled => {
+                        failure.reworded(c.clone())
+                    }
+                    _ => failure,
                 };
+                let reason = failure.reason.clone();
                 let retries = self.graph.jobs[job].retries;
                 let will_retry = self.cancelled.is_none() && self.tasks[i].attempt <= retries;
                 self.pending.push(self.tasks[i].job_event(
@@ -820,8 +833,9 @@ impl Run<'_> {
                     } else {
                         String::new()
                     };
-                    let full =
-                        format!("job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)");
+                    let full = failure.reworded(format!(
+                        "job `{label}` failed{tries}: {reason} (job run `{job_run_id}`)"
+                    ));
                     self.fail_task(i, full, Some(job_run_id), None);
                     if self.opts.fail_fast && self.cancelled.is_none() {
                         self.cancel_all(format!(
@@ -884,24 +898,25 @@ impl Run<'_> {
         }
     }
 
-    /// Fails task `i`'s outputs with `reason`, and everything downstream that has not run.
-    /// `upstream` is the input whose failure (or absence) caused this one, if any.
-    fn fail_task(
+    /// Fails task `i`'s outputs with `failure`, and everything downstream that has not
+    /// run (as UPSTREAM_FAILED). `upstream` is the input whose failure (or absence) caused
+    /// this one, if any.
+    pub(super) fn fail_task(
         &mut self,
         i: usize,
-        reason: String,
+        failure: Failure,
         job_run_id: Option<String>,
         upstream: Option<String>,
     ) {
-        let mut queue = VecDeque::from([(i, reason, job_run_id, upstream)]);
-        while let Some((t, reason, job_run_id, upstream)) = queue.pop_front() {
+        let mut queue = VecDeque::from([(i, failure, job_run_id, upstream)]);
+        while let Some((t, failure, job_run_id, upstream)) = queue.pop_front() {
             let task = &mut self.tasks[t];
             if matches!(task.state, State::Succeeded | State::Failed) {
                 continue;
             }
             if task.state == State::Delegated {
                 // Another run builds it from its own inputs; remember in case it comes back.
-                task.upstream_failed.get_or_insert(reason);
+                task.upstream_failed.get_or_insert(failure);
                 continue;
             }
             if task.state == State::Backoff {
@@ -913,8 +928,7 @@ impl Run<'_> {
             task.state = State::Failed;
             self.unfinished -= 1;
             for o in &task.outputs {
-                let mut e = events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
-                e.failure_reason = reason.clone();
+                let mut e = events::failed(o, &self.run_id, &failure);
                 e.job_run_id = job_run_id.clone().unwrap_or_default();
                 e.producing_job = Some(JobLabel::new(task.label.clone()));
                 e.upstream_deps = upstream
@@ -922,12 +936,14 @@ impl Run<'_> {
                     .map(|u| PartitionRef::new(u.clone()))
                     .collect();
                 self.pending.push(Event::Partition(e));
-                self.outcome.failed.push((o.clone(), reason.clone()));
+                self.outcome
+                    .failed
+                    .push((o.clone(), failure.reason.clone()));
             }
             if job_run_id.is_none() {
                 (self.progress)(Progress::PartitionsFailed {
                     refs: task.outputs.clone(),
-                    reason: reason.clone(),
+                    reason: failure.reason.clone(),
                 });
             }
             let first = task.outputs.first().cloned().unwrap_or_default();
@@ -935,7 +951,10 @@ impl Run<'_> {
             for &d in &task.dependents {
                 queue.push_back((
                     d,
-                    format!("upstream partition `{first}` failed (job `{label}`)"),
+                    Failure::new(
+                        FailureCause::UpstreamFailed,
+                        format!("upstream partition `{first}` failed (job `{label}`)"),
+                    ),
                     None,
                     Some(first.clone()),
                 ));
@@ -964,10 +983,9 @@ impl Run<'_> {
                     let task = &mut self.tasks[i];
                     task.state = State::Failed;
                     self.unfinished -= 1;
+                    let failure = Failure::new(FailureCause::Cancelled, reason.clone());
                     for o in &task.outputs {
-                        let mut e =
-                            events::partition(o, PartitionStatus::PartitionFailed, &self.run_id);
-                        e.failure_reason = reason.clone();
+                        let mut e = events::failed(o, &self.run_id, &failure);
                         e.producing_job = Some(JobLabel::new(task.label.clone()));
                         self.pending.push(Event::Partition(e));
                         self.outcome.failed.push((o.clone(), reason.clone()));

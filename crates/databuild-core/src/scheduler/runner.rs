@@ -4,6 +4,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use databuild_proto::FailureCause;
 use tokio::sync::oneshot;
 
 use super::executor::{self, Report};
@@ -48,8 +49,38 @@ pub struct ExecSpec {
 pub enum ExecResult {
     /// Exit code 0.
     Success,
-    /// Anything else, with a reason for people.
-    Failed(String),
+    /// Anything else.
+    Failed(Failure),
+}
+
+/// Why something failed: a cause to decide on, and a reason for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened, as a value (recorded as `PartitionEvent.failure_cause`).
+    pub cause: FailureCause,
+    /// What happened, in words (recorded in `failure_reason`).
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn new(cause: FailureCause, reason: impl Into<String>) -> Self {
+        Self {
+            cause,
+            reason: reason.into(),
+        }
+    }
+
+    /// The same cause, with other words.
+    pub fn reworded(self, reason: impl Into<String>) -> Self {
+        Self::new(self.cause, reason)
+    }
+}
+
+impl ExecResult {
+    /// A failed execution.
+    pub fn failed(cause: FailureCause, reason: impl Into<String>) -> Self {
+        Self::Failed(Failure::new(cause, reason))
+    }
 }
 
 /// Runs `spec` as a local process to completion. `on_lines` receives output lines as
@@ -78,7 +109,10 @@ pub async fn run_remote(
     cancel: oneshot::Receiver<()>,
 ) -> ExecResult {
     let Some(remote) = remote else {
-        return ExecResult::Failed(crate::remote::RemoteError::NoClient { endpoint }.to_string());
+        return ExecResult::failed(
+            FailureCause::NotStarted,
+            crate::remote::RemoteError::NoClient { endpoint }.to_string(),
+        );
     };
     let call = async {
         match timeout {
@@ -97,20 +131,20 @@ pub async fn run_remote(
                     .flat_map(|m| m.outputs.iter())
                     .find(|o| !exec.outputs.contains(&o.str));
                 match stray {
-                    Some(o) => ExecResult::Failed(format!(
+                    Some(o) => ExecResult::failed(FailureCause::JobFailed, format!(
                         "remote job `{endpoint}` sent a malformed response: a manifest for `{}`, which it was not asked to build",
                         o.str
                     )),
                     None => ExecResult::Success,
                 }
             }
-            Err(crate::remote::RemoteError::Timeout { .. }) => ExecResult::Failed(format!(
+            Err(crate::remote::RemoteError::Timeout { .. }) => ExecResult::failed(FailureCause::Timeout, format!(
                 "timed out after {} (remote job `{endpoint}`)",
                 humantime(timeout.unwrap_or_default())
             )),
-            Err(e) => ExecResult::Failed(format!("remote job {e}")),
+            Err(e) => ExecResult::failed(FailureCause::JobFailed, format!("remote job {e}")),
         },
-        Ok(()) = cancel => ExecResult::Failed("cancelled".into()),
+        Ok(()) = cancel => ExecResult::failed(FailureCause::Cancelled, "cancelled"),
     }
 }
 

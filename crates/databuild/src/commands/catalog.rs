@@ -104,6 +104,9 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 if let Some(j) = &e.producing_job {
                     println!("job        {}", j.label);
                 }
+                if let Some(cause) = crate::render::cause_word(e.failure_cause()) {
+                    println!("cause      {cause}");
+                }
                 if !e.failure_reason.is_empty() {
                     println!("reason     {}", e.failure_reason);
                 }

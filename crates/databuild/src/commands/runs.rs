@@ -137,17 +137,13 @@ async fn show(cli: &Cli, bel: &context::Bel, run_id: &str) -> Result<()> {
     let mut cluster_jobs = std::collections::HashMap::new();
     let mut outputs = std::collections::HashMap::new();
     for e in &events {
-        match &e.event {
-            Event::Partition(p) => {
-                if let Some(id) = p.storage_metadata.get("slurm_job_id") {
-                    cluster_jobs.insert(p.job_run_id.as_str(), format!(" (slurm job {id})"));
-                }
-            }
-            Event::Run(r) => {
-                if let Some(j) = r.job_event.as_ref().filter(|j| !j.outputs.is_empty()) {
-                    let refs: Vec<&str> = j.outputs.iter().map(|o| o.str.as_str()).collect();
-                    outputs.insert(j.job_run_id.as_str(), refs.join(" "));
-                }
+        if let Some(c) = databuild_bel::cluster_job(&e.event) {
+            cluster_jobs.insert(c.job_run_id, format!(" ({} job {})", c.executor, c.id));
+        }
+        if let Event::Run(r) = &e.event {
+            if let Some(j) = r.job_event.as_ref().filter(|j| !j.outputs.is_empty()) {
+                let refs: Vec<&str> = j.outputs.iter().map(|o| o.str.as_str()).collect();
+                outputs.insert(j.job_run_id.as_str(), refs.join(" "));
             }
         }
     }

@@ -449,7 +449,7 @@ fn waiter_takes_over_when_the_owner_is_killed() {
             .iter()
             .find(|e| e["jobGraphRunId"] == dead.as_str() && e["status"] == "PARTITION_FAILED")
             .unwrap_or_else(|| panic!("{r} not failed in the dead run: {h:?}"));
-        assert_eq!(lost["failureReason"], "owner run lost");
+        assert_eq!(lost["failureCause"], "FAILURE_CAUSE_OWNER_RUN_LOST");
         let last = h.last().unwrap();
         assert_eq!(last["status"], "PARTITION_AVAILABLE");
         assert_eq!(last["jobGraphRunId"], waiter_id);

@@ -581,7 +581,10 @@ fn build_after_kill_9_reclaims_the_dead_run_and_keeps_built_partitions() {
             .filter(|e| e["partitionEvent"]["jobGraphRunId"] == dead_run.as_str())
             .find(|e| e["partitionEvent"]["status"] == "PARTITION_FAILED")
             .unwrap_or_else(|| panic!("{r} not failed in the dead run: {}", history.stdout));
-        assert_eq!(lost["partitionEvent"]["failureReason"], "owner run lost");
+        assert_eq!(
+            lost["partitionEvent"]["failureCause"],
+            "FAILURE_CAUSE_OWNER_RUN_LOST"
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use std::{process::Stdio, sync::Arc, time::Duration};
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
 
 use databuild_bel::EventLog;
-use databuild_proto::JobRunHandle;
+use databuild_proto::{FailureCause, JobRunHandle};
 
 use super::{
     log::{Log, Stream},
@@ -19,7 +19,10 @@ use super::{
 use crate::{
     graph::JobDef,
     protocol::describe_exit,
-    scheduler::{hostname, runner::ExecSpec},
+    scheduler::{
+        hostname,
+        runner::{ExecSpec, Failure},
+    },
     CoreError,
 };
 
@@ -145,7 +148,10 @@ impl RunningJob for LocalJob {
         match status {
             Ok(s) if s.success() => Exit::Success,
             Ok(s) => Exit::ProgramFailed(describe_exit(s)),
-            Err(e) => Exit::Failed(format!("cannot wait for the job: {e}")),
+            Err(e) => Exit::Failed(Failure::new(
+                FailureCause::JobFailed,
+                format!("cannot wait for the job: {e}"),
+            )),
         }
     }
 

@@ -21,11 +21,12 @@ use databuild_bel::EventLog;
 
 use self::log::Log;
 pub(crate) use self::log::LogSink;
-use super::runner::{humantime, ExecResult, ExecSpec};
+use super::runner::{humantime, ExecResult, ExecSpec, Failure};
 use crate::{
     graph::{Graph, JobDef, JobExecutor},
     CoreError,
 };
+use databuild_proto::FailureCause;
 
 /// What a running job tells the event loop before it ends.
 #[derive(Debug)]
@@ -50,7 +51,8 @@ pub(crate) struct Submission {
 }
 
 impl Submission {
-    /// The `storage_metadata` entries of the partition events that record it.
+    /// The `storage_metadata` entries of the partition events that record it (read by
+    /// older versions; readers use [`Submission::handle`], see `databuild_bel::cluster_job`).
     pub(crate) fn metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::from([
             ("executor".to_string(), self.executor.to_string()),
@@ -60,6 +62,15 @@ impl Submission {
             m.insert("adopted_from_job_run".into(), from.clone());
         }
         m
+    }
+
+    /// What identifies the job run in the event log (`JobEvent.handle`).
+    pub(crate) fn handle(&self) -> databuild_proto::JobRunHandle {
+        databuild_proto::JobRunHandle {
+            executor: self.executor.to_string(),
+            id: self.id.clone(),
+            ..Default::default()
+        }
     }
 
     /// A line for the job's log in the event log.
@@ -85,7 +96,7 @@ pub(crate) enum Exit {
     /// The program failed (e.g. `exit code 3`): the reason gets the last line of stderr.
     ProgramFailed(String),
     /// Something else ended it (the engine killed it, the engine lost it).
-    Failed(String),
+    Failed(Failure),
 }
 
 /// One engine where job runs execute: a local process group, a Slurm batch job, a remote
@@ -210,7 +221,7 @@ pub(crate) async fn drive(
     // job nobody watches. A cancellation that came meanwhile stops the job below.
     let mut job = match exec.submit(job_def, &spec, adopt, &log).await {
         Ok(job) => job,
-        Err(reason) => return ExecResult::Failed(reason),
+        Err(reason) => return ExecResult::failed(FailureCause::NotStarted, reason),
     };
     if let Some(s) = job.submission() {
         report(Report::Submitted(s));
@@ -233,11 +244,14 @@ pub(crate) async fn drive(
     let exit = tokio::select! {
         exit = job.watch(&log) => Some(exit),
         () = timer => {
-            stopped = Some(format!("timed out after {}", humantime(timeout.unwrap_or_default())));
+            stopped = Some(Failure::new(
+                FailureCause::Timeout,
+                format!("timed out after {}", humantime(timeout.unwrap_or_default())),
+            ));
             None
         }
         Ok(()) = &mut cancel => {
-            stopped = Some("cancelled".to_string());
+            stopped = Some(Failure::new(FailureCause::Cancelled, "cancelled"));
             None
         }
     };
@@ -247,13 +261,16 @@ pub(crate) async fn drive(
     job.fetch_logs(&log).await;
     let last_stderr = log.finish();
     match (stopped, exit) {
-        (Some(reason), _) => ExecResult::Failed(reason),
+        (Some(failure), _) => ExecResult::Failed(failure),
         (None, Some(Exit::Success)) => ExecResult::Success,
-        (None, Some(Exit::ProgramFailed(why))) => ExecResult::Failed(match last_stderr {
-            Some(line) => format!("{why}, stderr ends with {line:?}"),
-            None => why,
-        }),
-        (None, Some(Exit::Failed(why))) => ExecResult::Failed(why),
+        (None, Some(Exit::ProgramFailed(why))) => ExecResult::failed(
+            FailureCause::JobFailed,
+            match last_stderr {
+                Some(line) => format!("{why}, stderr ends with {line:?}"),
+                None => why,
+            },
+        ),
+        (None, Some(Exit::Failed(failure))) => ExecResult::Failed(failure),
         (None, None) => unreachable!("a job either ended or was stopped"),
     }
 }

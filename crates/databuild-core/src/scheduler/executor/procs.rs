@@ -48,6 +48,7 @@ pub(crate) fn identify(pid: u32, host: &str) -> JobRunHandle {
         pid,
         start_ticks: stat(pid).map_or(0, |(_, t)| t),
         boot_id: boot_id(),
+        id: String::new(),
     }
 }
 

@@ -22,6 +22,7 @@ use std::{
 };
 
 use databuild_bel::EventLog;
+use databuild_proto::FailureCause;
 use tokio::{
     io::AsyncWriteExt as _,
     sync::{mpsc, watch, Semaphore},
@@ -34,7 +35,7 @@ use super::{
 };
 use crate::{
     graph::{Graph, JobDef, JobExecutor, SlurmResources},
-    scheduler::runner::{humantime, ExecSpec},
+    scheduler::runner::{humantime, ExecSpec, Failure},
     CoreError,
 };
 
@@ -671,13 +672,18 @@ impl RunningJob for SlurmJob {
                 Seen::Ended { state, exit } => {
                     return describe(&job.id, &state, exit, &job.resources);
                 }
-                Seen::Lost(why) => return Exit::Failed(why),
+                Seen::Lost(why) => {
+                    return Exit::Failed(Failure::new(FailureCause::ClusterStopped, why))
+                }
                 Seen::Submitted | Seen::Pending | Seen::Running => {}
             }
             tokio::select! {
                 r = job.state.changed() => {
                     if r.is_err() && !job.state.borrow().is_over() {
-                        return Exit::Failed(format!("stopped watching slurm job {}", job.id));
+                        return Exit::Failed(Failure::new(
+                            FailureCause::ClusterStopped,
+                            format!("stopped watching slurm job {}", job.id),
+                        ));
                     }
                 }
                 () = tokio::time::sleep(TAIL_EVERY) => job.tail(log).await,
@@ -709,6 +715,7 @@ impl RunningJob for SlurmJob {
 /// How a Slurm job ended, in words. The reason starts with what happened ("timeout",
 /// "out of memory", "cancelled by Slurm", "exit code N") and names the Slurm job.
 fn describe(id: &str, state: &str, exit: Option<(i32, i32)>, res: &SlurmResources) -> Exit {
+    let failed = |cause, reason| Exit::Failed(Failure::new(cause, reason));
     let limit = |key: &str, v: &Option<String>| {
         v.as_ref()
             .map(|v| format!(" (`{key} = \"{v}\"`)"))
@@ -721,25 +728,40 @@ fn describe(id: &str, state: &str, exit: Option<(i32, i32)>, res: &SlurmResource
             Some((code, _)) if code != 0 => format!("exit code {code} (slurm job {id})"),
             _ => format!("Slurm could not start slurm job {id}; check that the graph's directory and the job log directory exist on the compute node"),
         }),
-        "TIMEOUT" => Exit::Failed(format!(
-            "timeout: Slurm stopped slurm job {id} at its time limit{}",
-            limit("time", &res.time)
-        )),
-        "OUT_OF_MEMORY" => Exit::Failed(format!(
-            "out of memory: Slurm stopped slurm job {id} at its memory limit{}",
-            limit("mem", &res.mem)
-        )),
-        "CANCELLED" => Exit::Failed(format!(
-            "cancelled by Slurm: slurm job {id} was cancelled outside databuild (`scancel` or an administrator)"
-        )),
-        "NODE_FAIL" | "BOOT_FAIL" => Exit::Failed(format!(
-            "node failure: the node of slurm job {id} failed"
-        )),
-        "PREEMPTED" => Exit::Failed(format!("preempted: Slurm preempted slurm job {id}")),
-        "DEADLINE" => Exit::Failed(format!(
-            "deadline: slurm job {id} could not end before its deadline"
-        )),
-        other => Exit::Failed(format!("slurm job {id} ended in Slurm state {other}")),
+        "TIMEOUT" => failed(
+            FailureCause::Timeout,
+            format!(
+                "timeout: Slurm stopped slurm job {id} at its time limit{}",
+                limit("time", &res.time)
+            ),
+        ),
+        "OUT_OF_MEMORY" => failed(
+            FailureCause::OutOfMemory,
+            format!(
+                "out of memory: Slurm stopped slurm job {id} at its memory limit{}",
+                limit("mem", &res.mem)
+            ),
+        ),
+        "CANCELLED" => failed(
+            FailureCause::ClusterStopped,
+            format!("cancelled by Slurm: slurm job {id} was cancelled outside databuild (`scancel` or an administrator)"),
+        ),
+        "NODE_FAIL" | "BOOT_FAIL" => failed(
+            FailureCause::NodeFailure,
+            format!("node failure: the node of slurm job {id} failed"),
+        ),
+        "PREEMPTED" => failed(
+            FailureCause::ClusterStopped,
+            format!("preempted: Slurm preempted slurm job {id}"),
+        ),
+        "DEADLINE" => failed(
+            FailureCause::ClusterStopped,
+            format!("deadline: slurm job {id} could not end before its deadline"),
+        ),
+        other => failed(
+            FailureCause::ClusterStopped,
+            format!("slurm job {id} ended in Slurm state {other}"),
+        ),
     }
 }
 
@@ -758,7 +780,32 @@ mod tests {
     fn reason(state: &str, exit: Option<(i32, i32)>) -> String {
         match describe("42", state, exit, &res()) {
             Exit::Success => "success".into(),
-            Exit::ProgramFailed(r) | Exit::Failed(r) => r,
+            Exit::ProgramFailed(r) | Exit::Failed(Failure { reason: r, .. }) => r,
+        }
+    }
+
+    fn cause(state: &str) -> FailureCause {
+        match describe("42", state, Some((1, 0)), &res()) {
+            Exit::Success => FailureCause::Unknown,
+            Exit::ProgramFailed(_) => FailureCause::JobFailed,
+            Exit::Failed(f) => f.cause,
+        }
+    }
+
+    #[test]
+    fn slurm_end_states_map_to_causes() {
+        for (state, want) in [
+            ("FAILED", FailureCause::JobFailed),
+            ("TIMEOUT", FailureCause::Timeout),
+            ("OUT_OF_MEMORY", FailureCause::OutOfMemory),
+            ("NODE_FAIL", FailureCause::NodeFailure),
+            ("BOOT_FAIL", FailureCause::NodeFailure),
+            ("CANCELLED", FailureCause::ClusterStopped),
+            ("PREEMPTED", FailureCause::ClusterStopped),
+            ("DEADLINE", FailureCause::ClusterStopped),
+            ("REVOKED", FailureCause::ClusterStopped),
+        ] {
+            assert_eq!(cause(state), want, "{state}");
         }
     }
 
@@ -774,7 +821,7 @@ mod tests {
         assert!(reason("TIMEOUT", None).contains("`time = \"1\"`"));
         assert!(reason("OUT_OF_MEMORY", None).starts_with("out of memory: "));
         assert!(reason("OUT_OF_MEMORY", None).contains("`mem = \"100M\"`"));
-        assert!(reason("CANCELLED", Some((0, 15))).starts_with("cancelled by Slurm: "));
+        assert!(reason("CANCELLED", Some((0, 15))).contains("cancelled outside databuild"));
         assert!(reason("NODE_FAIL", None).starts_with("node failure: "));
         assert_eq!(
             reason("REVOKED", None),

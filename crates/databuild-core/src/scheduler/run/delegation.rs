@@ -5,17 +5,15 @@
 use std::{collections::HashMap, time::Duration};
 
 use databuild_bel::{ClaimGroup, ClaimOutcome, PartitionRow};
-use databuild_proto::PartitionStatus;
+use databuild_proto::{FailureCause, PartitionStatus};
 
-use super::{materialize_refs, strip, Run, State};
+use super::{materialize_refs, strip, Failure, Run, State};
 use crate::{scheduler::Progress, CoreError};
 
 /// How often delegated partitions are checked.
 pub(super) const POLL: Duration = Duration::from_millis(100);
 /// Every this many polls, runs whose owner died are reclaimed.
 const RECLAIM_EVERY: u32 = 10;
-/// The failure reason the event log gives partitions of a lost run.
-const OWNER_LOST: &str = "owner run lost";
 
 impl Run<'_> {
     /// Claims the outputs of `tasks`, one group per task, in one transaction.
@@ -49,8 +47,8 @@ impl Run<'_> {
                         self.tasks[i].state = State::Waiting;
                         self.tasks[i].owner = None;
                         self.delegated -= 1;
-                        if let Some(reason) = self.tasks[i].upstream_failed.take() {
-                            self.fail_task(i, reason, None, None);
+                        if let Some(failure) = self.tasks[i].upstream_failed.take() {
+                            self.fail_task(i, failure, None, None);
                         } else if self.tasks[i].deps_left == 0 {
                             self.make_ready(i);
                         }
@@ -151,13 +149,11 @@ impl Run<'_> {
                 .find(|o| status(o) == Some(PartitionStatus::PartitionFailed));
             match failed {
                 Some(r) => {
-                    let reason = self
-                        .bel
-                        .latest_partition_event(r)
-                        .await?
-                        .map(|e| e.failure_reason)
-                        .unwrap_or_default();
-                    if reason == OWNER_LOST {
+                    let latest = self.bel.latest_partition_event(r).await?;
+                    let cause = latest.as_ref().map(|e| e.failure_cause());
+                    let reason = latest.map(|e| e.failure_reason).unwrap_or_default();
+                    // The owner died: nobody failed to build it, so claim it again.
+                    if cause == Some(FailureCause::OwnerRunLost) {
                         again.push(i);
                     } else {
                         let owner = self.tasks[i].owner.clone().unwrap_or_default();
@@ -197,7 +193,10 @@ impl Run<'_> {
         for d in self.tasks[i].dependents.clone() {
             self.fail_task(
                 d,
-                format!("upstream partition `{first}` failed (job `{label}`, built by another graph run)"),
+                Failure::new(
+                    FailureCause::UpstreamFailed,
+                    format!("upstream partition `{first}` failed (job `{label}`, built by another graph run)"),
+                ),
                 None,
                 Some(first.clone()),
             );

@@ -179,9 +179,11 @@ fn kill_9_mid_build_then_restart_and_the_rebuild_completes() {
         ["GRAPH_SUCCESS", "GRAPH_FAILED"],
         "the killed run is failed, the rebuild succeeded"
     );
-    let history = g.run(&["partitions", "history", "slow/a"]);
+    let history = g.run(&["--json", "partitions", "history", "slow/a"]);
     assert!(
-        history.stdout.contains("owner run lost"),
+        history
+            .stdout
+            .contains(r#""failureCause":"FAILURE_CAUSE_OWNER_RUN_LOST""#),
         "{}",
         history.stdout
     );

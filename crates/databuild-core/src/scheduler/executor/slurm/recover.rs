@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use databuild_bel::{Event, EventLog};
-use databuild_proto::{JobConfig, JobRunStatus, PartitionStatus};
+use databuild_proto::{JobConfig, JobRunStatus};
 use tokio::time::Instant;
 
 use super::{job_name, scancel, squeue, Seen, CANCEL_SLACK, MIN_POLL, NAME};
@@ -24,7 +24,7 @@ pub(super) fn seen_of(l: &Leftover) -> Seen {
 }
 
 /// The Slurm jobs that the lost graph runs `lost` left behind, found by the ids their
-/// partition events record (and, for a job run whose id was not recorded yet, by its
+/// events record (`databuild_bel::cluster_job`; and, for a job run whose id was not recorded yet, by its
 /// job name), checked against Slurm: those still queued or running, and those that
 /// completed. Slurm being unreachable is logged, not an error: the build goes on.
 pub(super) async fn find_orphans(
@@ -43,6 +43,9 @@ pub(super) async fn find_orphans(
     let mut runs: HashMap<String, JobRun> = HashMap::new();
     for run_id in lost {
         for e in bel.run_events(run_id).await? {
+            let slurm_job = databuild_bel::cluster_job(&e.event)
+                .filter(|c| c.executor == "slurm")
+                .map(|c| (c.job_run_id.to_string(), c.id.to_string()));
             match e.event {
                 Event::Run(r) => {
                     let Some(j) = r.job_event else { continue };
@@ -63,16 +66,11 @@ pub(super) async fn find_orphans(
                     }
                     jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
                 }
-                Event::Partition(p) => {
-                    if p.status != PartitionStatus::PartitionBuilding as i32 {
-                        continue;
-                    }
-                    if let (Some(jr), Some(id)) = (
-                        runs.get_mut(&p.job_run_id),
-                        p.storage_metadata.get("slurm_job_id"),
-                    ) {
-                        jr.slurm_id = Some(id.clone());
-                    }
+                Event::Partition(_) => {}
+            }
+            if let Some((job_run_id, id)) = slurm_job {
+                if let Some(jr) = runs.get_mut(&job_run_id) {
+                    jr.slurm_id = Some(id);
                 }
             }
         }
