@@ -20,6 +20,7 @@ mod postgres;
 mod preconfigured;
 mod processes;
 mod protocol_limits;
+mod ray;
 mod scale;
 mod service;
 mod slurm;
