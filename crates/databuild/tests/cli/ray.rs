@@ -312,9 +312,8 @@ fn timeout_stops_the_ray_job() {
     g.assert_bel_intact();
 }
 
-#[test]
-fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again() {
-    let (_ray, address) = ray();
+/// A graph of one Ray job that holds (running) until the file `go` exists.
+fn holding_graph() -> TestGraph {
     let g = TestGraph::new(&graph(&[("hold", "executor = \"ray\"")]));
     ref_job(
         &g,
@@ -322,10 +321,24 @@ fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again()
         "",
         "while [ ! -e go ]; do sleep 0.1; done\necho built >> \"$name\"",
     );
-    let mut child = spawn(&g, &["build", "hold/1"]);
-    let lost = wait_running(&g, &address, 1);
+    g
+}
+
+/// Builds `hold/1`, kills `databuild` with SIGKILL once its Ray job runs; returns the
+/// Ray job's id.
+fn build_and_kill_9(g: &TestGraph, address: &str) -> Vec<String> {
+    let mut child = spawn(g, &["build", "hold/1"]);
+    let lost = wait_running(g, address, 1);
     child.kill().unwrap();
     child.wait().unwrap();
+    lost
+}
+
+#[test]
+fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again() {
+    let (_ray, address) = ray();
+    let g = holding_graph();
+    let lost = build_and_kill_9(&g, &address);
 
     let child = spawn(&g, &["build", "hold/1"]);
     wait_for(
@@ -353,6 +366,35 @@ fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again()
     );
     let (_, status) = g.runs().into_iter().next().unwrap();
     assert_eq!(status, "GRAPH_SUCCESS");
+    g.assert_bel_intact();
+}
+
+#[test]
+fn restart_with_force_stops_the_lost_runs_ray_job_before_rebuilding() {
+    let (_ray, address) = ray();
+    let g = holding_graph();
+    let lost = build_and_kill_9(&g, &address);
+
+    let child = spawn(&g, &["build", "--force", "hold/1"]);
+    wait_for(
+        "the lost run's Ray job to be stopped",
+        Duration::from_secs(30),
+        || ray_status(&address, &lost[0]) == "STOPPED",
+    );
+    g.write("go", "");
+    let out = finish(child, Duration::from_secs(30));
+    assert_code(&out, 0);
+
+    // A new Ray job built the partition once; the lost one never wrote it.
+    let ids = recorded_ray_ids(&g);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let new: Vec<&String> = ids.iter().filter(|id| **id != lost[0]).collect();
+    assert_eq!(ray_status(&address, new[0]), "SUCCEEDED");
+    assert_eq!(g.status("hold/1").as_deref(), Some("PARTITION_AVAILABLE"));
+    assert_eq!(
+        std::fs::read_to_string(g.path().join("hold_1")).unwrap(),
+        "built\n"
+    );
     g.assert_bel_intact();
 }
 
