@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test on this machine, setting up what they need first (idempotent, quick when
 # already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
-# cluster (scripts/slurm.sh), installed from Debian's packages if missing; the Python
+# cluster (scripts/slurm.sh), installed from Debian's packages if missing; a one-machine Ray
+# cluster (scripts/ray.sh: Ray from PyPI in .venv-ray/, dashboard on port 8265); the Python
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
 # grpcio client generated from proto/databuild/v1/databuild.proto
 # (scripts/python-grpc-client.sh); Debian's chromium and the dashboard tests'
 # playwright-core (`npm ci` in e2e/). Then the Python SDK's pytest suite and
-# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES and SLURM_CONF
-# set: every test binary runs even when one fails, and the script exits non-zero at the
+# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES, SLURM_CONF and
+# RAY_ADDRESS set: every test binary runs even when one fails, and the script exits non-zero at the
 # end if pytest or any cargo test failed. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ fi
 postgres_env=$(scripts/postgres.sh env)
 eval "$postgres_env"
 eval "$(scripts/slurm.sh env)"
+eval "$(scripts/ray.sh env)"
 echo "== Python virtualenvs"
 bash scripts/flights-venv.sh
 bash scripts/python-grpc-client.sh --setup

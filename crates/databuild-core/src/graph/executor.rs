@@ -1,10 +1,11 @@
 //! Where a job runs (`executor` in `databuild.toml`) and the cluster resources it asks
-//! for (`[jobs.slurm]`, defaults in `[graph.slurm]`), checked when the file is loaded.
+//! for (`[jobs.slurm]`, defaults in `[graph.slurm]`; `[jobs.ray]`, defaults in
+//! `[graph.ray]`), checked when the file is loaded.
 
 use serde::Deserialize;
 
 /// The executors a job can name.
-pub const EXECUTORS: [&str; 2] = ["local", "slurm"];
+pub const EXECUTORS: [&str; 3] = ["local", "slurm", "ray"];
 
 /// Where a job's `exec` runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub enum JobExecutor {
     Local,
     /// One Slurm batch job per job run, submitted with `sbatch`.
     Slurm(SlurmResources),
+    /// One Ray job per job run, submitted through the Ray Jobs REST API.
+    Ray(RayOptions),
 }
 
 impl JobExecutor {
@@ -22,6 +25,7 @@ impl JobExecutor {
         match self {
             JobExecutor::Local => "local",
             JobExecutor::Slurm(_) => "slurm",
+            JobExecutor::Ray(_) => "ray",
         }
     }
 }
@@ -148,6 +152,132 @@ impl SlurmResources {
     }
 }
 
+/// The Ray dashboard jobs go to when neither the graph file nor `RAY_ADDRESS` names one.
+pub const DEFAULT_RAY_ADDRESS: &str = "http://127.0.0.1:8265";
+
+/// Where a Ray job goes and what its entrypoint asks for. Every field is optional: the
+/// address falls back to `RAY_ADDRESS`, then to a local cluster; Ray's defaults apply to
+/// the resources.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RayOptions {
+    /// The Ray dashboard (Jobs REST API), e.g. `http://127.0.0.1:8265`.
+    pub address: Option<String>,
+    /// CPUs reserved for the entrypoint (`entrypoint_num_cpus`).
+    pub entrypoint_num_cpus: Option<f64>,
+    /// GPUs reserved for the entrypoint (`entrypoint_num_gpus`).
+    pub entrypoint_num_gpus: Option<f64>,
+    /// Memory reserved for the entrypoint, in bytes (`entrypoint_memory`).
+    pub entrypoint_memory: Option<u64>,
+    /// The graph file key `address` came from (`jobs.ray.address` or
+    /// `graph.ray.address`).
+    #[serde(skip)]
+    pub address_key: Option<&'static str>,
+}
+
+// Resources are checked to be finite when the file loads.
+impl Eq for RayOptions {}
+
+impl RayOptions {
+    /// These options (from `[jobs.ray]`), with each unset one taken from `defaults`
+    /// (`[graph.ray]`).
+    pub fn or(self, defaults: &RayOptions) -> RayOptions {
+        let (address, address_key) = match self.address {
+            Some(a) => (Some(a), Some("jobs.ray.address")),
+            None => (
+                defaults.address.clone(),
+                defaults.address.as_ref().map(|_| "graph.ray.address"),
+            ),
+        };
+        RayOptions {
+            address,
+            entrypoint_num_cpus: self.entrypoint_num_cpus.or(defaults.entrypoint_num_cpus),
+            entrypoint_num_gpus: self.entrypoint_num_gpus.or(defaults.entrypoint_num_gpus),
+            entrypoint_memory: self.entrypoint_memory.or(defaults.entrypoint_memory),
+            address_key,
+        }
+    }
+
+    /// The dashboard address jobs go to and where it was found: the job's `address`,
+    /// the graph's, the `RAY_ADDRESS` environment variable, else
+    /// [`DEFAULT_RAY_ADDRESS`]. `Err` says why `RAY_ADDRESS` cannot be used.
+    pub fn resolved_address(&self) -> Result<(String, &'static str), String> {
+        match (&self.address, self.address_key) {
+            (Some(a), Some("jobs.ray.address")) => return Ok((a.clone(), "`[jobs.ray] address`")),
+            (Some(a), _) => return Ok((a.clone(), "`[graph.ray] address`")),
+            (None, _) => {}
+        }
+        match std::env::var("RAY_ADDRESS") {
+            Ok(a) if !a.is_empty() => {
+                check_http_address(&a).map_err(|why| {
+                    format!("the `RAY_ADDRESS` environment variable, `{a}`, is not a Ray dashboard address: {why}; set it to the dashboard's URL, e.g. `http://127.0.0.1:8265`, or set `address` in `[graph.ray]`")
+                })?;
+                Ok((a, "the `RAY_ADDRESS` environment variable"))
+            }
+            _ => Ok((
+                DEFAULT_RAY_ADDRESS.to_string(),
+                "the default, as neither `address` in `[jobs.ray]` or `[graph.ray]` nor `RAY_ADDRESS` is set",
+            )),
+        }
+    }
+
+    /// Checks every value; on error returns the key and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(a) = &self.address {
+            check_http_address(a).map_err(|why| {
+                (
+                    "ray.address",
+                    format!("`{a}` is not a Ray dashboard address: {why}; use the dashboard's URL, e.g. `http://127.0.0.1:8265`"),
+                )
+            })?;
+        }
+        for (key, v) in [
+            ("ray.entrypoint_num_cpus", self.entrypoint_num_cpus),
+            ("ray.entrypoint_num_gpus", self.entrypoint_num_gpus),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    return Err((key, format!("`{v}` is not a number of at least 0")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `a` is an `http://` or `https://` URL with a host (and nothing after the
+/// port but an optional path); says what is wrong.
+pub fn check_http_address(a: &str) -> Result<(), String> {
+    let Some(rest) = a
+        .strip_prefix("http://")
+        .or_else(|| a.strip_prefix("https://"))
+    else {
+        return Err("it does not start with `http://` or `https://`".into());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || authority.starts_with('[') => {
+            if port.is_empty()
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || port.parse::<u16>().is_err()
+            {
+                return Err(format!("`{port}` is not a port"));
+            }
+            h
+        }
+        _ => authority,
+    };
+    if host.is_empty() {
+        return Err("it names no host".into());
+    }
+    if a.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "?#@'\"\\".contains(c))
+    {
+        return Err("it contains a space, quote or one of `?#@`".into());
+    }
+    Ok(())
+}
+
 /// `4096`, `512M`, `4G`, `1T` (Slurm's `--mem`).
 fn valid_mem(s: &str) -> bool {
     let digits = s.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
@@ -226,6 +356,66 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn ray_addresses_need_http_and_a_host() {
+        for ok in [
+            "http://127.0.0.1:8265",
+            "https://ray.example.com",
+            "http://head:8265/",
+            "http://[::1]:8265",
+        ] {
+            assert!(check_http_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:8265",
+            "ray://head:10001",
+            "http://",
+            "http://:8265",
+            "http://head:port",
+            "http://head:99999",
+            "http://he ad",
+            "auto",
+        ] {
+            assert!(check_http_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ray_options_take_graph_defaults_and_remember_where_the_address_came_from() {
+        let defaults = RayOptions {
+            address: Some("http://head:8265".into()),
+            entrypoint_num_cpus: Some(1.0),
+            ..Default::default()
+        };
+        let job = RayOptions {
+            entrypoint_memory: Some(1 << 20),
+            ..Default::default()
+        }
+        .or(&defaults);
+        assert_eq!(job.address.as_deref(), Some("http://head:8265"));
+        assert_eq!(job.address_key, Some("graph.ray.address"));
+        assert_eq!(job.entrypoint_num_cpus, Some(1.0));
+        assert_eq!(job.entrypoint_memory, Some(1 << 20));
+        let own = RayOptions {
+            address: Some("http://other:1".into()),
+            ..Default::default()
+        }
+        .or(&defaults);
+        assert_eq!(own.address_key, Some("jobs.ray.address"));
+        assert_eq!(
+            RayOptions::default().or(&RayOptions::default()).address_key,
+            None
+        );
+        let negative = RayOptions {
+            entrypoint_num_gpus: Some(-1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            negative.validate().unwrap_err().0,
+            "ray.entrypoint_num_gpus"
+        );
     }
 
     #[test]

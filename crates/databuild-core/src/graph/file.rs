@@ -9,7 +9,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{
-    executor::{JobExecutor, SlurmResources, EXECUTORS},
+    executor::{JobExecutor, RayOptions, SlurmResources, EXECUTORS},
     lookup::PatternLookup,
     Graph, JobDef, Lookup,
 };
@@ -104,6 +104,8 @@ struct GraphSection {
     executor: Option<String>,
     /// Slurm resources of every Slurm job, unless the job sets its own.
     slurm: Option<SlurmResources>,
+    /// Ray options of every Ray job, unless the job sets its own.
+    ray: Option<RayOptions>,
     /// The `config_timeout` of jobs and the lookup program that set none.
     config_timeout: Option<String>,
     /// Most bytes a `config` or lookup program may print.
@@ -150,6 +152,7 @@ struct JobSection {
     max_concurrency: Option<usize>,
     executor: Option<String>,
     slurm: Option<SlurmResources>,
+    ray: Option<RayOptions>,
     kill_leftovers: Option<bool>,
 }
 
@@ -216,6 +219,7 @@ impl Graph {
         let defaults = Defaults {
             executor: doc.graph.executor.unwrap_or_else(|| "local".into()),
             slurm: doc.graph.slurm.unwrap_or_default(),
+            ray: doc.graph.ray.unwrap_or_default(),
             config_timeout,
         };
         if !EXECUTORS.contains(&defaults.executor.as_str()) {
@@ -225,6 +229,9 @@ impl Graph {
             });
         }
         if let Err((key, message)) = defaults.slurm.validate() {
+            return Err(GraphError::InvalidGraphValue { key, message });
+        }
+        if let Err((key, message)) = defaults.ray.validate() {
             return Err(GraphError::InvalidGraphValue { key, message });
         }
         let mut jobs = Vec::with_capacity(doc.jobs.len());
@@ -272,6 +279,7 @@ pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 struct Defaults {
     executor: String,
     slurm: SlurmResources,
+    ray: RayOptions,
     config_timeout: Duration,
 }
 
@@ -298,6 +306,17 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
                 });
             }
             JobExecutor::Slurm(resources)
+        }
+        "ray" => {
+            let options = j.ray.unwrap_or_default().or(&defaults.ray);
+            if let Err((key, message)) = options.validate() {
+                return Err(GraphError::InvalidValue {
+                    job: label,
+                    key,
+                    message,
+                });
+            }
+            JobExecutor::Ray(options)
         }
         other => {
             return Err(GraphError::InvalidValue {

@@ -22,6 +22,7 @@ mod postgres;
 mod preconfigured;
 mod processes;
 mod protocol_limits;
+mod ray;
 mod scale;
 mod service;
 mod slurm;

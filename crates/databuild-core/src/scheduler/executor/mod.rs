@@ -10,6 +10,7 @@
 mod local;
 mod log;
 pub(crate) mod procs;
+mod ray;
 mod remote;
 pub(crate) mod slurm;
 
@@ -290,6 +291,7 @@ impl Executors {
                 Arc::new(local::Local),
                 Arc::new(slurm::SlurmExecutor::new(log_dir)),
                 Arc::new(remote::Remote::new(graph.remote.clone())),
+                Arc::new(ray::RayExecutor),
             ],
         }
     }

@@ -1,0 +1,153 @@
+//! Recovery of the Ray jobs that lost graph runs left: finding them by their submission
+//! ids (the lost runs' job run ids, or the ids their partition events record) to adopt,
+//! and stopping the ones no task adopts.
+
+use std::{collections::HashMap, sync::Arc};
+
+use databuild_bel::{Event, EventLog};
+use databuild_proto::{JobConfig, JobRunStatus, PartitionStatus};
+use tokio::time::Instant;
+
+use super::{Api, LeftState, CANCEL_SLACK, MIN_POLL, NAME};
+use crate::{
+    graph::{Graph, JobExecutor},
+    scheduler::executor::Leftover,
+};
+
+/// The Ray jobs that the lost graph runs `lost` left behind: for each job run of a Ray
+/// job, the Ray job its partition events record (an adopted one) or else the one whose
+/// submission id is the job run id, checked against Ray: those still pending or
+/// running, and those that succeeded. Ray being unreachable is logged, not an error.
+pub(super) async fn find_orphans(
+    bel: &dyn EventLog,
+    graph: &Graph,
+    lost: &[String],
+) -> Result<Vec<Leftover>, databuild_bel::BelError> {
+    struct JobRun {
+        run_id: String,
+        label: String,
+        job_key: String,
+        config: Option<JobConfig>,
+        ray_id: Option<String>,
+        succeeded: bool,
+    }
+    let mut runs: HashMap<String, JobRun> = HashMap::new();
+    for run_id in lost {
+        for e in bel.run_events(run_id).await? {
+            match e.event {
+                Event::Run(r) => {
+                    let Some(j) = r.job_event else { continue };
+                    let jr = runs.entry(j.job_run_id.clone()).or_insert_with(|| JobRun {
+                        run_id: run_id.clone(),
+                        label: j
+                            .label
+                            .as_ref()
+                            .map(|l| l.label.clone())
+                            .unwrap_or_default(),
+                        job_key: j.job_key.clone(),
+                        config: None,
+                        ray_id: None,
+                        succeeded: false,
+                    });
+                    if let Some(c) = j.config.and_then(|c| c.config) {
+                        jr.config = Some(c);
+                    }
+                    jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
+                }
+                Event::Partition(p) => {
+                    if p.status != PartitionStatus::PartitionBuilding as i32 {
+                        continue;
+                    }
+                    if let (Some(jr), Some(id)) = (
+                        runs.get_mut(&p.job_run_id),
+                        p.storage_metadata.get("ray_job_id"),
+                    ) {
+                        jr.ray_id = Some(id.clone());
+                    }
+                }
+            }
+        }
+    }
+    let mut orphans = Vec::new();
+    for (job_run_id, jr) in runs {
+        if jr.succeeded {
+            continue;
+        }
+        let Some(JobExecutor::Ray(options)) = graph.job(&jr.label).map(|j| &j.executor) else {
+            continue;
+        };
+        let address = match options.resolved_address() {
+            Ok((a, _)) => a,
+            Err(e) => {
+                tracing::warn!(job_run = %job_run_id, error = %e, "cannot check the Ray job of a lost graph run");
+                continue;
+            }
+        };
+        let id = jr.ray_id.clone().unwrap_or_else(|| job_run_id.clone());
+        let seen = match Api::new(&address).status(&id).await {
+            Ok(Some(seen)) => seen,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(
+                    lost_run = %jr.run_id, ray_job = %id, error = %e,
+                    "cannot check the Ray job of a lost graph run; it may still be running"
+                );
+                continue;
+            }
+        };
+        if seen.is_over() && !seen.succeeded() {
+            continue;
+        }
+        orphans.push(Leftover {
+            executor: NAME,
+            id,
+            run_id: jr.run_id,
+            job_run_id,
+            label: jr.label,
+            job_key: jr.job_key,
+            config: jr.config,
+            detail: Arc::new(LeftState { address, seen }),
+        });
+    }
+    Ok(orphans)
+}
+
+/// Stops the still active `orphans` and waits (a few seconds at most) until Ray reports
+/// them ended, so that they no longer write what a new job run is about to build.
+pub(super) async fn cancel_orphans(orphans: &[Leftover]) {
+    let mut active = Vec::new();
+    for o in orphans {
+        let Some(s) = o.detail.downcast_ref::<LeftState>() else {
+            continue;
+        };
+        if s.seen.is_over() {
+            continue;
+        }
+        let api = Api::new(&s.address);
+        tracing::info!(ray_job = %o.id, "stopping the Ray job of a lost graph run");
+        match api.stop(&o.id).await {
+            Ok(()) => active.push((api, o.id.clone())),
+            Err(e) => {
+                tracing::warn!(ray_job = %o.id, error = %e, "cannot stop the Ray job of a lost graph run");
+            }
+        }
+    }
+    let deadline = Instant::now() + CANCEL_SLACK * 2;
+    while !active.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (api, id) in active {
+            match api.status(&id).await {
+                Ok(Some(seen)) if !seen.is_over() => still.push((api, id)),
+                _ => {}
+            }
+        }
+        active = still;
+        if !active.is_empty() {
+            tokio::time::sleep(MIN_POLL).await;
+        }
+    }
+    if !active.is_empty() {
+        let ids: Vec<&str> = active.iter().map(|(_, id)| id.as_str()).collect();
+        tracing::warn!(ray_jobs = ?ids, "stopped Ray jobs of lost graph runs have not ended yet");
+    }
+}
