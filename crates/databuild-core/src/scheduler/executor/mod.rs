@@ -276,6 +276,67 @@ pub(crate) async fn drive(
     }
 }
 
+/// A job run of a lost graph run, as the log tells it: what recovery needs to find its
+/// job on an engine and to decide whether a task of this run may adopt it.
+#[derive(Debug)]
+pub(crate) struct LostJobRun {
+    /// Its graph run.
+    pub run_id: String,
+    /// Its task: job label, job key and configuration.
+    pub label: String,
+    pub job_key: String,
+    pub config: Option<databuild_proto::JobConfig>,
+    /// The engine's id of its job, as recorded (`databuild_bel::cluster_job`).
+    pub engine_id: Option<String>,
+    /// It succeeded: nothing of it is left to recover.
+    pub succeeded: bool,
+}
+
+/// The job runs of the lost graph runs `lost`, by job run id, with the job id that
+/// `executor` recorded for each (if any).
+pub(crate) async fn lost_job_runs(
+    bel: &dyn EventLog,
+    lost: &[String],
+    executor: &str,
+) -> Result<HashMap<String, LostJobRun>, databuild_bel::BelError> {
+    let mut runs: HashMap<String, LostJobRun> = HashMap::new();
+    for run_id in lost {
+        for e in bel.run_events(run_id).await? {
+            let engine_job = databuild_bel::cluster_job(&e.event)
+                .filter(|c| c.executor == executor)
+                .map(|c| (c.job_run_id.to_string(), c.id.to_string()));
+            if let databuild_bel::Event::Run(r) = e.event {
+                if let Some(j) = r.job_event {
+                    let jr = runs
+                        .entry(j.job_run_id.clone())
+                        .or_insert_with(|| LostJobRun {
+                            run_id: run_id.clone(),
+                            label: j
+                                .label
+                                .as_ref()
+                                .map(|l| l.label.clone())
+                                .unwrap_or_default(),
+                            job_key: j.job_key.clone(),
+                            config: None,
+                            engine_id: None,
+                            succeeded: false,
+                        });
+                    if let Some(c) = j.config.and_then(|c| c.config) {
+                        jr.config = Some(c);
+                    }
+                    jr.succeeded |= j.status == databuild_proto::JobRunStatus::JobSuccess as i32;
+                }
+            }
+            if let Some((job_run_id, id)) = engine_job {
+                if let Some(jr) = runs.get_mut(&job_run_id) {
+                    jr.engine_id = Some(id);
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
 /// The executors of one graph run, by name: the registry the scheduler asks for a job's
 /// executor and for what lost runs left behind. The Slurm one starts its poller on first
 /// use.

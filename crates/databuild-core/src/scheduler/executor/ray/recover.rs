@@ -2,16 +2,15 @@
 //! ids (the lost runs' job run ids, or the ids their partition events record) to adopt,
 //! and stopping the ones no task adopts.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use databuild_bel::{Event, EventLog};
-use databuild_proto::{JobConfig, JobRunStatus, PartitionStatus};
+use databuild_bel::EventLog;
 use tokio::time::Instant;
 
 use super::{Api, LeftState, CANCEL_SLACK, MIN_POLL, NAME};
 use crate::{
     graph::{Graph, JobExecutor},
-    scheduler::executor::Leftover,
+    scheduler::executor::{lost_job_runs, Leftover},
 };
 
 /// The Ray jobs that the lost graph runs `lost` left behind: for each job run of a Ray
@@ -23,51 +22,7 @@ pub(super) async fn find_orphans(
     graph: &Graph,
     lost: &[String],
 ) -> Result<Vec<Leftover>, databuild_bel::BelError> {
-    struct JobRun {
-        run_id: String,
-        label: String,
-        job_key: String,
-        config: Option<JobConfig>,
-        ray_id: Option<String>,
-        succeeded: bool,
-    }
-    let mut runs: HashMap<String, JobRun> = HashMap::new();
-    for run_id in lost {
-        for e in bel.run_events(run_id).await? {
-            match e.event {
-                Event::Run(r) => {
-                    let Some(j) = r.job_event else { continue };
-                    let jr = runs.entry(j.job_run_id.clone()).or_insert_with(|| JobRun {
-                        run_id: run_id.clone(),
-                        label: j
-                            .label
-                            .as_ref()
-                            .map(|l| l.label.clone())
-                            .unwrap_or_default(),
-                        job_key: j.job_key.clone(),
-                        config: None,
-                        ray_id: None,
-                        succeeded: false,
-                    });
-                    if let Some(c) = j.config.and_then(|c| c.config) {
-                        jr.config = Some(c);
-                    }
-                    jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
-                }
-                Event::Partition(p) => {
-                    if p.status != PartitionStatus::PartitionBuilding as i32 {
-                        continue;
-                    }
-                    if let (Some(jr), Some(id)) = (
-                        runs.get_mut(&p.job_run_id),
-                        p.storage_metadata.get("ray_job_id"),
-                    ) {
-                        jr.ray_id = Some(id.clone());
-                    }
-                }
-            }
-        }
-    }
+    let runs = lost_job_runs(bel, lost, NAME).await?;
     let mut orphans = Vec::new();
     for (job_run_id, jr) in runs {
         if jr.succeeded {
@@ -83,7 +38,7 @@ pub(super) async fn find_orphans(
                 continue;
             }
         };
-        let id = jr.ray_id.clone().unwrap_or_else(|| job_run_id.clone());
+        let id = jr.engine_id.clone().unwrap_or_else(|| job_run_id.clone());
         let seen = match Api::new(&address).status(&id).await {
             Ok(Some(seen)) => seen,
             Ok(None) => continue,

@@ -1,16 +1,15 @@
 //! Restart safety on Slurm: the jobs a lost graph run left behind, found by the ids its
 //! partition events record (or by job name), to adopt or to cancel.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use databuild_bel::{Event, EventLog};
-use databuild_proto::{JobConfig, JobRunStatus};
+use databuild_bel::EventLog;
 use tokio::time::Instant;
 
 use super::{job_name, scancel, squeue, Seen, CANCEL_SLACK, MIN_POLL, NAME};
 use crate::{
     graph::{Graph, JobExecutor},
-    scheduler::executor::Leftover,
+    scheduler::executor::{lost_job_runs, Leftover},
 };
 
 /// What Slurm said of a job a lost run left (a [`Leftover`]'s detail).
@@ -32,49 +31,7 @@ pub(super) async fn find_orphans(
     graph: &Graph,
     lost: &[String],
 ) -> Result<Vec<Leftover>, databuild_bel::BelError> {
-    struct JobRun {
-        run_id: String,
-        label: String,
-        job_key: String,
-        config: Option<JobConfig>,
-        slurm_id: Option<String>,
-        succeeded: bool,
-    }
-    let mut runs: HashMap<String, JobRun> = HashMap::new();
-    for run_id in lost {
-        for e in bel.run_events(run_id).await? {
-            let slurm_job = databuild_bel::cluster_job(&e.event)
-                .filter(|c| c.executor == "slurm")
-                .map(|c| (c.job_run_id.to_string(), c.id.to_string()));
-            match e.event {
-                Event::Run(r) => {
-                    let Some(j) = r.job_event else { continue };
-                    let jr = runs.entry(j.job_run_id.clone()).or_insert_with(|| JobRun {
-                        run_id: run_id.clone(),
-                        label: j
-                            .label
-                            .as_ref()
-                            .map(|l| l.label.clone())
-                            .unwrap_or_default(),
-                        job_key: j.job_key.clone(),
-                        config: None,
-                        slurm_id: None,
-                        succeeded: false,
-                    });
-                    if let Some(c) = j.config.and_then(|c| c.config) {
-                        jr.config = Some(c);
-                    }
-                    jr.succeeded |= j.status == JobRunStatus::JobSuccess as i32;
-                }
-                Event::Partition(_) => {}
-            }
-            if let Some((job_run_id, id)) = slurm_job {
-                if let Some(jr) = runs.get_mut(&job_run_id) {
-                    jr.slurm_id = Some(id);
-                }
-            }
-        }
-    }
+    let runs = lost_job_runs(bel, lost, NAME).await?;
     let is_slurm = |label: &str| {
         graph
             .job(label)
@@ -86,7 +43,7 @@ pub(super) async fn find_orphans(
         if jr.succeeded {
             continue;
         }
-        match &jr.slurm_id {
+        match &jr.engine_id {
             Some(id) => ids.push(id.clone()),
             None if is_slurm(&jr.label) => names.push(job_name(&jr.label, job_run_id)),
             None => {}
