@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{processes_with_env, TestGraph};
+use crate::{procs::processes_with_env, util::TestGraph};
 
 /// Nodes of each round's graph.
 const NODES: usize = 50;

@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{example_graph, ref_job, wait_for, Output, TestGraph};
+use crate::{
+    procs::{group_alive, kill_group},
+    util::{example_graph, ref_job, wait_for, Output, TestGraph},
+};
 
 /// A graph file with one job per `(label, extra toml)`; each job produces `<label>/<digits>`
 /// and runs `jobs/<label>`.
@@ -184,30 +187,6 @@ fn history(g: &TestGraph, r: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["partitionEvent"].clone())
         .collect()
-}
-
-/// Live (not zombie) members of process group `pgid`.
-fn group_members(pgid: i32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')').is_some_and(|(_, rest)| {
-                    let f: Vec<&str> = rest.split_whitespace().collect();
-                    !matches!(f.first(), Some(&"Z" | &"X"))
-                        && f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
-                })
-            })
-        })
-        .collect()
-}
-
-/// Kills a leftover process group (the jobs of a `databuild` that was killed with -9).
-fn kill_group(pgid: i32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .status();
 }
 
 #[test]
@@ -418,12 +397,9 @@ fn waiter_takes_over_when_the_owner_is_killed() {
     // The waiter reclaims the lost run only once its job (the `sleep` the killed
     // owner's job started) is gone, then builds `slow/1` again.
     let waiter = finish(waiter);
-    let left = group_members(orphan);
+    let left = group_alive(orphan);
     kill_group(orphan); // a leftover must not outlive the test
-    assert!(
-        left.is_empty(),
-        "the lost run's job is still running: {left:?}"
-    );
+    assert!(!left, "the lost run's job is still running");
     assert_code(&waiter, 0);
     let w = outcome(&waiter);
     assert_eq!(

@@ -3,7 +3,10 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::util::{jobs_graph, processes_with_env, ref_job, wait_for, TestGraph};
+use crate::{
+    procs::processes_with_env,
+    util::{jobs_graph, ref_job, wait_for, TestGraph},
+};
 
 /// A graph of one job `bg` whose `exec` starts a background `sleep` and exits 0 (or
 /// hangs, with `HANG` naming a file it creates once it runs).

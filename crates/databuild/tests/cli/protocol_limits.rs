@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::util::{wait_for, TestGraph};
+use crate::{
+    procs::{command_alive, kill, wait_exit},
+    util::{wait_for, TestGraph},
+};
 
 /// A number unique to this test process and `k`, for finding a test's `sleep` by its argv.
 fn marker(k: u32) -> String {
@@ -16,19 +19,7 @@ fn marker(k: u32) -> String {
 
 /// Whether any live process runs `sleep <marker>`.
 fn sleep_alive(marker: &str) -> bool {
-    let wanted = format!("sleep\0{marker}\0");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .any(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-            !zombie && cmdline.ends_with(wanted.as_bytes())
-        })
+    command_alive(&["sleep", marker])
 }
 
 /// A shell snippet that leaves a background `sleep <marker>` and then hangs itself.
@@ -114,24 +105,15 @@ fn sigterm_while_config_hangs_kills_the_config_group() {
     wait_for("the config to start", Duration::from_secs(10), || {
         sleep_alive(&m)
     });
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM failed");
-    let mut status = None;
-    wait_for(
+    kill("-TERM", child.id());
+    let status = wait_exit(
+        &mut child,
         "databuild to exit after SIGTERM",
         Duration::from_secs(5),
-        || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        },
     );
     let out = child.wait_with_output().unwrap();
     assert_eq!(
-        status.unwrap().code(),
+        status.code(),
         Some(1),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)

@@ -217,24 +217,6 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
-/// Live (not zombie) processes whose environment holds `var` (`NAME=value`).
-pub fn processes_with_env(var: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-            })
-        })
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == var.as_bytes()))
-        })
-        .collect()
-}
-
 /// The example graph shipped in `examples/basic`, copied into a temporary directory.
 pub fn example_graph() -> TestGraph {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/basic");
