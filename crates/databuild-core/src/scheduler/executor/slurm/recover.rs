@@ -6,7 +6,11 @@ use std::sync::Arc;
 use databuild_bel::EventLog;
 use tokio::time::Instant;
 
-use super::{job_name, scancel, squeue, Seen, CANCEL_SLACK, MIN_POLL, NAME};
+use super::{
+    job_name,
+    poller::{scancel, squeue, MIN_POLL},
+    Seen, CANCEL_SLACK, NAME,
+};
 use crate::{
     graph::{Graph, JobExecutor},
     scheduler::executor::{lost_job_runs, Leftover},
