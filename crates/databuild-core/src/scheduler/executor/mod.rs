@@ -178,6 +178,19 @@ pub(crate) trait RunningJob: Send {
     async fn fetch_logs(&mut self, log: &Arc<Log>);
 }
 
+/// Sends `value` to the watchers of `tx` if it differs from what they have; whether it
+/// did. How a cluster poller reports a job's state only when it changes.
+pub(crate) fn publish<T: PartialEq>(tx: &tokio::sync::watch::Sender<T>, value: T) -> bool {
+    tx.send_if_modified(|cur| {
+        if *cur == value {
+            false
+        } else {
+            *cur = value;
+            true
+        }
+    })
+}
+
 /// A job that a lost graph run left on an engine: adopted by a task of this run that
 /// does the same work with the same configuration, or cancelled.
 #[derive(Debug, Clone)]

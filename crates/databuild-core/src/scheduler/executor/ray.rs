@@ -394,14 +394,7 @@ async fn poll(api: Api, id: String, tx: watch::Sender<Seen>, nudge: Arc<Notify>)
             }
         };
         let over = seen.is_over();
-        let changed = tx.send_if_modified(|cur| {
-            if *cur == seen {
-                false
-            } else {
-                *cur = seen;
-                true
-            }
-        });
+        let changed = super::publish(&tx, seen);
         if over {
             return;
         }

@@ -243,14 +243,7 @@ fn update(watched: &mut HashMap<String, (watch::Sender<Seen>, u32)>, id: &str, s
     };
     *count = 0;
     let over = seen.is_over();
-    let changed = tx.send_if_modified(|cur| {
-        if *cur == seen {
-            false
-        } else {
-            *cur = seen;
-            true
-        }
-    });
+    let changed = crate::scheduler::executor::publish(tx, seen);
     if over {
         watched.remove(id);
     }
