@@ -7,8 +7,6 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use databuild_proto::FailureCause;
 use tokio::sync::oneshot;
 
-use super::executor::{self, Report};
-
 /// One execution to run.
 #[derive(Debug)]
 pub struct ExecSpec {
@@ -81,21 +79,6 @@ impl ExecResult {
     pub fn failed(cause: FailureCause, reason: impl Into<String>) -> Self {
         Self::Failed(Failure::new(cause, reason))
     }
-}
-
-/// Runs `spec` as a local process to completion. `on_lines` receives output lines as
-/// they arrive; `cancel` firing kills the job's process group.
-pub async fn run(
-    spec: ExecSpec,
-    cancel: oneshot::Receiver<()>,
-    on_lines: impl Fn(Vec<String>) + Send + Sync + 'static,
-) -> ExecResult {
-    let report = move |r: Report| {
-        if let Report::Lines(lines) = r {
-            on_lines(lines);
-        }
-    };
-    executor::run_local(spec, cancel, Arc::new(report)).await
 }
 
 /// Runs one execution on a remote job server (`JobExecute.Execute`), within `timeout`;

@@ -24,7 +24,7 @@ use self::log::Log;
 pub(crate) use self::log::LogSink;
 use super::runner::{humantime, ExecResult, ExecSpec, Failure};
 use crate::{
-    graph::{Graph, JobDef, JobExecutor},
+    graph::{Graph, JobDef},
     CoreError,
 };
 use databuild_proto::FailureCause;
@@ -438,26 +438,4 @@ impl Executors {
             }
         }
     }
-}
-
-/// Runs one job as a local process (the [`local`] executor).
-pub(crate) async fn run_local(
-    spec: ExecSpec,
-    cancel: oneshot::Receiver<()>,
-    report: Arc<dyn Fn(Report) + Send + Sync>,
-) -> ExecResult {
-    let job = JobDef {
-        label: spec.label.clone(),
-        entrypoint: spec.argv.clone(),
-        produces: Vec::new(),
-        env: Default::default(),
-        timeout: spec.timeout,
-        config_timeout: Duration::from_secs(60),
-        retries: 0,
-        retry_backoff: Duration::ZERO,
-        max_concurrency: None,
-        executor: JobExecutor::Local,
-        kill_leftovers: spec.kill_leftovers,
-    };
-    drive(&local::Local, &job, None, spec, cancel, report).await
 }
