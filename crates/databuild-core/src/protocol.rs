@@ -525,3 +525,48 @@ mod tests {
         assert_eq!(human_bytes(1000), "1000 bytes");
     }
 }
+
+/// How a job's `exec` is called: `<entrypoint> exec <args...>`, the JobConfig as JSON on
+/// stdin, and the environment the protocol promises (the job's `env`, the config's `env`,
+/// then `DATABUILD_JOB_RUN_ID`, `DATABUILD_GRAPH_RUN_ID`, `DATABUILD_OUTPUTS`,
+/// `DATABUILD_JOB_CONFIG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCall {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment added to the caller's.
+    pub env: Vec<(String, String)>,
+    /// Written to stdin.
+    pub stdin: String,
+}
+
+/// The `exec` call of job run `job_run_id` (in graph run `run_id`) of `job` with
+/// `config`, building `outputs`.
+pub fn exec_call(
+    job: &crate::graph::JobDef,
+    config: &databuild_proto::JobConfig,
+    outputs: &[String],
+    job_run_id: &str,
+    run_id: &str,
+) -> ExecCall {
+    let config_json = databuild_proto::to_json(config);
+    let outputs_json = serde_json::to_string(outputs).expect("strings serialize");
+    let mut env: Vec<(String, String)> = job
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.push(("DATABUILD_JOB_RUN_ID".into(), job_run_id.to_string()));
+    env.push(("DATABUILD_GRAPH_RUN_ID".into(), run_id.to_string()));
+    env.push(("DATABUILD_OUTPUTS".into(), outputs_json));
+    env.push(("DATABUILD_JOB_CONFIG".into(), config_json.clone()));
+    let mut argv = job.entrypoint.clone();
+    argv.push("exec".into());
+    argv.extend(config.args.iter().cloned());
+    ExecCall {
+        argv,
+        env,
+        stdin: config_json,
+    }
+}

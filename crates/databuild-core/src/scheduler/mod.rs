@@ -3,6 +3,7 @@
 //! an event, and the events of one loop tick are appended in one transaction.
 
 mod executor;
+mod machine;
 mod run;
 pub mod runner;
 
