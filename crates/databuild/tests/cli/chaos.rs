@@ -1,7 +1,9 @@
 //! Chaos: `kill -9` of `databuild build` at random moments, each followed by another
-//! build. Every job holds a lock (`mkdir`) on its partition while it runs, so that two
-//! executions of one partition at once are caught; the test counts them, the job
-//! processes left alive after each follow-up build, and checks the event log.
+//! build. Every job holds a lock on its partition while it runs, so that two executions
+//! of one partition at once are caught; the test counts them, the job processes left
+//! alive after each follow-up build, and checks the event log. Once with local jobs, once
+//! with every job a Ray job on a real cluster (`RAY_ADDRESS`), where a lost run's Ray jobs
+//! are adopted, so that every partition is executed exactly once.
 
 use std::{
     collections::BTreeMap,
@@ -10,9 +12,6 @@ use std::{
 };
 
 use crate::{procs::processes_with_env, util::TestGraph};
-
-/// Nodes of each round's graph.
-const NODES: usize = 50;
 
 /// The job's `config` (Python, called once per planning wave): node k of round r has
 /// the inputs k/2 and k/3, a DAG of depth ~6 with wide layers.
@@ -29,23 +28,26 @@ for ref in sys.argv[2:]:
 print(json.dumps({"configs": configs}))
 "#;
 
-/// Exits 0 if process group `argv[1]` has a live (not zombie) member.
-const GROUP_ALIVE: &str = r#"import os, sys
-pgid = int(sys.argv[1])
+/// Exits 0 if process group `argv[1]` has a live (not zombie) member (or, with `--pid`,
+/// if process `argv[2]` is alive: a Ray job's process leads no group).
+const ALIVE: &str = r#"import os, sys
+by_pid = sys.argv[1] == "--pid"
+n = int(sys.argv[-1])
 for p in filter(str.isdigit, os.listdir("/proc")):
     try:
         rest = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
     except OSError:
         continue
-    if rest[0] not in "ZX" and int(rest[2]) == pgid:
+    if rest[0] not in "ZX" and (int(p) if by_pid else int(rest[2])) == n:
         sys.exit(0)
 sys.exit(1)
 "#;
 
 /// The job: `exec` takes its partition's lock (created atomically, naming the process
-/// group that holds it), leaves a background process in its group, works, and releases
-/// the lock. A lock whose holder group is gone is stale (its execution was killed) and is
-/// taken over; one whose holder is alive is an overlap.
+/// (group) that holds it), leaves a background process in its group (locally), works, and
+/// releases the lock. A lock whose holder is gone is stale (its execution was killed) and
+/// is taken over; one whose holder is alive is an overlap. `@ALIVE@` and `@BACKGROUND@`
+/// differ per executor.
 const JOB: &str = r#"#!/bin/sh
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,22 +58,33 @@ me=$$
 echo "$name $me" >> "$root/execs"
 if ! ln -s "$me" "$lock" 2>/dev/null; then
     holder=$(readlink "$lock" || echo 0)
-    if [ "$holder" != 0 ] && [ "$holder" != "$me" ] && python3 "$root/jobs/group_alive.py" "$holder"; then
+    if [ "$holder" != 0 ] && [ "$holder" != "$me" ] && python3 "$root/jobs/alive.py" @ALIVE@ "$holder"; then
         echo "$name $me overlaps $holder" >> "$root/overlaps"
         exit 1
     fi
     ln -sfn "$me" "$lock"
 fi
-sleep 30 &
+@BACKGROUND@
 sleep 0.05
 rm -f "$lock"
 "#;
 
-fn graph(tag: &str) -> TestGraph {
+/// Where the chaos builds run their jobs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum On {
+    Local,
+    Ray,
+}
+
+fn graph(tag: &str, on: On) -> TestGraph {
+    let executor = match on {
+        On::Local => "",
+        On::Ray => "executor = \"ray\"\n",
+    };
     let g = TestGraph::new(&format!(
         r#"[graph]
 label = "chaos"
-
+{executor}
 [[jobs]]
 label = "node"
 entrypoint = ["jobs/node"]
@@ -79,9 +92,17 @@ produces = ['r\d+/n\d+']
 env = {{ CHAOS_TAG = "{tag}" }}
 "#
     ));
-    g.write("jobs/node", JOB);
+    let (alive, background) = match on {
+        On::Local => ("", "sleep 30 &"),
+        On::Ray => ("--pid", ""),
+    };
+    g.write(
+        "jobs/node",
+        &JOB.replace("@ALIVE@", alive)
+            .replace("@BACKGROUND@", background),
+    );
     g.write("jobs/config.py", CONFIG);
-    g.write("jobs/group_alive.py", GROUP_ALIVE);
+    g.write("jobs/alive.py", ALIVE);
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(
         g.path().join("jobs/node"),
@@ -92,8 +113,22 @@ env = {{ CHAOS_TAG = "{tag}" }}
     g
 }
 
-fn refs(round: usize) -> Vec<String> {
-    (0..NODES).map(|k| format!("r{round}/n{k}")).collect()
+/// The live processes of the chaos jobs (`jobs/...` and the `sleep`s they start) carrying
+/// `CHAOS_TAG=tag`, leaving out the engine's own processes that carry the job's
+/// environment (a Ray job supervisor's worker and its `sleep 1` watchdog).
+fn job_processes(tag: &str) -> Vec<u32> {
+    processes_with_env(&format!("CHAOS_TAG={tag}"))
+        .into_iter()
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("jobs/") || cmdline == "sleep\030\0" || cmdline == "sleep\00.05\0"
+        })
+        .collect()
+}
+
+fn refs(round: usize, nodes: usize) -> Vec<String> {
+    (0..nodes).map(|k| format!("r{round}/n{k}")).collect()
 }
 
 /// A small deterministic generator (xorshift), so that a failing seed can be replayed.
@@ -150,7 +185,18 @@ fn kill_when(
 
 #[test]
 fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs_behind() {
-    const ROUNDS: usize = 20;
+    chaos(On::Local, 20, 50, "8");
+}
+
+#[test]
+fn kill_9_at_random_moments_with_jobs_on_ray_executes_every_partition_exactly_once() {
+    // One Ray test at a time; fails, saying how to start a cluster, without one.
+    let (_ray, _address) = crate::ray::ray();
+    chaos(On::Ray, 6, 12, "4");
+}
+
+/// `rounds` rounds of `nodes` partitions each, built with `-j parallelism` on `on`.
+fn chaos(on: On, rounds: usize, nodes: usize, parallelism: &str) {
     let seed = std::env::var("DATABUILD_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -161,15 +207,18 @@ fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs
                 .as_nanos() as u64
                 | 1
         });
-    let tag = format!("chaos-{seed}");
-    let g = graph(&tag);
+    let tag = format!(
+        "chaos-{}-{seed}",
+        if on == On::Ray { "ray" } else { "local" }
+    );
+    let g = graph(&tag, on);
     let mut rng = Rng(seed);
     let mut killed = 0;
     let mut orphans_after_kill = 0;
     let started = Instant::now();
-    for round in 0..ROUNDS {
-        let refs = refs(round);
-        let mut args = vec!["build", "-j", "8"];
+    for round in 0..rounds {
+        let refs = refs(round, nodes);
+        let mut args = vec!["build", "-j", parallelism];
         args.extend(refs.iter().map(String::as_str));
         let mut child = g
             .command(&args)
@@ -178,11 +227,11 @@ fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs
             .spawn()
             .unwrap();
         // Any moment: reclaiming, planning, claiming, running, finishing.
-        let executions = (rng.next() % NODES as u64) as usize;
+        let executions = (rng.next() % nodes as u64) as usize;
         let extra = Duration::from_millis(rng.next() % 40);
         if kill_when(&g, &mut child, round, executions, extra) {
             killed += 1;
-            orphans_after_kill += processes_with_env(&format!("CHAOS_TAG={tag}")).len();
+            orphans_after_kill += job_processes(&tag).len();
         }
         let out = g.run(&args);
         assert_eq!(
@@ -190,7 +239,16 @@ fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs
             "seed {seed} round {round}: the follow-up build failed: {}",
             out.stderr
         );
-        let left = processes_with_env(&format!("CHAOS_TAG={tag}"));
+        let left: Vec<String> = job_processes(&tag)
+            .into_iter()
+            .map(|p| {
+                let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                format!(
+                    "{p}: {}",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                )
+            })
+            .collect();
         assert!(
             left.is_empty(),
             "seed {seed} round {round}: job processes left after the follow-up build: {left:?}"
@@ -202,7 +260,7 @@ fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs
         );
     }
     let statuses: BTreeMap<String, String> = g.partitions().into_iter().collect();
-    assert_eq!(statuses.len(), ROUNDS * NODES);
+    assert_eq!(statuses.len(), rounds * nodes);
     for (r, s) in &statuses {
         assert_eq!(s, "PARTITION_AVAILABLE", "seed {seed}: {r}");
     }
@@ -213,10 +271,26 @@ fn kill_9_at_random_moments_never_runs_a_partition_twice_at_once_nor_leaves_jobs
         .unwrap();
     assert_eq!(check, "ok");
     let execs = std::fs::read_to_string(g.path().join("execs")).unwrap();
+    if on == On::Ray {
+        // A lost run's Ray jobs were adopted (running or finished), never submitted again.
+        let mut per_partition: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in execs.lines() {
+            *per_partition
+                .entry(l.split(' ').next().unwrap())
+                .or_default() += 1;
+        }
+        let twice: Vec<_> = per_partition.iter().filter(|(_, &n)| n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "seed {seed}: partitions executed more than once on Ray: {twice:?}"
+        );
+        assert_eq!(per_partition.len(), rounds * nodes);
+    }
     eprintln!(
-        "chaos: seed {seed}, {ROUNDS} rounds, {killed} builds killed with -9 ({orphans_after_kill} job processes alive right after the kills), {} executions for {} partitions, 0 overlapping, 0 left behind, {:.1} s",
+        "chaos ({}): seed {seed}, {rounds} rounds, {killed} builds killed with -9 ({orphans_after_kill} job processes alive right after the kills), {} executions for {} partitions, 0 overlapping, 0 left behind, {:.1} s",
+        if on == On::Ray { "Ray" } else { "local" },
         execs.lines().count(),
-        ROUNDS * NODES,
+        rounds * nodes,
         started.elapsed().as_secs_f64()
     );
 }

@@ -20,7 +20,7 @@ static RAY: Mutex<()> = Mutex::new(());
 
 /// The cluster's dashboard address, for one test at a time. Fails when `RAY_ADDRESS` is
 /// not set.
-fn ray() -> (MutexGuard<'static, ()>, String) {
+pub(crate) fn ray() -> (MutexGuard<'static, ()>, String) {
     let address = std::env::var("RAY_ADDRESS").unwrap_or_default();
     assert!(
         address.starts_with("http"),
