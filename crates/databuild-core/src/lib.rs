@@ -9,6 +9,7 @@ pub mod forget;
 pub mod graph;
 pub mod planner;
 pub mod protocol;
+pub mod register;
 pub mod remote;
 pub mod request;
 pub mod scheduler;

@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Result};
 use databuild_bel::{Event, PartitionFilter};
-use databuild_core::{catalog, events, ExitKind};
-use databuild_proto::{PartitionManifest, PartitionRef, PartitionStatus};
+use databuild_core::{catalog, register, ExitKind};
+use databuild_proto::PartitionStatus;
 
 use crate::{
     cli::{Cli, Format, PartitionsCommand},
@@ -168,62 +168,20 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             from_file,
             force,
         } => {
-            let refs = &super::refs_and_file(refs, from_file.as_deref())?;
-            for r in refs {
-                databuild_proto::validate_ref(r)?;
-            }
+            let refs = super::refs_and_file(refs, from_file.as_deref())?;
             let graph = context::graph(cli)?;
-            if !force {
-                let found = graph
-                    .lookup(refs)
-                    .await
-                    .map_err(databuild_core::PlanError::from)?;
-                if let Some((job, refs)) = found.by_job.iter().next() {
-                    bail!(
-                        "partition `{}` is produced by job `{job}`; build it with `databuild build {}`, or pass `--force` to register it as external data anyway",
-                        refs[0],
-                        refs[0]
-                    );
-                }
-            }
             let bel = context::bel(cli, Some(&graph)).await?;
-            let available: std::collections::HashSet<String> = bel
-                .log
-                .partitions(refs)
-                .await?
-                .into_iter()
-                .filter(|s| s.status == PartitionStatus::PartitionAvailable)
-                .map(|s| s.partition_ref)
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            let mut evs = Vec::new();
-            for r in refs {
-                if !seen.insert(r.as_str()) {
-                    continue; // listed twice: registered once
-                }
-                if available.contains(r) {
-                    println!("already available: {r}");
-                    continue;
-                }
-                let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
-                let now = databuild_proto::now();
-                e.requesting_clients =
-                    vec![format!("cli@{}", databuild_core::scheduler::hostname())];
-                e.storage_backend = "external".into();
-                e.manifest = Some(PartitionManifest {
-                    outputs: vec![PartitionRef::new(r.clone())],
-                    start_time: Some(now),
-                    end_time: Some(now),
-                    ..Default::default()
-                });
-                evs.push(Event::Partition(e));
+            let client = format!("cli@{}", databuild_core::scheduler::hostname());
+            let done =
+                register::register((!force).then_some(&graph), bel.log.as_ref(), &refs, &client)
+                    .await?;
+            for r in &done.already_available {
+                println!("already available: {r}");
             }
-            if !evs.is_empty() {
-                let n = evs.len();
-                bel.log.append(evs).await?;
+            if !done.registered.is_empty() {
                 println!(
                     "registered {} as available",
-                    crate::output::count(n, "partition")
+                    crate::output::count(done.registered.len(), "partition")
                 );
             }
         }
