@@ -7,6 +7,7 @@ mod error;
 pub mod events;
 pub mod forget;
 pub mod graph;
+pub mod logs;
 pub mod planner;
 pub mod protocol;
 pub mod register;

@@ -4,7 +4,7 @@ use std::io::Read as _;
 
 use anyhow::Result;
 use databuild_core::{BuildOptions, CoreError, ExitKind, RunOutcome};
-use databuild_proto::{GraphLookupResponse, JobGraph, JobLabel, PartitionRef, TaskRef};
+use databuild_proto::JobGraph;
 
 use crate::{
     cli::{BuildArgs, Cli, ExecArgs, Format},
@@ -143,17 +143,7 @@ pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
         .map_err(databuild_core::PlanError::from)
         .map_err(CoreError::from)?;
     if cli.json {
-        let resp = GraphLookupResponse {
-            task_refs: result
-                .by_job
-                .iter()
-                .map(|(label, refs)| TaskRef {
-                    job: Some(JobLabel::new(label.clone())),
-                    outputs: refs.iter().map(|r| PartitionRef::new(r.clone())).collect(),
-                })
-                .collect(),
-        };
-        println!("{}", databuild_proto::to_json_pretty(&resp));
+        println!("{}", databuild_proto::to_json_pretty(&result.to_response()));
     } else {
         for (label, refs) in &result.by_job {
             for r in refs {

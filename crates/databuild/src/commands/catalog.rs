@@ -2,8 +2,12 @@
 //! forgetting from) the event log.
 
 use anyhow::{bail, Result};
-use databuild_bel::{Event, PartitionFilter};
-use databuild_core::{catalog, register, ExitKind};
+use databuild_bel::PartitionFilter;
+use databuild_core::{
+    catalog::{self, EventFilter},
+    logs::{self, JobOutput},
+    register, ExitKind,
+};
 use databuild_proto::PartitionStatus;
 
 use crate::{
@@ -12,15 +16,6 @@ use crate::{
     output::timestamp,
     render,
 };
-
-/// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE`.
-fn parse_status(s: &str) -> Result<PartitionStatus> {
-    Ok(PartitionStatus::parse_name(s)?)
-}
-
-fn status_name(s: PartitionStatus) -> &'static str {
-    s.short_name()
-}
 
 pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> {
     match cmd {
@@ -33,8 +28,8 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         } => {
             let statuses = status
                 .iter()
-                .map(|s| parse_status(s))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|s| PartitionStatus::parse_name(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let bel = context::bel(cli, None).await?;
             let rows = match pattern {
                 Some(p) => {
@@ -71,7 +66,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 for r in &rows {
                     println!(
                         "{:<10} {} {}",
-                        status_name(r.status),
+                        r.status.short_name(),
                         timestamp(r.updated_micros),
                         r.partition_ref
                     );
@@ -88,7 +83,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             } else {
                 let status = PartitionStatus::try_from(e.status).unwrap_or_default();
                 println!("partition  {partition_ref}");
-                println!("status     {}", status_name(status));
+                println!("status     {}", status.short_name());
                 let ts = e
                     .timestamp
                     .as_ref()
@@ -202,52 +197,13 @@ fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> 
     Ok(())
 }
 
-/// Which events `databuild events` prints.
-pub struct EventFilter<'a> {
-    /// Only partition events of these refs.
-    pub refs: &'a [String],
-    /// Only partition events with these statuses.
-    pub statuses: &'a [String],
-    /// Only events of these graph runs.
-    pub runs: &'a [String],
-}
-
-impl EventFilter<'_> {
-    fn matches(&self, e: &databuild_bel::LoggedEvent, statuses: &[PartitionStatus]) -> bool {
-        if !self.runs.is_empty() && !self.runs.iter().any(|r| r == e.event.run_id()) {
-            return false;
-        }
-        if self.refs.is_empty() && statuses.is_empty() {
-            return true;
-        }
-        let Event::Partition(p) = &e.event else {
-            return false;
-        };
-        let r = p
-            .partition_ref
-            .as_ref()
-            .map(|r| r.str.as_str())
-            .unwrap_or("");
-        (self.refs.is_empty() || self.refs.iter().any(|x| x == r))
-            && (statuses.is_empty() || statuses.iter().any(|s| *s as i32 == p.status))
-    }
-}
-
 pub async fn events(
     cli: &Cli,
-    filter: EventFilter<'_>,
+    filter: &EventFilter,
     after: i64,
     limit: usize,
     follow: bool,
 ) -> Result<ExitKind> {
-    let statuses = filter
-        .statuses
-        .iter()
-        .map(|s| parse_status(s))
-        .collect::<Result<Vec<_>>>()?;
-    for r in filter.refs {
-        databuild_proto::validate_ref(r)?;
-    }
     let bel = context::bel(cli, None).await?;
     let mut after = after;
     let mut printed = 0usize;
@@ -259,7 +215,7 @@ pub async fn events(
         }
         let mut matching: Vec<_> = batch
             .iter()
-            .filter(|e| filter.matches(e, &statuses))
+            .filter(|e| filter.matches(e))
             .cloned()
             .collect();
         if limit != 0 {
@@ -321,7 +277,7 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
                 .unwrap_or(0);
             println!(
                 "{:<9} {} since {} (graph run {}; requested by {})",
-                status_name(status),
+                status.short_name(),
                 a.partition_ref.map(|r| r.str).unwrap_or_default(),
                 timestamp(since),
                 a.job_graph_run_id,
@@ -334,26 +290,15 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
 
 pub async fn logs(cli: &Cli, job_run_id: &str) -> Result<ExitKind> {
     let bel = context::bel(cli, None).await?;
-    if bel.log.job_run(job_run_id).await?.is_none() {
-        bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`");
-    }
-    let path = bel.log_dir.join(format!("{job_run_id}.log"));
-    match std::fs::read(&path) {
-        Ok(bytes) if !bytes.is_empty() => {
+    match logs::job_output(bel.log.as_ref(), &bel.log_dir, job_run_id).await? {
+        None => bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`"),
+        Some(JobOutput::File(bytes)) => {
             use std::io::Write as _;
             std::io::stdout().write_all(&bytes)?;
         }
-        _ => {
-            // No file or an empty one (no output, logs from another machine, a log
-            // directory that was full or not writable): the lines in the event log.
-            for e in bel.log.job_run_events(job_run_id).await? {
-                if let Event::Run(r) = e.event {
-                    if let Some(logs) = r.job_event.and_then(|j| j.logs) {
-                        for l in logs.logs {
-                            println!("{l}");
-                        }
-                    }
-                }
+        Some(JobOutput::Lines(lines)) => {
+            for l in lines {
+                println!("{l}");
             }
         }
     }

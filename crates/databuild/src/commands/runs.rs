@@ -91,18 +91,7 @@ async fn show(cli: &Cli, bel: &context::Bel, run_id: &str) -> Result<()> {
         })
     };
     if cli.json {
-        let graph = graph_events()
-            .find_map(|g| g.analysis.as_ref())
-            .and_then(|a| a.graph.clone());
-        let run_events = events.iter().filter_map(|e| match &e.event {
-            Event::Run(r) => Some(r.clone()),
-            Event::Partition(_) => None,
-        });
-        let doc = databuild_proto::JobGraphRun {
-            job_graph_run_id: run.run_id.clone(),
-            graph,
-            events: run_events.collect(),
-        };
+        let doc = databuild_core::catalog::job_graph_run(&run.run_id, &events);
         println!("{}", databuild_proto::to_json_pretty(&doc));
         return Ok(());
     }
