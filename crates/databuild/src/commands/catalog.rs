@@ -9,6 +9,7 @@ use databuild_core::{
     register, ExitKind,
 };
 use databuild_proto::PartitionStatus;
+use databuild_service::wire::{WireEvent, WirePartition, WirePartitions};
 
 use crate::{
     cli::{Cli, Format, PartitionsCommand},
@@ -49,19 +50,10 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
             };
             if cli.json {
-                let v: Vec<serde_json::Value> = rows
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "partitionRef": r.partition_ref,
-                            "status": r.status.as_str_name(),
-                            "jobGraphRunId": r.run_id,
-                            "jobRunId": r.job_run_id,
-                            "updated": timestamp(r.updated_micros),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let resp = WirePartitions {
+                    partitions: rows.iter().map(WirePartition::from).collect(),
+                };
+                println!("{}", databuild_proto::to_json_pretty(&resp));
             } else {
                 for r in &rows {
                     println!(
@@ -187,7 +179,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
 fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> {
     if cli.json {
         for e in events {
-            println!("{}", serde_json::to_string(&render::event_json(e))?);
+            println!("{}", databuild_proto::to_json(&WireEvent::from(e)));
         }
     } else {
         for e in events {

@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use databuild_bel::{Event, RunFilter};
 use databuild_core::ExitKind;
 use databuild_proto::{GraphRequestEvent, JobGraphRunStatus, JobRunStatus};
+use databuild_service::wire::{WireRun, WireRuns};
 
 use crate::{
     cli::{Cli, RunsCommand},
@@ -37,19 +38,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 })
                 .await?;
             if cli.json {
-                let v: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "jobGraphRunId": r.run_id,
-                            "label": r.label,
-                            "status": r.status.as_str_name(),
-                            "started": timestamp(r.started_micros),
-                            "updated": timestamp(r.updated_micros),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let resp = WireRuns {
+                    runs: runs.iter().map(WireRun::from).collect(),
+                };
+                println!("{}", databuild_proto::to_json_pretty(&resp));
             } else {
                 if !runs.is_empty() {
                     println!(
