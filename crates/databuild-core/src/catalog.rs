@@ -1,9 +1,10 @@
 //! Catalog answers built on the event log: why a partition is missing, stale or failed;
-//! its dependency graph; manifests by ref pattern; graph runs by query.
+//! its dependency graph; manifests by ref pattern; graph runs by query; which logged
+//! events a reader asked for.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use databuild_bel::{Event, EventLog, PartitionFilter, RunFilter};
+use databuild_bel::{Event, EventLog, LoggedEvent, PartitionFilter, RunFilter};
 use databuild_proto::{
     DependencyEdge, DependencyGraph, DependencyNode, DependencyType, FailureCause, JobGraphRun,
     JobGraphRunQuery, JobGraphRunStatus, PartitionManifest, PartitionManifestsQuery, PartitionRef,
@@ -390,25 +391,80 @@ pub async fn list_runs(
     let mut out = Vec::new();
     for row in rows {
         let events = bel.run_events(&row.run_id).await?;
-        let mut run = JobGraphRun {
-            job_graph_run_id: row.run_id.clone(),
-            ..Default::default()
-        };
-        for e in events {
-            if let Event::Run(r) = e.event {
-                if run.graph.is_none() {
-                    run.graph = r
-                        .graph_event
-                        .as_ref()
-                        .and_then(|g| g.analysis.as_ref())
-                        .and_then(|a| a.graph.clone());
-                }
-                run.events.push(r);
-            }
-        }
-        out.push(run);
+        out.push(job_graph_run(&row.run_id, &events));
     }
     Ok(out)
+}
+
+/// Graph run `run_id` from its events (oldest first): its graph and job events, and the
+/// job graph its analysis recorded.
+pub fn job_graph_run(run_id: &str, events: &[LoggedEvent]) -> JobGraphRun {
+    let mut run = JobGraphRun {
+        job_graph_run_id: run_id.to_string(),
+        ..Default::default()
+    };
+    for e in events {
+        if let Event::Run(r) = &e.event {
+            if run.graph.is_none() {
+                run.graph = r
+                    .graph_event
+                    .as_ref()
+                    .and_then(|g| g.analysis.as_ref())
+                    .and_then(|a| a.graph.clone());
+            }
+            run.events.push(r.clone());
+        }
+    }
+    run
+}
+
+/// Which logged events to show: each non-empty list narrows the selection.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    /// Only partition events of these refs.
+    pub refs: Vec<String>,
+    /// Only partition events with these statuses.
+    pub statuses: Vec<PartitionStatus>,
+    /// Only events of these graph runs.
+    pub runs: Vec<String>,
+}
+
+impl EventFilter {
+    /// The filter, its refs validated.
+    pub fn new(
+        refs: Vec<String>,
+        statuses: Vec<PartitionStatus>,
+        runs: Vec<String>,
+    ) -> Result<Self, CoreError> {
+        for r in &refs {
+            databuild_proto::validate_ref(r).map_err(crate::planner::PlanError::from)?;
+        }
+        Ok(Self {
+            refs,
+            statuses,
+            runs,
+        })
+    }
+
+    /// Whether `e` is selected.
+    pub fn matches(&self, e: &LoggedEvent) -> bool {
+        if !self.runs.is_empty() && !self.runs.iter().any(|r| r == e.event.run_id()) {
+            return false;
+        }
+        if self.refs.is_empty() && self.statuses.is_empty() {
+            return true;
+        }
+        let Event::Partition(p) = &e.event else {
+            return false;
+        };
+        let r = p
+            .partition_ref
+            .as_ref()
+            .map(|r| r.str.as_str())
+            .unwrap_or("");
+        (self.refs.is_empty() || self.refs.iter().any(|x| x == r))
+            && (self.statuses.is_empty() || self.statuses.iter().any(|s| *s as i32 == p.status))
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub enum CoreError {
     /// A partition that cannot be forgotten.
     #[error(transparent)]
     Forget(#[from] crate::forget::ForgetError),
+    /// Partitions that cannot be registered as external data.
+    #[error(transparent)]
+    Register(#[from] crate::register::RegisterError),
     /// A request that cannot join the build in flight.
     #[error("{0}")]
     Delegation(String),

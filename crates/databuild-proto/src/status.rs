@@ -1,14 +1,19 @@
-//! Partition status names as people write them: `available`, `AVAILABLE` or
-//! `PARTITION_AVAILABLE`, and the short name shown in listings.
+//! Status names as people write them: `available`, `AVAILABLE` or `PARTITION_AVAILABLE`
+//! for partitions, `failed` or `GRAPH_FAILED` for graph runs, and the short names shown
+//! in listings. The one place the CLI, the HTTP API and the dashboard take them from.
 
-use crate::PartitionStatus;
+use crate::{JobGraphRunStatus, PartitionStatus};
 
-/// A status name that names no partition status.
+/// A status name that names no status of its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown partition status `{given}`; expected one of [{}]", PartitionStatus::short_names().join(", "))]
+#[error("unknown {kind} status `{given}`; expected one of [{}]", expected.join(", "))]
 pub struct StatusError {
     /// What was given.
     pub given: String,
+    /// `partition` or `graph run`.
+    pub kind: &'static str,
+    /// The names that would have been accepted.
+    pub expected: Vec<String>,
 }
 
 impl PartitionStatus {
@@ -37,6 +42,8 @@ impl PartitionStatus {
             .filter(|s| *s != PartitionStatus::PartitionUnknown)
             .ok_or_else(|| StatusError {
                 given: s.to_string(),
+                kind: "partition",
+                expected: Self::short_names(),
             })
     }
 
@@ -50,6 +57,43 @@ impl PartitionStatus {
         Self::ALL
             .iter()
             .filter(|s| **s != PartitionStatus::PartitionUnknown)
+            .map(|s| s.short_name().to_ascii_lowercase())
+            .collect()
+    }
+}
+
+impl JobGraphRunStatus {
+    /// Every status, in the proto's order.
+    const ALL: [JobGraphRunStatus; 6] = [
+        JobGraphRunStatus::GraphStarted,
+        JobGraphRunStatus::GraphAnalyzed,
+        JobGraphRunStatus::AwaitingDeps,
+        JobGraphRunStatus::GraphRunning,
+        JobGraphRunStatus::GraphSuccess,
+        JobGraphRunStatus::GraphFailed,
+    ];
+
+    /// Parses `failed`, `FAILED`, `GRAPH_FAILED` or `awaiting_deps` (any case).
+    pub fn parse_name(s: &str) -> Result<Self, StatusError> {
+        let upper = s.to_ascii_uppercase();
+        Self::from_str_name(&upper)
+            .or_else(|| Self::from_str_name(&format!("GRAPH_{upper}")))
+            .ok_or_else(|| StatusError {
+                given: s.to_string(),
+                kind: "graph run",
+                expected: Self::short_names(),
+            })
+    }
+
+    /// The name without its `GRAPH_` prefix (`FAILED`, `AWAITING_DEPS`).
+    pub fn short_name(&self) -> &'static str {
+        self.as_str_name().trim_start_matches("GRAPH_")
+    }
+
+    /// The short names people may give, lowercase (`started`, ..., `failed`).
+    pub fn short_names() -> Vec<String> {
+        Self::ALL
+            .iter()
             .map(|s| s.short_name().to_ascii_lowercase())
             .collect()
     }
@@ -75,6 +119,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown partition status `done`; expected one of [requested, scheduled, building, available, failed, stale, delegated, forgotten]"
+        );
+    }
+
+    #[test]
+    fn every_graph_run_status_parses_from_its_short_and_full_names() {
+        for s in JobGraphRunStatus::ALL {
+            assert_eq!(JobGraphRunStatus::parse_name(s.as_str_name()), Ok(s));
+            assert_eq!(
+                JobGraphRunStatus::parse_name(&s.short_name().to_ascii_lowercase()),
+                Ok(s)
+            );
+        }
+        let err = JobGraphRunStatus::parse_name("done").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown graph run status `done`; expected one of [started, analyzed, awaiting_deps, running, success, failed]"
         );
     }
 }

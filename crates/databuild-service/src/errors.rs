@@ -214,9 +214,10 @@ impl From<CoreError> for ApiError {
             CoreError::Plan(PlanError::InvalidRef(_))
             | CoreError::InvalidJobGraph(_)
             | CoreError::Catalog(_) => ErrorCode::InvalidArgument,
-            CoreError::Graph(_) | CoreError::Plan(_) | CoreError::Forget(_) => {
-                ErrorCode::FailedPrecondition
-            }
+            CoreError::Graph(_)
+            | CoreError::Plan(_)
+            | CoreError::Forget(_)
+            | CoreError::Register(_) => ErrorCode::FailedPrecondition,
             CoreError::Delegation(_) => ErrorCode::Aborted,
             CoreError::Cancelled(_) => ErrorCode::Cancelled,
             CoreError::Io { .. } | CoreError::Stopped { .. } => return Self::internal(&e),

@@ -1,6 +1,7 @@
-//! JSON shapes of the HTTP API that are not seed messages: event-log rows, logged events
-//! with their log position, and build outcomes. Shared by the server and the client so
-//! the two cannot disagree.
+//! JSON shapes of the HTTP API that are not `databuild.v1` messages: event-log rows,
+//! logged events with their log position, and build outcomes. Shared by the server, the
+//! client and the CLI's `--json` output, so none of them can disagree; `openapi.rs`
+//! checks samples of each against the OpenAPI document.
 
 use databuild_bel::{Event, JobRunRow, LoggedEvent, PartitionRow, RunRow};
 use databuild_core::RunOutcome;
@@ -304,6 +305,13 @@ pub struct WireError {
     pub code: String,
     /// What was wrong and what to do.
     pub message: String,
+}
+
+/// Whether the service serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireHealth {
+    /// `SERVING` or `NOT_SERVING` (while shutting down).
+    pub status: String,
 }
 
 /// The answer to an asynchronous submit.

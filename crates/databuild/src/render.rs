@@ -253,15 +253,6 @@ pub fn event_line(e: &LoggedEvent) -> String {
     }
 }
 
-/// An event as a JSON value: `{"seq": N, "jobGraphRunEvent": {...}}` or
-/// `{"seq": N, "partitionEvent": {...}}`.
-pub fn event_json(e: &LoggedEvent) -> serde_json::Value {
-    match &e.event {
-        Event::Run(r) => serde_json::json!({ "seq": e.seq, "jobGraphRunEvent": r }),
-        Event::Partition(p) => serde_json::json!({ "seq": e.seq, "partitionEvent": p }),
-    }
-}
-
 fn node_status(g: &databuild_proto::DependencyGraph, r: &str) -> &'static str {
     g.nodes
         .iter()

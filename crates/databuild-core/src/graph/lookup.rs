@@ -5,6 +5,8 @@ mod patterns;
 
 use std::collections::{BTreeMap, HashMap};
 
+use databuild_proto::{GraphLookupResponse, JobLabel, PartitionRef, TaskRef};
+
 pub use patterns::PatternLookup;
 
 use super::{Graph, Lookup};
@@ -17,6 +19,22 @@ pub struct LookupResult {
     pub by_job: BTreeMap<String, Vec<String>>,
     /// Refs no job produces (external data).
     pub unproduced: Vec<String>,
+}
+
+impl LookupResult {
+    /// The answer as `GraphLookup.Lookup` gives it: one task ref per job, with its refs.
+    pub fn to_response(&self) -> GraphLookupResponse {
+        GraphLookupResponse {
+            task_refs: self
+                .by_job
+                .iter()
+                .map(|(label, refs)| TaskRef {
+                    job: Some(JobLabel::new(label.clone())),
+                    outputs: refs.iter().map(|r| PartitionRef::new(r.clone())).collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A lookup that could not answer.

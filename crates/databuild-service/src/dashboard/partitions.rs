@@ -17,15 +17,13 @@ use crate::{http::Params, state::App};
 /// Partitions per page.
 pub const PAGE: usize = 50;
 
-const STATUSES: &[&str] = &[
-    "requested",
-    "scheduled",
-    "building",
-    "available",
-    "failed",
-    "stale",
-    "delegated",
-];
+/// The statuses to search by: all but FORGOTTEN (forgotten partitions are not listed).
+fn searchable_statuses() -> Vec<String> {
+    PartitionStatus::short_names()
+        .into_iter()
+        .filter(|s| s != "forgotten")
+        .collect()
+}
 
 /// `/partitions?q=..&status=..&after=..`: `q` is a prefix, or a pattern when it has `*`.
 pub async fn search_page(app: &App, p: &Params) -> Result<(String, Nav, String), PageError> {
@@ -59,8 +57,8 @@ pub async fn search_page(app: &App, p: &Params) -> Result<(String, Nav, String),
     let took = started.elapsed();
 
     let mut body = String::from("<h1>Partitions</h1>");
-    let options: String = std::iter::once(("", "any status".to_string()))
-        .chain(STATUSES.iter().map(|s| (*s, s.to_string())))
+    let options: String = std::iter::once((String::new(), "any status".to_string()))
+        .chain(searchable_statuses().into_iter().map(|s| (s.clone(), s)))
         .map(|(v, text)| {
             let sel = if v == status { " selected" } else { "" };
             format!("<option value=\"{v}\"{sel}>{text}</option>")

@@ -104,35 +104,33 @@ pub(super) async fn lineage(State(app): State<App>, RawQuery(q): RawQuery) -> Re
 
 /// `GET /api/v1/runs?label=..&status=..&limit=..&offset=..`.
 pub(super) async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
-    respond(async {
-        let p = Params::parse(q.as_deref());
-        let statuses = p
-            .all("status")
-            .iter()
-            .map(|s| {
-                let upper = s.to_ascii_uppercase();
-                JobGraphRunStatus::from_str_name(&upper)
-                    .or_else(|| JobGraphRunStatus::from_str_name(&format!("GRAPH_{upper}")))
-                    .ok_or_else(|| ApiError::invalid(format!(
-                        "unknown graph run status `{s}`; expected e.g. `GRAPH_SUCCESS` or `GRAPH_FAILED`"
-                    )))
+    respond(
+        async {
+            let p = Params::parse(q.as_deref());
+            let statuses = p
+                .all("status")
+                .iter()
+                .map(|s| {
+                    JobGraphRunStatus::parse_name(s).map_err(|e| ApiError::invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = app
+                .bel
+                .list_runs(&RunFilter {
+                    label: p.get("label").map(str::to_string),
+                    statuses,
+                    started_from: p.opt_int("startedFromMicros")?,
+                    started_before: p.opt_int("startedBeforeMicros")?,
+                    limit: p.int("limit", 0, i64::MAX)? as usize,
+                    offset: p.int("offset", 0, i64::MAX)? as usize,
+                })
+                .await?;
+            Ok(WireRuns {
+                runs: rows.iter().map(WireRun::from).collect(),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = app
-            .bel
-            .list_runs(&RunFilter {
-                label: p.get("label").map(str::to_string),
-                statuses,
-                started_from: p.opt_int("startedFromMicros")?,
-                started_before: p.opt_int("startedBeforeMicros")?,
-                limit: p.int("limit", 0, i64::MAX)? as usize,
-                offset: p.int("offset", 0, i64::MAX)? as usize,
-            })
-            .await?;
-        Ok(WireRuns {
-            runs: rows.iter().map(WireRun::from).collect(),
-        })
-    }.await)
+        }
+        .await,
+    )
 }
 
 /// `GET /api/v1/runs/{run_id}`.

@@ -16,7 +16,7 @@ use crate::{
     errors::ApiError,
     ops,
     state::App,
-    wire::{WireBuild, WireError, WireOutcome, WireSubmitted},
+    wire::{WireBuild, WireError, WireHealth, WireOutcome, WireSubmitted},
 };
 
 /// One documented route.
@@ -241,7 +241,9 @@ pub(super) async fn build_state(app: &App, id: &str) -> Result<WireBuild, ApiErr
 
 async fn health(State(app): State<App>) -> Response {
     let serving = !app.shutting_down();
-    let body = serde_json::json!({ "status": if serving { "SERVING" } else { "NOT_SERVING" } });
+    let body = WireHealth {
+        status: if serving { "SERVING" } else { "NOT_SERVING" }.into(),
+    };
     let code = if serving {
         StatusCode::OK
     } else {

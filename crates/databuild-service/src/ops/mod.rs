@@ -6,8 +6,7 @@ pub mod catalog;
 
 use databuild_proto::{
     GraphAnalyzeRequest, GraphAnalyzeResponse, GraphBuildRequest, GraphBuildResponse,
-    GraphExecuteResponse, GraphLookupRequest, GraphLookupResponse, JobGraph, JobLabel,
-    PartitionRef, TaskRef,
+    GraphExecuteResponse, GraphLookupRequest, GraphLookupResponse, JobGraph, PartitionRef,
 };
 
 use crate::{
@@ -140,14 +139,5 @@ pub async fn lookup(app: &App, req: GraphLookupRequest) -> Result<GraphLookupRes
         .await
         .map_err(databuild_core::PlanError::from)
         .map_err(databuild_core::CoreError::from)?;
-    Ok(GraphLookupResponse {
-        task_refs: found
-            .by_job
-            .into_iter()
-            .map(|(label, refs)| TaskRef {
-                job: Some(JobLabel::new(label)),
-                outputs: refs.into_iter().map(PartitionRef::new).collect(),
-            })
-            .collect(),
-    })
+    Ok(found.to_response())
 }

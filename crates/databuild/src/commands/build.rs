@@ -4,7 +4,8 @@ use std::io::Read as _;
 
 use anyhow::Result;
 use databuild_core::{BuildOptions, CoreError, ExitKind, RunOutcome};
-use databuild_proto::{GraphLookupResponse, JobGraph, JobLabel, PartitionRef, TaskRef};
+use databuild_proto::JobGraph;
+use databuild_service::wire::WireOutcome;
 
 use crate::{
     cli::{BuildArgs, Cli, ExecArgs, Format},
@@ -56,23 +57,7 @@ pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
 
 pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
     if cli.json {
-        let failed: Vec<serde_json::Value> = o
-            .failed
-            .iter()
-            .map(|(r, reason)| serde_json::json!({ "partitionRef": r, "reason": reason }))
-            .collect();
-        let doc = serde_json::json!({
-            "jobGraphRunId": o.run_id,
-            "success": o.success,
-            "built": o.built,
-            "delegated": o.delegated,
-            "upToDate": o.up_to_date,
-            "failed": failed,
-            "jobRuns": o.job_runs,
-            "cancelled": o.cancelled,
-            "manifests": o.manifests,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        println!("{}", databuild_proto::to_json_pretty(&WireOutcome::from(o)));
     } else if o.success && o.job_runs == 0 && o.delegated.is_empty() {
         println!(
             "nothing to do: {} already available (graph run {})",
@@ -143,17 +128,7 @@ pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
         .map_err(databuild_core::PlanError::from)
         .map_err(CoreError::from)?;
     if cli.json {
-        let resp = GraphLookupResponse {
-            task_refs: result
-                .by_job
-                .iter()
-                .map(|(label, refs)| TaskRef {
-                    job: Some(JobLabel::new(label.clone())),
-                    outputs: refs.iter().map(|r| PartitionRef::new(r.clone())).collect(),
-                })
-                .collect(),
-        };
-        println!("{}", databuild_proto::to_json_pretty(&resp));
+        println!("{}", databuild_proto::to_json_pretty(&result.to_response()));
     } else {
         for (label, refs) in &result.by_job {
             for r in refs {

@@ -2,9 +2,14 @@
 //! forgetting from) the event log.
 
 use anyhow::{bail, Result};
-use databuild_bel::{Event, PartitionFilter};
-use databuild_core::{catalog, events, ExitKind};
-use databuild_proto::{PartitionManifest, PartitionRef, PartitionStatus};
+use databuild_bel::PartitionFilter;
+use databuild_core::{
+    catalog::{self, EventFilter},
+    logs::{self, JobOutput},
+    register, ExitKind,
+};
+use databuild_proto::PartitionStatus;
+use databuild_service::wire::{WireEvent, WirePartition, WirePartitions};
 
 use crate::{
     cli::{Cli, Format, PartitionsCommand},
@@ -12,15 +17,6 @@ use crate::{
     output::timestamp,
     render,
 };
-
-/// Parses `available`, `AVAILABLE` or `PARTITION_AVAILABLE`.
-fn parse_status(s: &str) -> Result<PartitionStatus> {
-    Ok(PartitionStatus::parse_name(s)?)
-}
-
-fn status_name(s: PartitionStatus) -> &'static str {
-    s.short_name()
-}
 
 pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> {
     match cmd {
@@ -33,8 +29,8 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         } => {
             let statuses = status
                 .iter()
-                .map(|s| parse_status(s))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|s| PartitionStatus::parse_name(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let bel = context::bel(cli, None).await?;
             let rows = match pattern {
                 Some(p) => {
@@ -54,24 +50,15 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
             };
             if cli.json {
-                let v: Vec<serde_json::Value> = rows
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "partitionRef": r.partition_ref,
-                            "status": r.status.as_str_name(),
-                            "jobGraphRunId": r.run_id,
-                            "jobRunId": r.job_run_id,
-                            "updated": timestamp(r.updated_micros),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let resp = WirePartitions {
+                    partitions: rows.iter().map(WirePartition::from).collect(),
+                };
+                println!("{}", databuild_proto::to_json_pretty(&resp));
             } else {
                 for r in &rows {
                     println!(
                         "{:<10} {} {}",
-                        status_name(r.status),
+                        r.status.short_name(),
                         timestamp(r.updated_micros),
                         r.partition_ref
                     );
@@ -88,7 +75,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             } else {
                 let status = PartitionStatus::try_from(e.status).unwrap_or_default();
                 println!("partition  {partition_ref}");
-                println!("status     {}", status_name(status));
+                println!("status     {}", status.short_name());
                 let ts = e
                     .timestamp
                     .as_ref()
@@ -168,62 +155,20 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             from_file,
             force,
         } => {
-            let refs = &super::refs_and_file(refs, from_file.as_deref())?;
-            for r in refs {
-                databuild_proto::validate_ref(r)?;
-            }
+            let refs = super::refs_and_file(refs, from_file.as_deref())?;
             let graph = context::graph(cli)?;
-            if !force {
-                let found = graph
-                    .lookup(refs)
-                    .await
-                    .map_err(databuild_core::PlanError::from)?;
-                if let Some((job, refs)) = found.by_job.iter().next() {
-                    bail!(
-                        "partition `{}` is produced by job `{job}`; build it with `databuild build {}`, or pass `--force` to register it as external data anyway",
-                        refs[0],
-                        refs[0]
-                    );
-                }
-            }
             let bel = context::bel(cli, Some(&graph)).await?;
-            let available: std::collections::HashSet<String> = bel
-                .log
-                .partitions(refs)
-                .await?
-                .into_iter()
-                .filter(|s| s.status == PartitionStatus::PartitionAvailable)
-                .map(|s| s.partition_ref)
-                .collect();
-            let mut seen = std::collections::HashSet::new();
-            let mut evs = Vec::new();
-            for r in refs {
-                if !seen.insert(r.as_str()) {
-                    continue; // listed twice: registered once
-                }
-                if available.contains(r) {
-                    println!("already available: {r}");
-                    continue;
-                }
-                let mut e = events::partition(r, PartitionStatus::PartitionAvailable, "");
-                let now = databuild_proto::now();
-                e.requesting_clients =
-                    vec![format!("cli@{}", databuild_core::scheduler::hostname())];
-                e.storage_backend = "external".into();
-                e.manifest = Some(PartitionManifest {
-                    outputs: vec![PartitionRef::new(r.clone())],
-                    start_time: Some(now),
-                    end_time: Some(now),
-                    ..Default::default()
-                });
-                evs.push(Event::Partition(e));
+            let client = format!("cli@{}", databuild_core::scheduler::hostname());
+            let done =
+                register::register((!force).then_some(&graph), bel.log.as_ref(), &refs, &client)
+                    .await?;
+            for r in &done.already_available {
+                println!("already available: {r}");
             }
-            if !evs.is_empty() {
-                let n = evs.len();
-                bel.log.append(evs).await?;
+            if !done.registered.is_empty() {
                 println!(
                     "registered {} as available",
-                    crate::output::count(n, "partition")
+                    crate::output::count(done.registered.len(), "partition")
                 );
             }
         }
@@ -234,7 +179,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
 fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> {
     if cli.json {
         for e in events {
-            println!("{}", serde_json::to_string(&render::event_json(e))?);
+            println!("{}", databuild_proto::to_json(&WireEvent::from(e)));
         }
     } else {
         for e in events {
@@ -244,52 +189,13 @@ fn print_events(cli: &Cli, events: &[databuild_bel::LoggedEvent]) -> Result<()> 
     Ok(())
 }
 
-/// Which events `databuild events` prints.
-pub struct EventFilter<'a> {
-    /// Only partition events of these refs.
-    pub refs: &'a [String],
-    /// Only partition events with these statuses.
-    pub statuses: &'a [String],
-    /// Only events of these graph runs.
-    pub runs: &'a [String],
-}
-
-impl EventFilter<'_> {
-    fn matches(&self, e: &databuild_bel::LoggedEvent, statuses: &[PartitionStatus]) -> bool {
-        if !self.runs.is_empty() && !self.runs.iter().any(|r| r == e.event.run_id()) {
-            return false;
-        }
-        if self.refs.is_empty() && statuses.is_empty() {
-            return true;
-        }
-        let Event::Partition(p) = &e.event else {
-            return false;
-        };
-        let r = p
-            .partition_ref
-            .as_ref()
-            .map(|r| r.str.as_str())
-            .unwrap_or("");
-        (self.refs.is_empty() || self.refs.iter().any(|x| x == r))
-            && (statuses.is_empty() || statuses.iter().any(|s| *s as i32 == p.status))
-    }
-}
-
 pub async fn events(
     cli: &Cli,
-    filter: EventFilter<'_>,
+    filter: &EventFilter,
     after: i64,
     limit: usize,
     follow: bool,
 ) -> Result<ExitKind> {
-    let statuses = filter
-        .statuses
-        .iter()
-        .map(|s| parse_status(s))
-        .collect::<Result<Vec<_>>>()?;
-    for r in filter.refs {
-        databuild_proto::validate_ref(r)?;
-    }
     let bel = context::bel(cli, None).await?;
     let mut after = after;
     let mut printed = 0usize;
@@ -301,7 +207,7 @@ pub async fn events(
         }
         let mut matching: Vec<_> = batch
             .iter()
-            .filter(|e| filter.matches(e, &statuses))
+            .filter(|e| filter.matches(e))
             .cloned()
             .collect();
         if limit != 0 {
@@ -363,7 +269,7 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
                 .unwrap_or(0);
             println!(
                 "{:<9} {} since {} (graph run {}; requested by {})",
-                status_name(status),
+                status.short_name(),
                 a.partition_ref.map(|r| r.str).unwrap_or_default(),
                 timestamp(since),
                 a.job_graph_run_id,
@@ -376,26 +282,15 @@ pub async fn active(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
 
 pub async fn logs(cli: &Cli, job_run_id: &str) -> Result<ExitKind> {
     let bel = context::bel(cli, None).await?;
-    if bel.log.job_run(job_run_id).await?.is_none() {
-        bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`");
-    }
-    let path = bel.log_dir.join(format!("{job_run_id}.log"));
-    match std::fs::read(&path) {
-        Ok(bytes) if !bytes.is_empty() => {
+    match logs::job_output(bel.log.as_ref(), &bel.log_dir, job_run_id).await? {
+        None => bail!("no job run `{job_run_id}`; see `databuild runs show <graph run id>`"),
+        Some(JobOutput::File(bytes)) => {
             use std::io::Write as _;
             std::io::stdout().write_all(&bytes)?;
         }
-        _ => {
-            // No file or an empty one (no output, logs from another machine, a log
-            // directory that was full or not writable): the lines in the event log.
-            for e in bel.log.job_run_events(job_run_id).await? {
-                if let Event::Run(r) = e.event {
-                    if let Some(logs) = r.job_event.and_then(|j| j.logs) {
-                        for l in logs.logs {
-                            println!("{l}");
-                        }
-                    }
-                }
+        Some(JobOutput::Lines(lines)) => {
+            for l in lines {
+                println!("{l}");
             }
         }
     }

@@ -45,12 +45,13 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             limit,
             follow,
         } => {
-            let filter = catalog::EventFilter {
-                refs,
-                statuses: status,
-                runs: run,
-            };
-            catalog::events(&cli, filter, *after, *limit, *follow).await
+            let statuses = status
+                .iter()
+                .map(|s| databuild_proto::PartitionStatus::parse_name(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let filter =
+                databuild_core::catalog::EventFilter::new(refs.clone(), statuses, run.clone())?;
+            catalog::events(&cli, &filter, *after, *limit, *follow).await
         }
         Command::Deps {
             partition_ref,

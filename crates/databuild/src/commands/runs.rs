@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use databuild_bel::{Event, RunFilter};
 use databuild_core::ExitKind;
 use databuild_proto::{GraphRequestEvent, JobGraphRunStatus, JobRunStatus};
+use databuild_service::wire::{WireRun, WireRuns};
 
 use crate::{
     cli::{Cli, RunsCommand},
@@ -37,19 +38,10 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> Result<ExitKind> {
                 })
                 .await?;
             if cli.json {
-                let v: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "jobGraphRunId": r.run_id,
-                            "label": r.label,
-                            "status": r.status.as_str_name(),
-                            "started": timestamp(r.started_micros),
-                            "updated": timestamp(r.updated_micros),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                let resp = WireRuns {
+                    runs: runs.iter().map(WireRun::from).collect(),
+                };
+                println!("{}", databuild_proto::to_json_pretty(&resp));
             } else {
                 if !runs.is_empty() {
                     println!(
@@ -91,18 +83,7 @@ async fn show(cli: &Cli, bel: &context::Bel, run_id: &str) -> Result<()> {
         })
     };
     if cli.json {
-        let graph = graph_events()
-            .find_map(|g| g.analysis.as_ref())
-            .and_then(|a| a.graph.clone());
-        let run_events = events.iter().filter_map(|e| match &e.event {
-            Event::Run(r) => Some(r.clone()),
-            Event::Partition(_) => None,
-        });
-        let doc = databuild_proto::JobGraphRun {
-            job_graph_run_id: run.run_id.clone(),
-            graph,
-            events: run_events.collect(),
-        };
+        let doc = databuild_core::catalog::job_graph_run(&run.run_id, &events);
         println!("{}", databuild_proto::to_json_pretty(&doc));
         return Ok(());
     }

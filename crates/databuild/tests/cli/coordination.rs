@@ -646,6 +646,16 @@ fn bad_catalog_requests_are_refused_and_change_nothing() {
     );
     assert_refused(
         &g,
+        "register_an_empty_ref",
+        &["partitions", "register", "ext/1", ""],
+    );
+    assert_refused(
+        &g,
+        "register_a_ref_with_a_tab",
+        &["partitions", "register", "--force", "ext/1", "a\tb"],
+    );
+    assert_refused(
+        &g,
         "invalidate_unknown_ref",
         &["partitions", "invalidate", "nope/1"],
     );

@@ -124,8 +124,11 @@ impl TestGraph {
     pub fn partitions(&self) -> Vec<(String, String)> {
         let out = self.run(&["partitions", "list", "--json", "--limit", "0"]);
         assert_eq!(out.code, 0, "partitions list failed: {}", out.stderr);
-        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
-        v.iter()
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        v["partitions"]
+            .as_array()
+            .expect("a `partitions` list")
+            .iter()
             .map(|p| {
                 (
                     p["partitionRef"].as_str().unwrap().to_string(),
@@ -169,8 +172,11 @@ impl TestGraph {
     pub fn runs(&self) -> Vec<(String, String)> {
         let out = self.run(&["--json", "runs", "list", "--limit", "0"]);
         assert_eq!(out.code, 0, "runs list failed: {}", out.stderr);
-        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-        v.iter()
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["runs"]
+            .as_array()
+            .expect("a `runs` list")
+            .iter()
             .map(|r| {
                 (
                     r["jobGraphRunId"].as_str().unwrap().to_string(),

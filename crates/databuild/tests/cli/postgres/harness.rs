@@ -174,8 +174,11 @@ pub fn events(g: &TestGraph, url: &str) -> Vec<serde_json::Value> {
 pub fn partitions(g: &TestGraph, url: &str) -> BTreeMap<String, String> {
     let out = run(g, url, &["partitions", "list", "--json", "--limit", "0"]);
     assert_code(&out, 0);
-    let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    v.iter()
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v["partitions"]
+        .as_array()
+        .expect("a `partitions` list")
+        .iter()
         .map(|p| {
             (
                 p["partitionRef"].as_str().unwrap().to_string(),
@@ -196,8 +199,8 @@ pub fn assert_intact(g: &TestGraph, url: &str) -> usize {
     }
     let out = run(g, url, &["runs", "list", "--json", "--limit", "0"]);
     assert_code(&out, 0);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
-    for r in runs {
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for r in runs["runs"].as_array().expect("a `runs` list") {
         let s = r["status"].as_str().unwrap();
         assert!(
             s == "GRAPH_SUCCESS" || s == "GRAPH_FAILED",

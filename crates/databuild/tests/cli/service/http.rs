@@ -1,10 +1,12 @@
 //! Every HTTP route with a raw HTTP/1.1 client (Server-Sent Events included), the OpenAPI
-//! document listing exactly those routes, and bad input answered with a 4xx JSON error.
+//! document listing exactly those routes and describing what each answers, and bad input
+//! answered with a 4xx JSON error.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use databuild_service::{
     http::ROUTES,
+    openapi::check::check_named,
     remote::{query, Client},
 };
 
@@ -13,6 +15,24 @@ use crate::util::wait_for;
 
 const DAY: &str = "reviews/daily/date=2025-01-07";
 
+/// Asserts `v` is what the OpenAPI document says `name` is.
+fn assert_schema(name: &str, v: &serde_json::Value, what: &str) {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(databuild_service::openapi::document);
+    if let Err(e) = check_named(doc, name, v) {
+        panic!("{what}: the answer is not the documented `{name}`: {e}\n{v}");
+    }
+}
+
+/// Asserts the answer `v` of route `method path` is what the OpenAPI document says it is.
+fn assert_documented(method: &str, path: &str, v: &serde_json::Value) {
+    let route = ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+        .unwrap_or_else(|| panic!("no route {method} {path}"));
+    assert_schema(route.response, v, &format!("{method} {path}"));
+}
+
 #[test]
 fn every_http_route_answers() {
     let g = example();
@@ -20,7 +40,9 @@ fn every_http_route_answers() {
     let covered: std::cell::RefCell<BTreeSet<(&str, &str)>> = Default::default();
     let post = |path: &'static str, body: &str| {
         covered.borrow_mut().insert(("POST", path));
-        svc.post_json(path, body)
+        let v = svc.post_json(path, body);
+        assert_documented("POST", path, &v);
+        v
     };
     let day = format!(r#"{{"outputs":[{{"str":"{DAY}"}}]}}"#);
     let graph = post("/api/v1/analyze", &day);
@@ -85,7 +107,9 @@ fn every_http_route_answers() {
     let id = svc.submit("reviews/raw/date=2025-01-10");
     let get = |template: &'static str, path: &str| {
         covered.borrow_mut().insert(("GET", template));
-        svc.get_json(path)
+        let v = svc.get_json(path);
+        assert_documented("GET", template, &v);
+        v
     };
     wait_for(
         "the submitted build to end",
@@ -107,6 +131,19 @@ fn every_http_route_answers() {
         "{sse}"
     );
     assert!(sse.trim_end().contains("event: end\ndata: {"), "{sse}");
+    let events = sse_events(&sse);
+    assert!(
+        events.len() > 2 && events.last().unwrap().0 == "end",
+        "{sse}"
+    );
+    for (event, data) in events {
+        let schema = if event == "end" {
+            "WireBuild"
+        } else {
+            "WireEvent"
+        };
+        assert_schema(schema, &data, &format!("SSE event `{event}`"));
+    }
     // Each event's id is its log position; `after` (and a reconnecting client's
     // Last-Event-ID) resumes after one.
     let ids: Vec<i64> = sse
@@ -311,6 +348,7 @@ fn bad_http_requests_are_4xx_json_errors_with_a_message() {
         assert_eq!(status, *want, "{method} {path} {body}: {resp}");
         let e: serde_json::Value =
             serde_json::from_str(&resp).unwrap_or_else(|_| panic!("not JSON: {resp}"));
+        assert_schema("WireError", &e, &format!("{method} {path}"));
         report.push(format!(
             "{method} {path} {body}\n  -> {status} {}: {}",
             e["code"].as_str().unwrap(),
@@ -324,4 +362,84 @@ fn bad_http_requests_are_4xx_json_errors_with_a_message() {
         before,
         "bad requests wrote no events"
     );
+}
+
+/// The `(event, data)` of each Server-Sent Event in `text`, data parsed as JSON.
+fn sse_events(text: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(event), Some(data)) = (field("event: "), field("data: ")) {
+            let data = serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            out.push((event, data));
+        }
+    }
+    out
+}
+
+#[test]
+fn cli_json_prints_what_the_http_api_answers_for_the_same_data() {
+    let g = example();
+    let built = g.run(&["--json", "build", DAY]);
+    assert_eq!(built.code, 0, "{}", built.stderr);
+    let outcome = serde_json::from_str(&built.stdout).unwrap();
+    assert_schema("WireOutcome", &outcome, "build --json");
+    let svc = Service::start(&g, &[]);
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let out = g.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let cli_lines = |args: &[&str]| -> serde_json::Value {
+        let out = g.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect()
+    };
+    let q = query([("ref", DAY)]);
+    let by_ref = format!(r#"{{"partitionRef":{{"str":"{DAY}"}}}}"#);
+    let cases = [
+        (
+            cli(&["--json", "partitions", "list", "--limit", "0"]),
+            svc.get_json("/api/v1/partitions"),
+        ),
+        (
+            cli(&["--json", "runs", "list", "--limit", "0"]),
+            svc.get_json("/api/v1/runs"),
+        ),
+        (
+            cli_lines(&["--json", "partitions", "history", DAY]),
+            svc.get_json(&format!("/api/v1/partitions/history?{q}"))["events"].clone(),
+        ),
+        (
+            cli_lines(&["--json", "events"]),
+            svc.get_json("/api/v1/log?limit=0")["events"].clone(),
+        ),
+        (
+            cli(&["--json", "partitions", "show", DAY]),
+            svc.post_json("/api/v1/partitions/latest", &by_ref)["event"].clone(),
+        ),
+        (
+            cli(&["--json", "lookup", DAY]),
+            svc.post_json(
+                "/api/v1/lookup",
+                &format!(r#"{{"outputs":[{{"str":"{DAY}"}}]}}"#),
+            ),
+        ),
+        (
+            cli(&["--json", "active"]),
+            svc.post_json("/api/v1/builds/active", "{}"),
+        ),
+    ];
+    for (from_cli, from_http) in cases {
+        assert_eq!(from_cli, from_http);
+    }
+    drop(svc);
 }

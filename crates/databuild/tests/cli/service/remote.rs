@@ -91,8 +91,11 @@ fn read_commands_print_the_same_through_the_service() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let svc = Service::start(&g, &[]);
     let runs = g.run(&["runs", "list", "--json"]);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&runs.stdout).unwrap();
-    let run_id = runs[0]["jobGraphRunId"].as_str().unwrap().to_string();
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let run_id = runs["runs"][0]["jobGraphRunId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let job = g.run(&["runs", "show", &run_id]);
     let job_run = job
         .stdout

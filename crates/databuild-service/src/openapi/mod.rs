@@ -1,7 +1,11 @@
 //! The OpenAPI 3 document of the HTTP API, generated from the route table
 //! ([`crate::http::ROUTES`]), the `databuild.v1` descriptors (message schemas in the
 //! proto3 JSON mapping) and the error table, so that it cannot drift from the code. A copy
-//! is checked in as `openapi.json` and a test fails when it is out of date.
+//! is checked in as `openapi.json` and a test fails when it is out of date. The schemas of
+//! the `wire` types are written by hand; [`check`] validates JSON against the document, and
+//! its tests check a sample of every `wire` type (all fields set, and none) against them.
+
+pub mod check;
 
 use prost::Message as _;
 use prost_types::{field_descriptor_proto::Label, field_descriptor_proto::Type, DescriptorProto};
@@ -146,19 +150,34 @@ fn field_type(f: &prost_types::FieldDescriptorProto, enums: &[(String, Vec<Strin
 }
 
 /// A compact schema: fields as (name, type) with types `string`, `integer`, `boolean`,
-/// `object`, `Name` (a schema) and `[T]` (an array).
+/// `object`, `Name` (a schema) and `[T]` (an array). A field is required (always
+/// written) unless its type ends in `?` (left out when empty); `T|null` is written but
+/// may be `null`.
 fn obj(description: &str, fields: &[(&str, &str)]) -> Value {
     fn ty(t: &str) -> Value {
         if let Some(inner) = t.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             return json!({"type": "array", "items": ty(inner)});
+        }
+        if let Some(inner) = t.strip_suffix("|null") {
+            let mut v = ty(inner);
+            v["nullable"] = json!(true);
+            return v;
         }
         match t {
             "string" | "integer" | "boolean" | "object" => json!({"type": t}),
             name => schema_ref(name),
         }
     }
-    let props: Map<String, Value> = fields.iter().map(|(n, t)| (n.to_string(), ty(t))).collect();
-    json!({"type": "object", "description": description, "properties": props})
+    let props: Map<String, Value> = fields
+        .iter()
+        .map(|(n, t)| (n.to_string(), ty(t.trim_end_matches('?'))))
+        .collect();
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|(_, t)| !t.ends_with('?'))
+        .map(|(n, _)| *n)
+        .collect();
+    json!({"type": "object", "description": description, "properties": props, "required": required})
 }
 
 fn wire_schemas() -> Map<String, Value> {
@@ -177,15 +196,18 @@ fn wire_schemas() -> Map<String, Value> {
         "WireHealth",
         obj("`SERVING` or `NOT_SERVING`", &[("status", "string")]),
     );
-    add("OpenAPI", obj("an OpenAPI 3 document", &[]));
+    add(
+        "OpenAPI",
+        json!({"type": "object", "description": "an OpenAPI 3 document"}),
+    );
     add(
         "WireEvent",
         obj(
             "an event with its log position; one of the two events is set",
             &[
                 ("seq", "integer"),
-                ("jobGraphRunEvent", "JobGraphRunEvent"),
-                ("partitionEvent", "PartitionEvent"),
+                ("jobGraphRunEvent", "JobGraphRunEvent?"),
+                ("partitionEvent", "PartitionEvent?"),
             ],
         ),
     );
@@ -221,9 +243,9 @@ fn wire_schemas() -> Map<String, Value> {
                 ("status", "string"),
                 ("startedMicros", "integer"),
                 ("updatedMicros", "integer"),
-                ("host", "string"),
-                ("pid", "integer"),
-                ("leaseUntilMicros", "integer"),
+                ("host", "string|null"),
+                ("pid", "integer|null"),
+                ("leaseUntilMicros", "integer|null"),
             ],
         ),
     );
@@ -288,8 +310,8 @@ fn wire_schemas() -> Map<String, Value> {
             &[
                 ("jobGraphRunId", "string"),
                 ("state", "string"),
-                ("outcome", "WireOutcome"),
-                ("error", "WireError"),
+                ("outcome", "WireOutcome?"),
+                ("error", "WireError?"),
             ],
         ),
     );
