@@ -122,7 +122,9 @@ fn job_processes(tag: &str) -> Vec<u32> {
         .filter(|p| {
             let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
-            cmdline.contains("jobs/") || cmdline == "sleep\030\0" || cmdline == "sleep\00.05\0"
+            cmdline.contains("jobs/")
+                || cmdline == "sleep\x0030\x00"
+                || cmdline == "sleep\x000.05\x00"
         })
         .collect()
 }
