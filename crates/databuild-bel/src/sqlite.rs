@@ -410,6 +410,22 @@ impl crate::EventLog for SqliteEventLog {
         })
     }
 
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
+        self.write(|tx| catalog::invalidate(tx, partition_ref, reason))
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<crate::ClaimGroup>,
+    ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
+        self.write(|tx| catalog::claim(tx, run_id, client, groups))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::EventRead for SqliteEventLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.with_conn(|conn| {
             let mut out = Vec::with_capacity(refs.len());
@@ -709,10 +725,6 @@ impl crate::EventLog for SqliteEventLog {
         }
     }
 
-    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
-        self.write(|tx| catalog::invalidate(tx, partition_ref, reason))
-    }
-
     async fn lineage(
         &self,
         refs: &[String],
@@ -733,15 +745,6 @@ impl crate::EventLog for SqliteEventLog {
         query: &crate::query::PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
         self.with_conn(|conn| catalog::query_partition_events(conn, query))
-    }
-
-    async fn claim(
-        &self,
-        run_id: &str,
-        client: &str,
-        groups: Vec<crate::ClaimGroup>,
-    ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
-        self.write(|tx| catalog::claim(tx, run_id, client, groups))
     }
 }
 
