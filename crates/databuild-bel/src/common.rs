@@ -1,6 +1,6 @@
 //! The backend-neutral parts of writing and reading the log: stamping and classifying
 //! events, the events that staleness, claims, invalidation and lost runs write, and
-//! decoding stored bodies. Every backend keeps its SQL and calls these.
+//! decoding stored bodies. Writes call these from `crate::apply`, reads from the backends.
 
 use databuild_proto::{
     FailureCause, GraphEvent, GraphLabel, JobEvent, JobGraphRunEvent, JobGraphRunStatus, JobLabel,

@@ -3,6 +3,7 @@
 //! the same transaction. Backends implement [`EventLog`] (reads in [`EventRead`], writes on
 //! top); [`open`] picks one from a URL.
 
+mod apply;
 mod cause;
 mod cluster;
 mod common;
