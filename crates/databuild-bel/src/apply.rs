@@ -3,8 +3,10 @@
 //! runs, requesters, lineage) in step, with staleness propagated downstream. The rules live
 //! here once; a backend supplies only [`Rows`], its SQL for reading and writing one row
 //! at a time inside a write transaction. The writes built on it (append, claim,
-//! invalidation, lost runs, leases) are in `apply/writes.rs`.
+//! invalidation, lost runs, leases) are in `apply/writes.rs`, and the rules that need no
+//! rows (the events a write makes, what an event does to the views) in `apply/rules.rs`.
 
+mod rules;
 mod writes;
 
 use std::collections::VecDeque;
@@ -12,11 +14,13 @@ use std::collections::VecDeque;
 use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 
 use crate::{
-    common::{self, Derived, Subject},
+    common::{self, Subject},
     transitions::{self, PartitionEffect},
     BelError, Event, LoggedEvent, Owner, PartitionRow,
 };
 
+pub use rules::owner_lost;
+use rules::Derived;
 pub(crate) use writes::{append, claim, heartbeat, invalidate, reclaim_lost_runs};
 
 /// A graph run's derived row, as far as appends change it (the lease is apart: see
@@ -207,7 +211,7 @@ async fn store<R: Rows>(
             status,
         } => {
             let graph = rows.graph(&run_id).await?;
-            common::check_job_run_graph(&job_run_id, &run_id, graph_status(graph.as_ref()))?;
+            rules::check_job_run_graph(&job_run_id, &run_id, graph_status(graph.as_ref()))?;
             let cur = rows.job(&job_run_id).await?;
             let cur_status = cur
                 .as_ref()
@@ -269,7 +273,7 @@ async fn store_partition<R: Rows>(
     };
     let live = !p.job_graph_run_id.is_empty()
         && graph_status(rows.graph(&p.job_graph_run_id).await?.as_ref())
-            .is_some_and(|s| !common::graph_finished(s));
+            .is_some_and(|s| !rules::graph_finished(s));
     let cur = rows.partition(&r).await?;
     let effect = transitions::check_partition(&r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
     let (kind, body) = common::encode(&event);
@@ -296,8 +300,8 @@ async fn store_partition<R: Rows>(
         PartitionEffect::Remove => rows.remove_partition(&r)?,
         PartitionEffect::LogOnly => {}
     }
-    let was_claimed = cur.as_ref().is_some_and(|c| common::is_claimed(c.status));
-    let built = match common::derived_effect(p, &r, next, was_claimed) {
+    let was_claimed = cur.as_ref().is_some_and(|c| rules::is_claimed(c.status));
+    let built = match rules::derived_effect(p, &r, next, was_claimed) {
         Derived::None => None,
         Derived::AddRequesters => {
             rows.add_requesters(&r, &p.requesting_clients)?;
@@ -340,12 +344,12 @@ pub(crate) async fn propagate_stale<R: Rows>(
             if !available {
                 continue;
             }
-            let (_, built) = store(rows, common::stale_event(&d, &up, run_id, &reason)).await?;
+            let (_, built) = store(rows, rules::stale_event(&d, &up, run_id, &reason)).await?;
             debug_assert!(
                 built.is_none(),
                 "a STALE event starts no staleness of its own"
             );
-            queue.push_back((d.clone(), common::stale_upstream(&d)));
+            queue.push_back((d.clone(), rules::stale_upstream(&d)));
             made_stale.push(d);
         }
     }

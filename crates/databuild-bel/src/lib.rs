@@ -17,9 +17,9 @@ pub mod transitions;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+pub use apply::owner_lost;
 pub use cause::legacy_cause;
 pub use cluster::{cluster_job, ClusterJob};
-pub use common::owner_lost;
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{

@@ -4,8 +4,8 @@
 
 use databuild_proto::PartitionStatus;
 
-use super::{apply, propagate_stale, Keys, Rows};
-use crate::{common, BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun};
+use super::{apply, propagate_stale, rules, Keys, Rows};
+use crate::{BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun};
 
 /// Validates and stores `events` in order (stamped if they are not yet).
 pub(crate) async fn append<R: Rows>(
@@ -57,7 +57,7 @@ pub(crate) async fn heartbeat<R: Rows>(
     Ok(())
 }
 
-/// Fails every unfinished graph run whose owner is lost (see [`common::reclaimable`]).
+/// Fails every unfinished graph run whose owner is lost (see [`rules::reclaimable`]).
 pub(crate) async fn reclaim_lost_runs<R: Rows>(
     rows: &mut R,
     now: i64,
@@ -67,7 +67,7 @@ pub(crate) async fn reclaim_lost_runs<R: Rows>(
     let mut reclaimed = Vec::new();
     for o in rows.unfinished_runs().await? {
         let at = (now, this_host, cleared);
-        if common::reclaimable(&o.run_id, at, o.host.as_deref(), o.pid, o.lease_until) {
+        if rules::reclaimable(&o.run_id, at, o.host.as_deref(), o.pid, o.lease_until) {
             reclaimed.push(fail_run(rows, &o.run_id).await?);
         }
     }
@@ -82,8 +82,8 @@ async fn fail_run<R: Rows>(rows: &mut R, run_id: &str) -> Result<ReclaimedRun, B
         .await?
         .map(|g| g.label)
         .unwrap_or_default();
-    let failure = common::OWNER_LOST_FAILURE;
-    for e in common::fail_run_events(run_id, &label, &held, &jobs, failure) {
+    let failure = rules::OWNER_LOST_FAILURE;
+    for e in rules::fail_run_events(run_id, &label, &held, &jobs, failure) {
         apply(rows, e).await?;
     }
     Ok(ReclaimedRun {
@@ -100,14 +100,14 @@ pub(crate) async fn invalidate<R: Rows>(
     reason: &str,
 ) -> Result<Vec<String>, BelError> {
     let cur = rows.partition(r).await?;
-    apply(rows, common::invalidation(r, cur.as_ref(), reason)?).await?;
+    apply(rows, rules::invalidation(r, cur.as_ref(), reason)?).await?;
     let mut stale = vec![r.to_string()];
-    stale.extend(propagate_stale(rows, r, "", common::stale_upstream(r)).await?);
+    stale.extend(propagate_stale(rows, r, "", rules::stale_upstream(r)).await?);
     Ok(stale)
 }
 
 /// Claims `groups` for graph run `run_id` on behalf of `client` (see
-/// [`common::claim_events`]).
+/// [`rules::claim_events`]).
 pub(crate) async fn claim<R: Rows>(
     rows: &mut R,
     run_id: &str,
@@ -126,7 +126,7 @@ pub(crate) async fn claim<R: Rows>(
         for r in &g.refs {
             current.push(rows.partition(r).await?);
         }
-        let (outcome, events) = common::claim_events(run_id, client, g, &current);
+        let (outcome, events) = rules::claim_events(run_id, client, g, &current);
         for e in events {
             apply(rows, e).await?;
         }
