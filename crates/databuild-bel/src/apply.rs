@@ -155,7 +155,7 @@ struct Built {
 
 /// Validates one event against the current state, stores it and updates the views; a
 /// partition made AVAILABLE makes everything built from it STALE, transitively.
-pub(crate) async fn apply<R: Rows>(rows: &mut R, event: Event) -> Result<LoggedEvent, BelError> {
+async fn apply<R: Rows>(rows: &mut R, event: Event) -> Result<LoggedEvent, BelError> {
     let (logged, built) = store(rows, event).await?;
     if let Some(b) = built {
         propagate_stale(rows, &b.partition_ref, &b.run_id, b.cause).await?;
@@ -327,7 +327,7 @@ async fn store_partition<R: Rows>(
 /// Marks every AVAILABLE partition built from `root` STALE, transitively, with `reason`
 /// for the direct dependents and "upstream `x` is stale" further down. Returns the refs
 /// made stale.
-pub(crate) async fn propagate_stale<R: Rows>(
+async fn propagate_stale<R: Rows>(
     rows: &mut R,
     root: &str,
     run_id: &str,
