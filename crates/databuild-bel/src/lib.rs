@@ -1,7 +1,9 @@
 //! The build event log (BEL): an append-only, validated log of graph, job and partition
 //! events, with derived views (latest status per partition, runs, job runs) kept in step in
-//! the same transaction. Backends implement [`EventLog`]; [`open`] picks one from a URL.
+//! the same transaction. Backends implement [`EventLog`] (reads in [`EventRead`], writes on
+//! top); [`open`] picks one from a URL.
 
+mod apply;
 mod cause;
 mod cluster;
 mod common;
@@ -15,9 +17,9 @@ pub mod transitions;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+pub use apply::owner_lost;
 pub use cause::legacy_cause;
 pub use cluster::{cluster_job, ClusterJob};
-pub use common::owner_lost;
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
@@ -27,37 +29,12 @@ pub use model::{
 pub use postgres::{PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
 
-/// The event log every backend implements. Appends are atomic per batch: either every event
-/// of the batch is durable and the derived views reflect it, or the call fails and nothing
-/// was written.
+/// Reading the event log: the derived views (partitions, graph runs, job runs, lineage,
+/// claims) and the events themselves. Every backend implements it, and so does a log read
+/// from elsewhere (a service's, over its API), which cannot be written to: code that only
+/// reads takes a `&dyn EventRead`.
 #[async_trait::async_trait]
-pub trait EventLog: Send + Sync + std::fmt::Debug {
-    /// Validates and appends `events` in one transaction. Missing event ids and timestamps
-    /// are filled in, and graph-run event `sequence` numbers are assigned. Returns the
-    /// events as stored.
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
-
-    /// Records (or renews) the lease of a live graph run.
-    async fn heartbeat(
-        &self,
-        run_id: &str,
-        owner: &Owner,
-        lease_until_micros: i64,
-    ) -> Result<(), BelError>;
-
-    /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
-    /// process on this host; see [`owner_lost`]): its claimed partitions become FAILED
-    /// with cause `OWNER_RUN_LOST` (reason "owner run lost"), its jobs and the run FAILED. A run owned by
-    /// `this_host` is reclaimed only if it is in `cleared`: the caller has stopped the
-    /// job processes it left on this host, so that none of them still writes a partition
-    /// that is claimed again. Returns what was reclaimed.
-    async fn reclaim_lost_runs(
-        &self,
-        now_micros: i64,
-        this_host: &str,
-        cleared: &[String],
-    ) -> Result<Vec<ReclaimedRun>, BelError>;
-
+pub trait EventRead: Send + Sync + std::fmt::Debug {
     /// Latest state of each of `refs` that has any (missing refs are absent from the result).
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError>;
 
@@ -140,13 +117,9 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Returns once an event with a log position greater than `after_seq` may have been
     /// appended (by any process), or when `timeout` has passed; the caller reads with
-    /// [`EventLog::events_after`] either way. PostgreSQL is woken by LISTEN/NOTIFY; SQLite
+    /// [`EventRead::events_after`] either way. PostgreSQL is woken by LISTEN/NOTIFY; SQLite
     /// checks the log every 50 ms.
     async fn wait_for_events(&self, after_seq: i64, timeout: Duration) -> Result<(), BelError>;
-
-    /// Marks AVAILABLE `partition_ref` STALE with `reason`, and transitively every
-    /// partition built from it. Returns the refs made stale, `partition_ref` first.
-    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError>;
 
     /// Lineage pairs `(upstream, downstream)` of the latest builds: those whose downstream
     /// is one of `refs` (`downstream = false`) or whose upstream is (`downstream = true`).
@@ -165,6 +138,43 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         &self,
         query: &query::PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError>;
+}
+
+/// The event log a process writes: everything of [`EventRead`], and the writes. Appends
+/// are atomic per batch: either every event of the batch is durable and the derived views
+/// reflect it, or the call fails and nothing was written. Every write of the log goes
+/// through these methods, so a log that cannot be written implements [`EventRead`] only.
+#[async_trait::async_trait]
+pub trait EventLog: EventRead {
+    /// Validates and appends `events` in one transaction. Missing event ids and timestamps
+    /// are filled in, and graph-run event `sequence` numbers are assigned. Returns the
+    /// events as stored.
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
+
+    /// Records (or renews) the lease of a live graph run.
+    async fn heartbeat(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        lease_until_micros: i64,
+    ) -> Result<(), BelError>;
+
+    /// Fails every unfinished graph run whose owner is gone (lease expired, or a dead
+    /// process on this host; see [`owner_lost`]): its claimed partitions become FAILED
+    /// with cause `OWNER_RUN_LOST` (reason "owner run lost"), its jobs and the run FAILED. A run owned by
+    /// `this_host` is reclaimed only if it is in `cleared`: the caller has stopped the
+    /// job processes it left on this host, so that none of them still writes a partition
+    /// that is claimed again. Returns what was reclaimed.
+    async fn reclaim_lost_runs(
+        &self,
+        now_micros: i64,
+        this_host: &str,
+        cleared: &[String],
+    ) -> Result<Vec<ReclaimedRun>, BelError>;
+
+    /// Marks AVAILABLE `partition_ref` STALE with `reason`, and transitively every
+    /// partition built from it. Returns the refs made stale, `partition_ref` first.
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError>;
 
     /// Claims partitions for graph run `run_id`, group by group (a group is a task's
     /// outputs): a group is claimed whole (SCHEDULED events) unless one of its refs is held

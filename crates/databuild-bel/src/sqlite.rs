@@ -1,12 +1,13 @@
-//! The embedded SQLite backend: one WAL-mode file, every append one `BEGIN IMMEDIATE`
-//! transaction that validates, stores the events and updates the derived views.
+//! The embedded SQLite backend: one WAL-mode file, every write one `BEGIN IMMEDIATE`
+//! transaction that applies it (`crate::apply`) over the transaction's rows
+//! (`sqlite/write.rs`).
 
 mod catalog;
 mod checkpoint;
-mod derived;
 mod read_only;
 mod rows;
 mod schema;
+mod write;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,21 +15,17 @@ use std::{
     time::Instant,
 };
 
-use databuild_proto::{
-    FailureCause, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
-};
+use databuild_proto::{PartitionEvent, PartitionStatus};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    common::{self, Subject},
-    pattern,
-    transitions::{self, PartitionEffect},
-    BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun,
-    RunFilter, RunRow, StatusCount,
+    apply, common, pattern, BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
+    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 
 use rows::{query_events, read_job_run_row, read_run_row, JOB_RUN_COLUMNS, RUN_COLUMNS};
 pub use schema::SCHEMA_VERSION;
+use write::TxRows;
 
 /// How long a write waits for another writer's lock by default.
 pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -175,14 +172,6 @@ impl SqliteEventLog {
     }
 }
 
-fn graph_status(tx: &Connection, run_id: &str) -> Result<Option<JobGraphRunStatus>, BelError> {
-    let s: Option<i32> = tx
-        .prepare_cached("SELECT status FROM graph_runs WHERE run_id = ?1")?
-        .query_row([run_id], |r| r.get(0))
-        .optional()?;
-    Ok(s.map(|s| JobGraphRunStatus::try_from(s).unwrap_or(JobGraphRunStatus::GraphFailed)))
-}
-
 const PARTITION_ROW_SQL: &str =
     "SELECT ref, status, run_id, job_run_id, seq, ts FROM partitions WHERE ref = ?1";
 
@@ -204,166 +193,10 @@ fn read_partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PartitionRow> {
     })
 }
 
-/// Validates one event against the current state, stores it and updates the views.
-pub(crate) fn apply(tx: &Connection, mut event: Event) -> Result<LoggedEvent, BelError> {
-    let ts = common::stamp(&mut event);
-    let (run_id, run_seq, job_run_id, status) = match common::classify(&event)? {
-        Subject::Graph {
-            run_id,
-            label,
-            status,
-        } => {
-            let cur = graph_status(tx, &run_id)?;
-            transitions::check_graph(&run_id, cur, status)?;
-            let seq = next_run_seq(tx, &run_id)?;
-            if cur.is_none() {
-                tx.prepare_cached(
-                    "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?4, 1)",
-                )?
-                .execute(params![run_id, label, status as i32, ts])?;
-            } else {
-                tx.prepare_cached(
-                    "UPDATE graph_runs SET status = ?2, updated_ts = ?3 WHERE run_id = ?1",
-                )?
-                .execute(params![run_id, status as i32, ts])?;
-            }
-            (run_id, seq, None, status as i32)
-        }
-        Subject::Job {
-            run_id,
-            job_run_id,
-            label,
-            job_key,
-            status,
-        } => {
-            common::check_job_run_graph(&job_run_id, &run_id, graph_status(tx, &run_id)?)?;
-            let cur: Option<i32> = tx
-                .prepare_cached("SELECT status FROM job_runs WHERE job_run_id = ?1")?
-                .query_row([&job_run_id], |r| r.get(0))
-                .optional()?;
-            let cur = cur.map(|c| JobRunStatus::try_from(c).unwrap_or_default());
-            transitions::check_job(&job_run_id, cur, status)?;
-            if cur.is_none() {
-                tx.prepare_cached(
-                    "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                )?
-                .execute(params![job_run_id, run_id, label, job_key, status as i32, ts])?;
-            } else {
-                tx.prepare_cached(
-                    "UPDATE job_runs SET status = ?2, updated_ts = ?3 WHERE job_run_id = ?1",
-                )?
-                .execute(params![job_run_id, status as i32, ts])?;
-            }
-            let seq = next_run_seq(tx, &run_id)?;
-            (run_id, seq, Some(job_run_id), status as i32)
-        }
-        Subject::Partition {
-            partition_ref: r,
-            status: next,
-        } => {
-            let Event::Partition(p) = &event else {
-                unreachable!("a partition subject comes from a partition event")
-            };
-            let live = !p.job_graph_run_id.is_empty()
-                && graph_status(tx, &p.job_graph_run_id)?
-                    .is_some_and(|s| !common::graph_finished(s));
-            let cur = partition_row(tx, &r)?;
-            let effect =
-                transitions::check_partition(&r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
-            let (kind, body) = common::encode(&event);
-            let seq = insert_event(
-                tx,
-                &p.partition_event_id,
-                kind,
-                &p.job_graph_run_id,
-                0,
-                (!p.job_run_id.is_empty()).then_some(p.job_run_id.as_str()),
-                Some(&r),
-                p.status,
-                ts,
-                &body,
-            )?;
-            if effect == PartitionEffect::SetStatus {
-                tx.prepare_cached(
-                    "INSERT INTO partitions (ref, status, run_id, job_run_id, seq, ts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(ref) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
-                       job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts",
-                )?
-                .execute(params![r, p.status, p.job_graph_run_id, p.job_run_id, seq, ts])?;
-            } else if effect == PartitionEffect::Remove {
-                tx.prepare_cached("DELETE FROM partitions WHERE ref = ?1")?
-                    .execute([&r])?;
-            }
-            let claimed = cur.as_ref().is_some_and(|c| common::is_claimed(c.status));
-            derived::after_partition_event(tx, p, &r, next, claimed)?;
-            return Ok(LoggedEvent { seq, event });
-        }
-    };
-    common::set_run_sequence(&mut event, run_seq);
-    let (kind, body) = common::encode(&event);
-    let seq = insert_event(
-        tx,
-        common::event_id(&event),
-        kind,
-        &run_id,
-        run_seq,
-        job_run_id.as_deref(),
-        None,
-        status,
-        ts,
-        &body,
-    )?;
-    Ok(LoggedEvent { seq, event })
-}
-
-fn next_run_seq(tx: &Connection, run_id: &str) -> Result<i64, BelError> {
-    let seq: Option<i64> = tx
-        .prepare_cached(
-            "UPDATE graph_runs SET next_seq = next_seq + 1 WHERE run_id = ?1 RETURNING next_seq - 1",
-        )?
-        .query_row([run_id], |r| r.get(0))
-        .optional()?;
-    Ok(seq.unwrap_or(0))
-}
-
-#[allow(clippy::too_many_arguments)] // one column each
-fn insert_event(
-    tx: &Connection,
-    event_id: &str,
-    kind: i64,
-    run_id: &str,
-    run_seq: i64,
-    job_run_id: Option<&str>,
-    partition_ref: Option<&str>,
-    status: i32,
-    ts: i64,
-    body: &[u8],
-) -> Result<i64, BelError> {
-    tx.prepare_cached(
-        "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        event_id,
-        kind,
-        run_id,
-        run_seq,
-        job_run_id,
-        partition_ref,
-        status,
-        ts,
-        body
-    ])?;
-    Ok(tx.last_insert_rowid())
-}
-
 #[async_trait::async_trait]
 impl crate::EventLog for SqliteEventLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
-        self.write(|tx| events.into_iter().map(|e| apply(tx, e)).collect())
+        self.write(|tx| write::now(apply::append(&mut TxRows(tx), events)))
     }
 
     async fn heartbeat(
@@ -373,17 +206,12 @@ impl crate::EventLog for SqliteEventLog {
         lease_until_micros: i64,
     ) -> Result<(), BelError> {
         self.write(|tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE graph_runs SET host = ?2, pid = ?3, lease_until = ?4 WHERE run_id = ?1",
-                )?
-                .execute(params![run_id, owner.host, owner.pid, lease_until_micros])?;
-            if n == 0 {
-                return Err(BelError::InvalidTransition(format!(
-                    "cannot renew the lease of unknown graph run `{run_id}`"
-                )));
-            }
-            Ok(())
+            write::now(apply::heartbeat(
+                &mut TxRows(tx),
+                run_id,
+                owner,
+                lease_until_micros,
+            ))
         })
     }
 
@@ -394,22 +222,31 @@ impl crate::EventLog for SqliteEventLog {
         cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError> {
         self.write(|tx| {
-            let candidates: Vec<(String, Option<String>, Option<u32>, Option<i64>)> = tx
-                .prepare_cached(
-                    "SELECT run_id, host, pid, lease_until FROM graph_runs WHERE status NOT IN (4, 5)",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut reclaimed = Vec::new();
-            for (run_id, host, pid, lease) in candidates {
-                if common::reclaimable(&run_id, (now, this_host, cleared), host.as_deref(), pid, lease) {
-                    reclaimed.push(fail_run(tx, &run_id, common::OWNER_LOST_FAILURE)?);
-                }
-            }
-            Ok(reclaimed)
+            write::now(apply::reclaim_lost_runs(
+                &mut TxRows(tx),
+                now,
+                this_host,
+                cleared,
+            ))
         })
     }
 
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
+        self.write(|tx| write::now(apply::invalidate(&mut TxRows(tx), partition_ref, reason)))
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<crate::ClaimGroup>,
+    ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
+        self.write(|tx| write::now(apply::claim(&mut TxRows(tx), run_id, client, &groups)))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::EventRead for SqliteEventLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.with_conn(|conn| {
             let mut out = Vec::with_capacity(refs.len());
@@ -709,10 +546,6 @@ impl crate::EventLog for SqliteEventLog {
         }
     }
 
-    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
-        self.write(|tx| catalog::invalidate(tx, partition_ref, reason))
-    }
-
     async fn lineage(
         &self,
         refs: &[String],
@@ -734,44 +567,4 @@ impl crate::EventLog for SqliteEventLog {
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
         self.with_conn(|conn| catalog::query_partition_events(conn, query))
     }
-
-    async fn claim(
-        &self,
-        run_id: &str,
-        client: &str,
-        groups: Vec<crate::ClaimGroup>,
-    ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
-        self.write(|tx| catalog::claim(tx, run_id, client, groups))
-    }
-}
-
-/// Fails an unfinished graph run and everything it holds, inside `tx`.
-fn fail_run(
-    tx: &Connection,
-    run_id: &str,
-    failure: (FailureCause, &str),
-) -> Result<ReclaimedRun, BelError> {
-    let held: Vec<(String, String)> = tx
-        .prepare_cached(
-            "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3) ORDER BY ref",
-        )?
-        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let jobs: Vec<(String, String, String)> = tx
-        .prepare_cached(
-            "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)
-             ORDER BY scheduled_ts, job_run_id",
-        )?
-        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let label: String = tx
-        .prepare_cached("SELECT label FROM graph_runs WHERE run_id = ?1")?
-        .query_row([run_id], |r| r.get(0))?;
-    for e in common::fail_run_events(run_id, &label, &held, &jobs, failure) {
-        apply(tx, e)?;
-    }
-    Ok(ReclaimedRun {
-        run_id: run_id.to_string(),
-        partitions: held.into_iter().map(|h| h.0).collect(),
-    })
 }

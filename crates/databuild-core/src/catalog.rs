@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use databuild_bel::{Event, EventLog, LoggedEvent, PartitionFilter, RunFilter};
+use databuild_bel::{Event, EventRead, LoggedEvent, PartitionFilter, RunFilter};
 use databuild_proto::{
     DependencyEdge, DependencyGraph, DependencyNode, DependencyType, FailureCause, JobGraphRun,
     JobGraphRunQuery, JobGraphRunStatus, PartitionManifest, PartitionManifestsQuery, PartitionRef,
@@ -35,7 +35,7 @@ fn status_word(s: PartitionStatus) -> &'static str {
 /// job `k` failed: exit code 3 (job run `...`)".
 pub async fn why(
     graph: Option<&Graph>,
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     partition_ref: &str,
 ) -> Result<String, CoreError> {
     databuild_proto::validate_ref(partition_ref).map_err(crate::planner::PlanError::from)?;
@@ -116,7 +116,7 @@ async fn missing(graph: Option<&Graph>, r: &str) -> String {
 
 /// The partitions upstream and downstream of `partition_ref`, `depth` hops each way.
 pub async fn dependency_graph(
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     partition_ref: &str,
     depth: i32,
 ) -> Result<DependencyGraph, CoreError> {
@@ -238,7 +238,7 @@ fn literal_prefix(pattern: &str) -> String {
 
 /// Latest partition states whose ref fully matches `pattern` (a regex), in ref order.
 pub async fn find_partitions(
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     pattern: Option<&str>,
     statuses: Vec<PartitionStatus>,
     limit: usize,
@@ -323,7 +323,7 @@ fn limit_offset(limit: i32, offset: i32) -> Result<(usize, usize), CoreError> {
 
 /// `ListPartitions`: manifests of the latest builds of partitions matching the query.
 pub async fn list_manifests(
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     q: &PartitionManifestsQuery,
 ) -> Result<Vec<PartitionManifest>, CoreError> {
     let (limit, offset) = limit_offset(q.limit, q.offset)?;
@@ -352,7 +352,7 @@ pub async fn list_manifests(
 /// `ListJobGraphRuns`: runs matching the query, newest first, each with its graph and
 /// events.
 pub async fn list_runs(
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     q: &JobGraphRunQuery,
 ) -> Result<Vec<JobGraphRun>, CoreError> {
     let (limit, offset) = limit_offset(q.limit, q.offset)?;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use databuild_bel::{Event, EventLog};
+use databuild_bel::{Event, EventRead};
 
 use crate::CoreError;
 
@@ -24,7 +24,7 @@ pub enum JobOutput {
 
 /// The output of job run `job_run_id`; `None` if the event log has no such job run.
 pub async fn job_output(
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     log_dir: &Path,
     job_run_id: &str,
 ) -> Result<Option<JobOutput>, CoreError> {

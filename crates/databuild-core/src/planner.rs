@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use databuild_bel::EventLog;
+use databuild_bel::EventRead;
 use databuild_proto::{
     DepType, GraphLabel, JobConfig, JobGraph, JobLabel, PartitionRef, PartitionStatus, Task,
 };
@@ -43,7 +43,7 @@ pub enum PlanError {
 /// if AVAILABLE (their inputs are not).
 pub async fn analyze(
     graph: &Graph,
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     refs: &[String],
     force: bool,
 ) -> Result<JobGraph, PlanError> {
@@ -77,7 +77,7 @@ pub(crate) fn distinct(refs: &[String]) -> std::borrow::Cow<'_, [String]> {
 /// (unless `force`); so are inputs that are AVAILABLE.
 pub(crate) async fn plan(
     graph: &Graph,
-    bel: &dyn EventLog,
+    bel: &dyn EventRead,
     requested: &[String],
     statuses: &[Option<PartitionStatus>],
     force: bool,

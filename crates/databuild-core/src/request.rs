@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use databuild_bel::{Event, EventLog};
+use databuild_bel::{Event, EventLog, EventRead};
 use databuild_proto::{
     request_result, BuildToken, DelegationToken, PartitionLocation, PartitionRef, PartitionStatus,
     RequestResult,
@@ -124,7 +124,7 @@ pub async fn request_partition(
     })
 }
 
-async fn available(bel: &dyn EventLog, r: &str) -> Result<RequestResult, CoreError> {
+async fn available(bel: &dyn EventRead, r: &str) -> Result<RequestResult, CoreError> {
     let manifest = bel
         .latest_partition_event(r)
         .await?
@@ -138,7 +138,11 @@ async fn available(bel: &dyn EventLog, r: &str) -> Result<RequestResult, CoreErr
 }
 
 /// Waits up to `timeout` for `r` to be AVAILABLE; false if it is not (or failed).
-async fn wait_available(bel: &dyn EventLog, r: &str, timeout: Duration) -> Result<bool, CoreError> {
+async fn wait_available(
+    bel: &dyn EventRead,
+    r: &str,
+    timeout: Duration,
+) -> Result<bool, CoreError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let status = bel

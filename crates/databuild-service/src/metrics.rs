@@ -11,8 +11,9 @@ use std::{
 };
 
 use databuild_bel::{
-    ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog, JobRunRow, LoggedEvent,
-    Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
+    ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog, EventRead, JobRunRow,
+    LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+    StatusCount,
 };
 use databuild_proto::PartitionStatus;
 
@@ -202,6 +203,24 @@ impl EventLog for TimedLog {
             .reclaim_lost_runs(now_micros, this_host, cleared)
             .await
     }
+    async fn invalidate(&self, r: &str, reason: &str) -> Result<Vec<String>, BelError> {
+        self.inner.invalidate(r, reason).await
+    }
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<ClaimGroup>,
+    ) -> Result<Vec<ClaimOutcome>, BelError> {
+        let start = Instant::now();
+        let r = self.inner.claim(run_id, client, groups).await;
+        self.metrics.observe_append(start.elapsed().as_secs_f64());
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl EventRead for TimedLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.partitions(refs).await
     }
@@ -260,9 +279,6 @@ impl EventLog for TimedLog {
     async fn wait_for_events(&self, after: i64, timeout: Duration) -> Result<(), BelError> {
         self.inner.wait_for_events(after, timeout).await
     }
-    async fn invalidate(&self, r: &str, reason: &str) -> Result<Vec<String>, BelError> {
-        self.inner.invalidate(r, reason).await
-    }
     async fn lineage(
         &self,
         refs: &[String],
@@ -278,16 +294,5 @@ impl EventLog for TimedLog {
         q: &databuild_bel::query::PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
         self.inner.query_partition_events(q).await
-    }
-    async fn claim(
-        &self,
-        run_id: &str,
-        client: &str,
-        groups: Vec<ClaimGroup>,
-    ) -> Result<Vec<ClaimOutcome>, BelError> {
-        let start = Instant::now();
-        let r = self.inner.claim(run_id, client, groups).await;
-        self.metrics.observe_append(start.elapsed().as_secs_f64());
-        r
     }
 }

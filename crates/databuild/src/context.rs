@@ -2,14 +2,15 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use databuild_bel::EventLog;
+use databuild_bel::{EventLog, EventRead};
 use databuild_core::{CoreError, Graph};
 
 use crate::cli::Cli;
 
-/// The event log and where job logs live.
-pub struct Bel {
-    pub log: Arc<dyn EventLog>,
+/// The event log and where job logs live: one to read ([`bel`], the default) or to
+/// write ([`writable_bel`]).
+pub struct Bel<L: ?Sized = dyn EventRead> {
+    pub log: Arc<L>,
     pub log_dir: PathBuf,
 }
 
@@ -31,11 +32,9 @@ pub fn remote(cli: &Cli) -> Result<Option<databuild_service::remote::Client>, Co
         .map_err(|e| CoreError::Bel(databuild_bel::BelError::Remote(e.to_string())))
 }
 
-/// Opens the event log: the service's with `--remote`, else `--bel`, else the graph's.
-/// Commands that only read the log work without a graph file when `--bel` or `--remote`
-/// is given. Job logs live beside a SQLite log, and in
-/// `.databuild/logs` under the graph's directory (else the working directory) with a
-/// PostgreSQL one.
+/// Opens the event log to read: the service's with `--remote`, else `--bel`, else the
+/// graph's. Commands that only read the log work without a graph file when `--bel` or
+/// `--remote` is given.
 pub async fn bel(cli: &Cli, graph: Option<&Graph>) -> Result<Bel, CoreError> {
     if let Some(client) = remote(cli)? {
         // The service's log, read over HTTP; job logs come from its events.
@@ -44,6 +43,28 @@ pub async fn bel(cli: &Cli, graph: Option<&Graph>) -> Result<Bel, CoreError> {
             log_dir: PathBuf::from("/dev/null/remote"),
         });
     }
+    let Bel { log, log_dir } = local(cli, graph).await?;
+    Ok(Bel { log, log_dir })
+}
+
+/// Opens the event log to write: `--bel`, else the graph's. Refused with `--remote`: the
+/// service writes its own log.
+pub async fn writable_bel(
+    cli: &Cli,
+    graph: Option<&Graph>,
+) -> Result<Bel<dyn EventLog>, CoreError> {
+    if cli.remote.is_some() {
+        return Err(CoreError::Bel(databuild_bel::BelError::Remote(
+            "writing to the event log is not available through `--remote`: the service writes its own event log; run the command on the service's machine, without `--remote`".into(),
+        )));
+    }
+    local(cli, graph).await
+}
+
+/// The log named by `--bel`, else the graph's. Job logs live beside a SQLite log, and in
+/// `.databuild/logs` under the graph's directory (else the working directory) with a
+/// PostgreSQL one.
+async fn local(cli: &Cli, graph: Option<&Graph>) -> Result<Bel<dyn EventLog>, CoreError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let (url, base) = match (&cli.bel, graph) {
         (Some(url), _) => (url.clone(), cwd),

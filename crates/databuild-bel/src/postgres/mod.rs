@@ -220,6 +220,31 @@ impl crate::EventLog for PostgresEventLog {
         .await
     }
 
+    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
+        self.write(&apply::Invalidate {
+            partition_ref,
+            reason,
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        run_id: &str,
+        client: &str,
+        groups: Vec<ClaimGroup>,
+    ) -> Result<Vec<ClaimOutcome>, BelError> {
+        self.write(&apply::Claim {
+            run_id,
+            client,
+            groups,
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::EventRead for PostgresEventLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         read!(self, |c| read::partitions(&mut c, refs).await)
     }
@@ -336,14 +361,6 @@ impl crate::EventLog for PostgresEventLog {
         }
     }
 
-    async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
-        self.write(&apply::Invalidate {
-            partition_ref,
-            reason,
-        })
-        .await
-    }
-
     async fn lineage(
         &self,
         refs: &[String],
@@ -364,19 +381,5 @@ impl crate::EventLog for PostgresEventLog {
         query: &crate::query::PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
         read!(self, |c| read::query_partition_events(&mut c, query).await)
-    }
-
-    async fn claim(
-        &self,
-        run_id: &str,
-        client: &str,
-        groups: Vec<ClaimGroup>,
-    ) -> Result<Vec<ClaimOutcome>, BelError> {
-        self.write(&apply::Claim {
-            run_id,
-            client,
-            groups,
-        })
-        .await
     }
 }

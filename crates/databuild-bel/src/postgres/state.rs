@@ -1,49 +1,19 @@
-//! The state of one write transaction: the derived rows it read or wrote, kept in memory
-//! while the transaction holds the write lock, and written back in a few bulk statements
-//! (`flush.rs`) before commit. Reads go to the database once per row; every write goes
-//! through this state, so what it holds is what the database would say.
+//! The state of one write transaction, the PostgreSQL backend's [`Rows`]: the derived rows
+//! it read or wrote, kept in memory while the transaction holds the write lock, and written
+//! back in a few bulk statements (`flush.rs`) before commit. Reads go to the database once
+//! per row; every write goes through this state, so what it holds is what the database
+//! would say. What is read with SQL over many rows (unfinished runs, what a run holds) is
+//! read after a flush.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use databuild_proto::PartitionStatus;
 use tokio_postgres::Transaction;
 
 use super::{conn::Stmts, schema};
-use crate::{BelError, PartitionRow};
-
-/// A graph run's derived row, as far as appends change it.
-#[derive(Debug, Clone)]
-pub(super) struct GraphRow {
-    pub label: String,
-    pub status: i32,
-    pub started_ts: i64,
-    pub updated_ts: i64,
-    pub next_seq: i64,
-}
-
-/// A job run's derived row.
-#[derive(Debug, Clone)]
-pub(super) struct JobRow {
-    pub run_id: String,
-    pub label: String,
-    pub job_key: String,
-    pub status: i32,
-    pub scheduled_ts: i64,
-    pub updated_ts: i64,
-}
-
-/// One stored event, before it is written.
-pub(super) struct EventRow {
-    pub event_id: String,
-    pub kind: i64,
-    pub run_id: String,
-    pub run_seq: i64,
-    pub job_run_id: Option<String>,
-    pub partition_ref: Option<String>,
-    pub status: i32,
-    pub ts: i64,
-    pub body: Vec<u8>,
-}
+use crate::{
+    apply::{EventRow, GraphRow, Holdings, JobRow, Keys, Rows, RunOwner},
+    BelError, Owner, PartitionRow,
+};
 
 /// Changes to a keyed set (requesters of a ref, upstreams of a downstream) not yet written:
 /// the stored set was cleared (or not), then `added` were added.
@@ -111,13 +81,13 @@ impl<'a> State<'a> {
     }
 
     /// Loads, in one round trip, the rows of these keys not yet held.
-    pub async fn prefetch(
-        &mut self,
-        refs: Vec<String>,
-        run_ids: Vec<String>,
-        job_run_ids: Vec<String>,
-        upstreams: Vec<String>,
-    ) -> Result<(), BelError> {
+    async fn load(&mut self, keys: Keys) -> Result<(), BelError> {
+        let Keys {
+            refs,
+            run_ids,
+            job_run_ids,
+            upstreams,
+        } = keys;
         let missing = |keys: Vec<String>, have: &dyn Fn(&str) -> bool| {
             let set: BTreeSet<String> = keys.into_iter().filter(|k| !have(k)).collect();
             set.into_iter().collect::<Vec<_>>()
@@ -184,80 +154,94 @@ impl<'a> State<'a> {
         }
         Ok(())
     }
+}
 
-    /// The latest state of partition `r`.
-    pub async fn partition(&mut self, r: &str) -> Result<Option<PartitionRow>, BelError> {
-        if !self.parts.contains_key(r) {
-            self.prefetch(vec![r.to_string()], vec![], vec![], vec![])
-                .await?;
-        }
-        Ok(self.parts[r].clone())
+impl Rows for State<'_> {
+    async fn prefetch(&mut self, keys: Keys) -> Result<(), BelError> {
+        self.load(keys).await
     }
 
-    pub fn set_partition(&mut self, row: PartitionRow) {
-        self.parts_dirty.insert(row.partition_ref.clone());
-        self.parts.insert(row.partition_ref.clone(), Some(row));
-    }
-
-    /// Removes partition `r` from the latest-status view.
-    pub fn remove_partition(&mut self, r: &str) {
-        self.parts_dirty.insert(r.to_string());
-        self.parts.insert(r.to_string(), None);
-    }
-
-    /// The derived row of graph run `run_id`.
-    pub async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
+    async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
         if !self.graphs.contains_key(run_id) {
-            self.prefetch(vec![], vec![run_id.to_string()], vec![], vec![])
-                .await?;
+            self.load(Keys {
+                run_ids: vec![run_id.to_string()],
+                ..Keys::default()
+            })
+            .await?;
         }
         Ok(self.graphs[run_id].clone())
     }
 
-    pub fn set_graph(&mut self, run_id: &str, row: GraphRow) {
+    fn put_graph(&mut self, run_id: &str, row: GraphRow) -> Result<(), BelError> {
         self.graphs_dirty.insert(run_id.to_string());
         self.graphs.insert(run_id.to_string(), Some(row));
+        Ok(())
     }
 
-    /// The derived row of job run `job_run_id`.
-    pub async fn job(&mut self, job_run_id: &str) -> Result<Option<JobRow>, BelError> {
+    async fn job(&mut self, job_run_id: &str) -> Result<Option<JobRow>, BelError> {
         if !self.jobs.contains_key(job_run_id) {
-            self.prefetch(vec![], vec![], vec![job_run_id.to_string()], vec![])
-                .await?;
+            self.load(Keys {
+                job_run_ids: vec![job_run_id.to_string()],
+                ..Keys::default()
+            })
+            .await?;
         }
         Ok(self.jobs[job_run_id].clone())
     }
 
-    pub fn set_job(&mut self, job_run_id: &str, row: JobRow) {
+    fn put_job(&mut self, job_run_id: &str, row: JobRow) -> Result<(), BelError> {
         self.jobs_dirty.insert(job_run_id.to_string());
         self.jobs.insert(job_run_id.to_string(), Some(row));
+        Ok(())
     }
 
-    /// Queues `row` for insertion; returns its log position.
-    pub fn insert_event(&mut self, row: EventRow) -> i64 {
+    async fn partition(&mut self, r: &str) -> Result<Option<PartitionRow>, BelError> {
+        if !self.parts.contains_key(r) {
+            self.load(Keys {
+                refs: vec![r.to_string()],
+                ..Keys::default()
+            })
+            .await?;
+        }
+        Ok(self.parts[r].clone())
+    }
+
+    fn put_partition(&mut self, row: PartitionRow) -> Result<(), BelError> {
+        self.parts_dirty.insert(row.partition_ref.clone());
+        self.parts.insert(row.partition_ref.clone(), Some(row));
+        Ok(())
+    }
+
+    fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {
+        self.parts_dirty.insert(r.to_string());
+        self.parts.insert(r.to_string(), None);
+        Ok(())
+    }
+
+    fn insert_event(&mut self, row: EventRow) -> Result<i64, BelError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.last_seq = Some(seq);
         self.events.push((seq, row));
-        seq
+        Ok(seq)
     }
 
-    pub fn add_requesters(&mut self, r: &str, clients: &[String]) {
-        if clients.is_empty() {
-            return;
+    fn add_requesters(&mut self, r: &str, clients: &[String]) -> Result<(), BelError> {
+        if !clients.is_empty() {
+            let o = self.requesters.entry(r.to_string()).or_default();
+            o.added.extend(clients.iter().cloned());
         }
-        let o = self.requesters.entry(r.to_string()).or_default();
-        o.added.extend(clients.iter().cloned());
+        Ok(())
     }
 
-    pub fn clear_requesters(&mut self, r: &str) {
+    fn clear_requesters(&mut self, r: &str) -> Result<(), BelError> {
         let o = self.requesters.entry(r.to_string()).or_default();
         o.cleared = true;
         o.added.clear();
+        Ok(())
     }
 
-    /// Replaces the lineage of `downstream` with `upstreams`.
-    pub fn replace_deps(&mut self, downstream: &str, upstreams: Vec<String>) {
+    fn replace_deps(&mut self, downstream: &str, upstreams: Vec<String>) -> Result<(), BelError> {
         if let Some(old) = self.deps.get(downstream) {
             for u in &old.added {
                 if let Some(set) = self.deps_added_by_up.get_mut(u) {
@@ -278,13 +262,17 @@ impl<'a> State<'a> {
                 added: upstreams.into_iter().collect(),
             },
         );
+        Ok(())
     }
 
-    /// The AVAILABLE partitions built from `upstream`, sorted.
-    pub async fn available_downstream(&mut self, upstream: &str) -> Result<Vec<String>, BelError> {
+    /// Also loads the partitions found, in one round trip: the caller reads their status.
+    async fn downstream(&mut self, upstream: &str) -> Result<Vec<String>, BelError> {
         if !self.deps_stored.contains_key(upstream) {
-            self.prefetch(vec![], vec![], vec![], vec![upstream.to_string()])
-                .await?;
+            self.load(Keys {
+                upstreams: vec![upstream.to_string()],
+                ..Keys::default()
+            })
+            .await?;
         }
         let mut out: BTreeSet<String> = self.deps_stored[upstream]
             .iter()
@@ -295,15 +283,91 @@ impl<'a> State<'a> {
             out.extend(added.iter().cloned());
         }
         let out: Vec<String> = out.into_iter().collect();
-        self.prefetch(out.clone(), vec![], vec![], vec![]).await?;
-        Ok(out
-            .into_iter()
-            .filter(|d| {
-                self.parts[d]
-                    .as_ref()
-                    .is_some_and(|p| p.status == PartitionStatus::PartitionAvailable)
+        self.load(Keys {
+            refs: out.clone(),
+            ..Keys::default()
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn unfinished_runs(&mut self) -> Result<Vec<RunOwner>, BelError> {
+        self.flush().await?;
+        let stmt = self
+            .stmts
+            .get(
+                self.tx,
+                "SELECT run_id, host, pid, lease_until FROM graph_runs WHERE status NOT IN (4, 5)
+                 ORDER BY run_id",
+            )
+            .await?;
+        let rows = self.tx.query(&stmt, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| RunOwner {
+                run_id: row.get(0),
+                host: row.get(1),
+                pid: row
+                    .get::<_, Option<i64>>(2)
+                    .and_then(|p| u32::try_from(p).ok()),
+                lease_until: row.get(3),
             })
             .collect())
+    }
+
+    async fn holdings(&mut self, run_id: &str) -> Result<Holdings, BelError> {
+        self.flush().await?;
+        let s_held = self
+            .stmts
+            .get(
+                self.tx,
+                "SELECT ref, job_run_id FROM partitions WHERE run_id = $1 AND status IN (2, 3)
+                 ORDER BY ref",
+            )
+            .await?;
+        let s_jobs = self
+            .stmts
+            .get(
+                self.tx,
+                "SELECT job_run_id, label, job_key FROM job_runs
+                 WHERE run_id = $1 AND status NOT IN (3, 4) ORDER BY scheduled_ts, job_run_id",
+            )
+            .await?;
+        let tx = self.tx;
+        let (held, jobs) =
+            tokio::try_join!(async { tx.query(&s_held, &[&run_id]).await }, async {
+                tx.query(&s_jobs, &[&run_id]).await
+            })?;
+        Ok((
+            held.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            jobs.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        ))
+    }
+
+    async fn set_lease(
+        &mut self,
+        run_id: &str,
+        owner: &Owner,
+        lease_until: i64,
+    ) -> Result<bool, BelError> {
+        self.flush().await?;
+        let stmt = self
+            .stmts
+            .get(
+                self.tx,
+                "UPDATE graph_runs SET host = $2, pid = $3, lease_until = $4 WHERE run_id = $1",
+            )
+            .await?;
+        let n = self
+            .tx
+            .execute(
+                &stmt,
+                &[&run_id, &owner.host, &i64::from(owner.pid), &lease_until],
+            )
+            .await?;
+        Ok(n > 0)
     }
 }
 

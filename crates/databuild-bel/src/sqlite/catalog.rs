@@ -1,28 +1,14 @@
-//! Catalog reads and coordination writes of the SQLite backend: invalidation, lineage,
-//! active builds, partition event queries and claims.
+//! Catalog reads of the SQLite backend: lineage, active builds and partition event
+//! queries.
 
 use databuild_proto::{ActiveBuild, PartitionRef, PartitionStatus};
 use rusqlite::{params, Connection};
 
-use super::{apply, derived, partition_row, query_events};
+use super::{partition_row, query_events};
 use crate::{
-    common,
     query::{OrderField, PartitionQuery},
-    BelError, ClaimGroup, ClaimOutcome, LoggedEvent,
+    BelError, LoggedEvent,
 };
-
-pub(super) fn invalidate(tx: &Connection, r: &str, reason: &str) -> Result<Vec<String>, BelError> {
-    let cur = partition_row(tx, r)?;
-    apply(tx, common::invalidation(r, cur.as_ref(), reason)?)?;
-    let mut stale = vec![r.to_string()];
-    stale.extend(derived::propagate_stale(
-        tx,
-        r,
-        "",
-        common::stale_upstream(r),
-    )?);
-    Ok(stale)
-}
 
 pub(super) fn lineage(
     conn: &Connection,
@@ -146,26 +132,4 @@ pub(super) fn query_partition_events(
     args.push(q.offset.into());
     let events = query_events(conn, &sql, rusqlite::params_from_iter(args.iter()))?;
     Ok((events, total))
-}
-
-pub(super) fn claim(
-    tx: &Connection,
-    run_id: &str,
-    client: &str,
-    groups: Vec<ClaimGroup>,
-) -> Result<Vec<ClaimOutcome>, BelError> {
-    let mut outcomes = Vec::with_capacity(groups.len());
-    for g in groups {
-        let current = g
-            .refs
-            .iter()
-            .map(|r| partition_row(tx, r))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (outcome, events) = common::claim_events(run_id, client, &g, &current);
-        for e in events {
-            apply(tx, e)?;
-        }
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
 }

@@ -1,6 +1,6 @@
 //! Event constructors and small assertions shared by the cases.
 
-use databuild_bel::{BelError, Event, EventLog, LoggedEvent};
+use databuild_bel::{BelError, Event, EventLog, EventRead, LoggedEvent};
 use databuild_proto::{
     GraphEvent, GraphLabel, JobEvent, JobGraphRunEvent, JobGraphRunStatus, JobLabel, JobRunStatus,
     PartitionEvent, PartitionRef, PartitionStatus,
@@ -82,7 +82,7 @@ pub async fn build(bel: &dyn EventLog, run_id: &str, r: &str, upstream: &[&str])
     .unwrap_or_else(|e| panic!("building {r}: {e}"));
 }
 
-pub async fn event_count(bel: &dyn EventLog) -> usize {
+pub async fn event_count(bel: &dyn EventRead) -> usize {
     bel.events_after(0, 0).await.unwrap().len()
 }
 
@@ -132,7 +132,7 @@ pub fn ev(r: &str, s: PartitionStatus, run: &str) -> (String, PartitionStatus, S
 }
 
 /// The latest status of `r`.
-pub async fn status(bel: &dyn EventLog, r: &str) -> Option<PartitionStatus> {
+pub async fn status(bel: &dyn EventRead, r: &str) -> Option<PartitionStatus> {
     bel.partitions(&[r.to_string()])
         .await
         .unwrap()

@@ -1,13 +1,13 @@
 //! The derived views: latest status, graph runs, job runs, lineage, and staleness, which
 //! follows rebuilds and invalidation downstream in the same transaction.
 
-use databuild_bel::{BelError, EventLog, PartitionFilter, RunFilter, StatusCount};
+use databuild_bel::{BelError, EventRead, PartitionFilter, RunFilter, StatusCount};
 use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 
 use crate::{backend::Backend, support::*};
 
 /// The refs `bel` lists for `filter`, in order.
-async fn listed(bel: &dyn EventLog, filter: PartitionFilter) -> Vec<String> {
+async fn listed(bel: &dyn EventRead, filter: PartitionFilter) -> Vec<String> {
     bel.list_partitions(&filter)
         .await
         .unwrap()
@@ -303,7 +303,7 @@ pub async fn recent_job_runs_are_newest_first_by_label(b: &Backend) {
 }
 
 /// `(status, failure reason)` of the latest event of `r`.
-async fn why(bel: &dyn EventLog, r: &str) -> (PartitionStatus, String) {
+async fn why(bel: &dyn EventRead, r: &str) -> (PartitionStatus, String) {
     let e = bel.latest_partition_event(r).await.unwrap().unwrap();
     (e.status(), e.failure_reason)
 }

@@ -1,13 +1,12 @@
 //! [`RemoteLog`]: the event log of a databuild service, read over its HTTP API. It
-//! implements [`EventLog`] for reads; writes are refused (builds go through the service,
-//! which writes its own log).
+//! implements [`EventRead`] only: the service writes its own log (builds go through the
+//! service), so nothing can ask a `RemoteLog` to write.
 
 use std::time::{Duration, Instant};
 
 use databuild_bel::{
-    query::PartitionQuery, ActiveBuild, BelError, ClaimGroup, ClaimOutcome, Event, EventLog,
-    JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
-    StatusCount,
+    query::PartitionQuery, ActiveBuild, BelError, EventRead, JobRunRow, LoggedEvent,
+    PartitionFilter, PartitionRow, RunFilter, RunRow, StatusCount,
 };
 use databuild_proto::{
     GetActiveBuildStatusRequest, GetActiveBuildStatusResponse, GetLatestPartitionEventRequest,
@@ -48,9 +47,10 @@ fn events(w: WireEvents) -> Vec<LoggedEvent> {
         .collect()
 }
 
-fn read_only(what: &str) -> BelError {
+/// A read the service's HTTP API does not serve.
+fn not_served(what: &str) -> BelError {
     BelError::Remote(format!(
-        "{what} is not available through `--remote`: the service writes its own event log; run the command on the service's machine, without `--remote`"
+        "{what} is not available through `--remote`: the service's API does not serve it; run the command on the service's machine, without `--remote`"
     ))
 }
 
@@ -64,24 +64,7 @@ fn optional<T>(r: Result<T, ClientError>) -> Result<Option<T>, BelError> {
 }
 
 #[async_trait::async_trait]
-impl EventLog for RemoteLog {
-    async fn append(&self, _: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
-        Err(read_only("writing to the event log"))
-    }
-
-    async fn heartbeat(&self, _: &str, _: &Owner, _: i64) -> Result<(), BelError> {
-        Err(read_only("holding a graph run's lease"))
-    }
-
-    async fn reclaim_lost_runs(
-        &self,
-        _: i64,
-        _: &str,
-        _: &[String],
-    ) -> Result<Vec<ReclaimedRun>, BelError> {
-        Err(read_only("reclaiming lost graph runs"))
-    }
-
+impl EventRead for RemoteLog {
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError> {
         let mut out = Vec::new();
         for chunk in refs.chunks(REFS_PER_REQUEST) {
@@ -119,11 +102,11 @@ impl EventLog for RemoteLog {
     }
 
     async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
-        Err(read_only("counting partitions by status"))
+        Err(not_served("counting partitions by status"))
     }
 
     async fn recent_job_runs(&self, _: Option<&str>, _: usize) -> Result<Vec<JobRunRow>, BelError> {
-        Err(read_only("listing recent job runs"))
+        Err(not_served("listing recent job runs"))
     }
 
     async fn latest_partition_event(&self, r: &str) -> Result<Option<PartitionEvent>, BelError> {
@@ -207,10 +190,6 @@ impl EventLog for RemoteLog {
         Ok(())
     }
 
-    async fn invalidate(&self, _: &str, _: &str) -> Result<Vec<String>, BelError> {
-        Err(read_only("invalidating partitions"))
-    }
-
     async fn lineage(
         &self,
         refs: &[String],
@@ -251,15 +230,6 @@ impl EventLog for RemoteLog {
         &self,
         _: &PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
-        Err(read_only("querying partition events by log position"))
-    }
-
-    async fn claim(
-        &self,
-        _: &str,
-        _: &str,
-        _: Vec<ClaimGroup>,
-    ) -> Result<Vec<ClaimOutcome>, BelError> {
-        Err(read_only("claiming partitions"))
+        Err(not_served("querying partition events by log position"))
     }
 }

@@ -33,7 +33,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
             .map_err(databuild_core::PlanError::from)
             .map_err(CoreError::from)?;
     }
-    let bel = context::bel(cli, Some(&graph)).await?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
     let mut opts = options(&args.exec, bel.log_dir);
     opts.force = args.force;
     let outcome =
@@ -48,7 +48,7 @@ pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
     let job_graph: JobGraph = databuild_proto::from_json(&text).map_err(|e| {
         CoreError::InvalidJobGraph(format!("stdin is not a `JobGraph` JSON document: {e}"))
     })?;
-    let bel = context::bel(cli, Some(&graph)).await?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
     let opts = options(args, bel.log_dir);
     let outcome =
         databuild_core::execute(&graph, bel.log, job_graph, &opts, output::reporter(false)).await?;
@@ -150,7 +150,7 @@ pub async fn request(
     timeout: std::time::Duration,
 ) -> Result<ExitKind> {
     let graph = std::sync::Arc::new(context::graph(cli)?);
-    let bel = context::bel(cli, Some(&graph)).await?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
     let build_opts = BuildOptions {
         log_dir: bel.log_dir.clone(),
         ..BuildOptions::default()

@@ -118,7 +118,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             reason,
         } => {
             databuild_proto::validate_ref(partition_ref)?;
-            let bel = context::bel(cli, None).await?;
+            let bel = context::writable_bel(cli, None).await?;
             let stale = bel.log.invalidate(partition_ref, reason).await?;
             println!(
                 "{} now stale:",
@@ -130,7 +130,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         }
         PartitionsCommand::Forget { refs, from_file } => {
             let refs = super::refs_and_file(refs, from_file.as_deref())?;
-            let bel = context::bel(cli, None).await?;
+            let bel = context::writable_bel(cli, None).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());
             let forgotten =
                 databuild_core::forget::forget(bel.log.as_ref(), &refs, &client).await?;
@@ -157,7 +157,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
         } => {
             let refs = super::refs_and_file(refs, from_file.as_deref())?;
             let graph = context::graph(cli)?;
-            let bel = context::bel(cli, Some(&graph)).await?;
+            let bel = context::writable_bel(cli, Some(&graph)).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());
             let done =
                 register::register((!force).then_some(&graph), bel.log.as_ref(), &refs, &client)

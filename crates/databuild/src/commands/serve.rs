@@ -41,7 +41,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitKind> {
         bail!("`serve` runs a service; `--remote` is for talking to one: drop `--remote`");
     }
     let graph = context::graph(cli)?;
-    let bel = context::bel(cli, Some(&graph)).await?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
     let opts = ServeOptions {
         build: super::build::options(&args.exec, bel.log_dir),
         stream_buffer: args.stream_buffer.max(1),

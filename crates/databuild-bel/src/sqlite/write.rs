@@ -1,0 +1,246 @@
+//! The SQLite side of applying events: [`Rows`] over a write transaction, one cached
+//! statement per row read or written, and [`now`], which runs a write to its end.
+
+use std::future::Future;
+
+use futures_util::FutureExt as _;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::partition_row;
+use crate::{
+    apply::{EventRow, GraphRow, Holdings, JobRow, Rows, RunOwner},
+    BelError, Owner, PartitionRow,
+};
+
+/// The derived rows of the write transaction on this connection.
+pub(super) struct TxRows<'a>(pub &'a Connection);
+
+/// Runs `write` (over [`TxRows`]) to its end: SQLite reads and writes at once, so a write
+/// never waits and is done at its first poll.
+pub(super) fn now<T>(write: impl Future<Output = T>) -> T {
+    write
+        .now_or_never()
+        .expect("a write over SQLite rows never waits")
+}
+
+impl Rows for TxRows<'_> {
+    async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT label, status, started_ts, updated_ts, next_seq FROM graph_runs
+                 WHERE run_id = ?1",
+            )?
+            .query_row([run_id], |r| {
+                Ok(GraphRow {
+                    label: r.get(0)?,
+                    status: r.get(1)?,
+                    started_ts: r.get(2)?,
+                    updated_ts: r.get(3)?,
+                    next_seq: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn put_graph(&mut self, run_id: &str, g: GraphRow) -> Result<(), BelError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
+                   updated_ts = excluded.updated_ts, next_seq = excluded.next_seq",
+            )?
+            .execute(params![
+                run_id,
+                g.label,
+                g.status,
+                g.started_ts,
+                g.updated_ts,
+                g.next_seq
+            ])?;
+        Ok(())
+    }
+
+    async fn job(&mut self, job_run_id: &str) -> Result<Option<JobRow>, BelError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT run_id, label, job_key, status, scheduled_ts, updated_ts FROM job_runs
+                 WHERE job_run_id = ?1",
+            )?
+            .query_row([job_run_id], |r| {
+                Ok(JobRow {
+                    run_id: r.get(0)?,
+                    label: r.get(1)?,
+                    job_key: r.get(2)?,
+                    status: r.get(3)?,
+                    scheduled_ts: r.get(4)?,
+                    updated_ts: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn put_job(&mut self, job_run_id: &str, j: JobRow) -> Result<(), BelError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(job_run_id) DO UPDATE SET status = excluded.status,
+                   updated_ts = excluded.updated_ts",
+            )?
+            .execute(params![
+                job_run_id,
+                j.run_id,
+                j.label,
+                j.job_key,
+                j.status,
+                j.scheduled_ts,
+                j.updated_ts
+            ])?;
+        Ok(())
+    }
+
+    async fn partition(&mut self, r: &str) -> Result<Option<PartitionRow>, BelError> {
+        partition_row(self.0, r)
+    }
+
+    fn put_partition(&mut self, p: PartitionRow) -> Result<(), BelError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO partitions (ref, status, run_id, job_run_id, seq, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(ref) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
+                   job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts",
+            )?
+            .execute(params![
+                p.partition_ref,
+                p.status as i32,
+                p.run_id,
+                p.job_run_id,
+                p.seq,
+                p.updated_micros
+            ])?;
+        Ok(())
+    }
+
+    fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {
+        self.0
+            .prepare_cached("DELETE FROM partitions WHERE ref = ?1")?
+            .execute([r])?;
+        Ok(())
+    }
+
+    fn insert_event(&mut self, e: EventRow) -> Result<i64, BelError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                e.event_id,
+                e.kind,
+                e.run_id,
+                e.run_seq,
+                e.job_run_id,
+                e.partition_ref,
+                e.status,
+                e.ts,
+                e.body
+            ])?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn add_requesters(&mut self, r: &str, clients: &[String]) -> Result<(), BelError> {
+        let mut insert = self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO requesters (ref, client) VALUES (?1, ?2)")?;
+        for c in clients {
+            insert.execute(params![r, c])?;
+        }
+        Ok(())
+    }
+
+    fn clear_requesters(&mut self, r: &str) -> Result<(), BelError> {
+        self.0
+            .prepare_cached("DELETE FROM requesters WHERE ref = ?1")?
+            .execute([r])?;
+        Ok(())
+    }
+
+    fn replace_deps(&mut self, downstream: &str, upstreams: Vec<String>) -> Result<(), BelError> {
+        self.0
+            .prepare_cached("DELETE FROM deps WHERE downstream = ?1")?
+            .execute([downstream])?;
+        let mut insert = self
+            .0
+            .prepare_cached("INSERT OR IGNORE INTO deps (upstream, downstream) VALUES (?1, ?2)")?;
+        for u in upstreams {
+            insert.execute(params![u, downstream])?;
+        }
+        Ok(())
+    }
+
+    async fn downstream(&mut self, upstream: &str) -> Result<Vec<String>, BelError> {
+        // Lineage first, then each dependent's status (read by the caller): the join
+        // written the other way round lets SQLite scan every AVAILABLE partition.
+        Ok(self
+            .0
+            .prepare_cached("SELECT downstream FROM deps WHERE upstream = ?1 ORDER BY downstream")?
+            .query_map([upstream], |row| row.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn unfinished_runs(&mut self) -> Result<Vec<RunOwner>, BelError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT run_id, host, pid, lease_until FROM graph_runs WHERE status NOT IN (4, 5)",
+            )?
+            .query_map([], |r| {
+                Ok(RunOwner {
+                    run_id: r.get(0)?,
+                    host: r.get(1)?,
+                    pid: r.get(2)?,
+                    lease_until: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn holdings(&mut self, run_id: &str) -> Result<Holdings, BelError> {
+        let held = self
+            .0
+            .prepare_cached(
+                "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3)
+                 ORDER BY ref",
+            )?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let jobs = self
+            .0
+            .prepare_cached(
+                "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)
+                 ORDER BY scheduled_ts, job_run_id",
+            )?
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok((held, jobs))
+    }
+
+    async fn set_lease(
+        &mut self,
+        run_id: &str,
+        owner: &Owner,
+        lease_until: i64,
+    ) -> Result<bool, BelError> {
+        let n = self
+            .0
+            .prepare_cached(
+                "UPDATE graph_runs SET host = ?2, pid = ?3, lease_until = ?4 WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, owner.host, owner.pid, lease_until])?;
+        Ok(n > 0)
+    }
+}
