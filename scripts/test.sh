@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test on this machine, setting up what they need first (idempotent, quick when
+# Runs every test on this machine, setting up what they need first (Debian's graphviz,
+# bazel-bootstrap, chromium and nodejs when missing) (idempotent, quick when
 # already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
 # cluster (scripts/slurm.sh), installed from Debian's packages if missing; a one-machine Ray
 # cluster (scripts/ray.sh: Ray from PyPI in .venv-ray/, dashboard on port 8265); the Python
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then

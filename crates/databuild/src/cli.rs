@@ -66,6 +66,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Check the graph file without building: parse it, resolve every entrypoint (present and
+    /// executable) and parse every `produces` pattern. Exit 0 when it loads, 2 with the
+    /// error otherwise.
+    ///
+    /// Example: databuild --graph jobs/databuild.toml check
+    Check,
     /// Show which job produces each partition ref.
     ///
     /// Example: databuild lookup --from-file refs.txt

@@ -13,12 +13,13 @@
 #                        and add_env; its args are always [KEY]
 #   execute ARG          the `exec` command: builds the partitions for ARG
 #
-# Partitions are files under OUT_DIR (data/out/<ref>.csv or .txt).
+# Partitions are files under OUT_DIR (data/out/<ref>.csv or .txt, or under
+# $REVIEWS_OUT_DIR when set: the Bazel example keeps them in its own package).
 # shellcheck shell=sh
 
 EX_DIR=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck disable=SC2034  # used by the jobs
-OUT_DIR="$EX_DIR/data/out"
+OUT_DIR=${REVIEWS_OUT_DIR:-"$EX_DIR/data/out"}
 
 # What `exec` takes, for usage. A job may set it after sourcing this file.
 EXEC_ARG='<YYYY-MM-DD>'

@@ -115,6 +115,22 @@ pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) ->
     Ok(ExitKind::Success)
 }
 
+/// `check`: the graph file loads (entrypoints and patterns included).
+pub fn check(cli: &Cli) -> Result<ExitKind> {
+    let graph = crate::context::graph(cli)?;
+    let lookup = match &graph.lookup {
+        databuild_core::graph::Lookup::Patterns(_) => "their `produces` patterns".to_string(),
+        databuild_core::graph::Lookup::Program(argv) => format!("the program `{}`", argv.join(" ")),
+        databuild_core::graph::Lookup::Remote(url) => format!("the server {url}"),
+    };
+    println!(
+        "graph `{}`: {} with entrypoints found, looked up by {lookup}",
+        graph.label,
+        crate::output::count(graph.jobs.len(), "job")
+    );
+    Ok(ExitKind::Success)
+}
+
 pub async fn lookup(cli: &Cli, refs: &[String]) -> Result<ExitKind> {
     let graph = context::graph(cli)?;
     for r in refs {

@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Lookup { refs, from_file } => {
             build::lookup(&cli, &refs_and_file(refs, from_file.as_deref())?).await
         }
+        Command::Check => build::check(&cli),
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
         Command::Runs(cmd) => runs::runs(&cli, cmd).await,

@@ -5,6 +5,7 @@ mod util;
 
 mod architecture;
 mod bad_input;
+mod bazel;
 mod bel_location;
 mod bench_smoke;
 mod causes;

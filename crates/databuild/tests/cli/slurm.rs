@@ -51,6 +51,21 @@ struct SlurmJob {
 
 /// Every Slurm job this graph's job runs submitted (found by the job run id in the job
 /// name), whatever its state.
+/// [`slurm_jobs`] once Slurm has finished COMPLETING them (it may take a moment after a
+/// cancellation, more on a loaded machine); at most 30 s.
+fn settled_jobs(g: &TestGraph) -> Vec<SlurmJob> {
+    let mut jobs = Vec::new();
+    wait_for(
+        "Slurm to finish completing the jobs",
+        Duration::from_secs(30),
+        || {
+            jobs = slurm_jobs(g);
+            jobs.iter().all(|j| j.state != "COMPLETING")
+        },
+    );
+    jobs
+}
+
 fn slurm_jobs(g: &TestGraph) -> Vec<SlurmJob> {
     let job_runs: Vec<String> = g
         .events()
@@ -428,7 +443,7 @@ fn timeout_cancels_the_slurm_job() {
     let why = reason(&g, "sleeper/1");
     assert!(why.contains("timed out after 1s"), "{why}");
     // Stopped in Slurm, not left running.
-    let jobs = slurm_jobs(&g);
+    let jobs = settled_jobs(&g);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].state, "CANCELLED", "{jobs:?}");
     g.assert_bel_intact();
@@ -459,7 +474,7 @@ fn fail_fast_and_ctrl_c_cancel_running_slurm_jobs() {
     ]);
     assert_code(&out, 1);
     insta::assert_snapshot!("slurm_fail_fast", redact(&g, &out.stdout));
-    let mut states: Vec<(String, String)> = slurm_jobs(&g)
+    let mut states: Vec<(String, String)> = settled_jobs(&g)
         .into_iter()
         .map(|j| (j.name.split(':').nth(1).unwrap().to_string(), j.state))
         .collect();
@@ -487,7 +502,7 @@ fn fail_fast_and_ctrl_c_cancel_running_slurm_jobs() {
     assert!(ok);
     let out = finish(child, Duration::from_secs(15));
     assert_code(&out, 1);
-    let slow2 = slurm_jobs(&g)
+    let slow2 = settled_jobs(&g)
         .into_iter()
         .find(|j| j.id == running[0].id)
         .unwrap();

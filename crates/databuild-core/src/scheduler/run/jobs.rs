@@ -36,7 +36,7 @@ impl Run<'_> {
             stdin: call.stdin,
             timeout: job.timeout,
             kill_grace: self.opts.kill_grace,
-            log_path: self.opts.log_dir.join(format!("{job_run_id}.log")),
+            log_path: crate::logs::path(&self.opts.log_dir, &job_run_id),
             log_cap_bytes: self.opts.log_cap_bytes,
             max_bel_lines: self.opts.max_bel_log_lines,
             kill_leftovers: job.kill_leftovers,
