@@ -16,7 +16,7 @@ use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 use crate::{
     common::{self, Subject},
     transitions::{self, PartitionEffect},
-    BelError, Event, LoggedEvent, Owner, PartitionRow,
+    BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow,
 };
 
 pub use rules::owner_lost;
@@ -113,6 +113,12 @@ pub(crate) trait Rows {
     /// Sets the latest state of a partition.
     fn put_partition(&mut self, row: PartitionRow) -> Result<(), BelError>;
 
+    /// What the latest build of partition `r` was made by and of.
+    async fn build(&mut self, r: &str) -> Result<Option<BuildRow>, BelError>;
+
+    /// Sets what the latest build of partition `r` was made by and of.
+    fn put_build(&mut self, r: &str, row: BuildRow) -> Result<(), BelError>;
+
     /// Removes partition `r` from the latest-status view.
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError>;
 
@@ -151,13 +157,16 @@ struct Built {
     partition_ref: String,
     run_id: String,
     cause: String,
+    /// The new build has the digest of the one before it, or was made fresh without
+    /// running its job: what was built from it is still up to date (early cutoff).
+    unchanged: bool,
 }
 
 /// Validates one event against the current state, stores it and updates the views; a
 /// partition made AVAILABLE makes everything built from it STALE, transitively.
 async fn apply<R: Rows>(rows: &mut R, event: Event) -> Result<LoggedEvent, BelError> {
     let (logged, built) = store(rows, event).await?;
-    if let Some(b) = built {
+    if let Some(b) = built.filter(|b| !b.unchanged) {
         propagate_stale(rows, &b.partition_ref, &b.run_id, b.cause).await?;
     }
     Ok(logged)
@@ -314,10 +323,15 @@ async fn store_partition<R: Rows>(
         Derived::Built { cause } => {
             rows.clear_requesters(&r)?;
             rows.replace_deps(&r, p.upstream_deps.iter().map(|u| u.str.clone()).collect())?;
+            let build = rules::build_row(p, &r);
+            let before = rows.build(&r).await?;
+            let unchanged = p.cut_off || rules::same_digest(before.as_ref(), &build);
+            rows.put_build(&r, build)?;
             Some(Built {
                 partition_ref: r,
                 run_id: p.job_graph_run_id.clone(),
                 cause,
+                unchanged,
             })
         }
     };

@@ -23,8 +23,8 @@ pub use cluster::{cluster_job, ClusterJob};
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
-    ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter, PartitionRow,
-    ReclaimedRun, RunFilter, RunRow, StatusCount,
+    BuildRow, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
+    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 pub use postgres::{PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
@@ -37,6 +37,18 @@ pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VER
 pub trait EventRead: Send + Sync + std::fmt::Debug {
     /// Latest state of each of `refs` that has any (missing refs are absent from the result).
     async fn partitions(&self, refs: &[String]) -> Result<Vec<PartitionRow>, BelError>;
+
+    /// What the latest build of each of `refs` was made by and of, in the order of `refs`
+    /// (None: never built, or built before the log recorded it).
+    async fn builds(&self, refs: &[String]) -> Result<Vec<Option<BuildRow>>, BelError>;
+
+    /// The AVAILABLE partitions whose latest build was made by job `job` at another
+    /// version than `version`, sorted.
+    async fn built_by_other_version(
+        &self,
+        job: &str,
+        version: &str,
+    ) -> Result<Vec<String>, BelError>;
 
     /// The latest status of each of `refs`, in the order of `refs` (None: no status yet),
     /// read in one snapshot. What the planner needs of millions of refs, without the

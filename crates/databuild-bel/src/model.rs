@@ -75,6 +75,19 @@ pub struct PartitionRow {
     pub updated_micros: i64,
 }
 
+/// What the latest build of a partition (its latest AVAILABLE event) was made by and of:
+/// kept while later events change its status (STALE, SCHEDULED, ...), for versions and
+/// early cutoff.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildRow {
+    /// The producing job's label ("" for external data).
+    pub job: String,
+    /// The job's version (`PartitionManifest.job_version`; "" if none).
+    pub version: String,
+    /// The partition's digest (`PartitionManifest.digests`; "" if none was reported).
+    pub digest: String,
+}
+
 /// Which partitions to list.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionFilter {

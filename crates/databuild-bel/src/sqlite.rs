@@ -19,8 +19,8 @@ use databuild_proto::{PartitionEvent, PartitionStatus};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    apply, common, pattern, BelError, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
-    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
+    apply, common, pattern, BelError, BuildRow, Event, JobRunRow, LoggedEvent, Owner,
+    PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 
 use rows::{query_events, read_job_run_row, read_run_row, JOB_RUN_COLUMNS, RUN_COLUMNS};
@@ -265,6 +265,49 @@ impl crate::EventRead for SqliteEventLog {
             }
             tx.commit()?;
             Ok(out)
+        })
+    }
+
+    async fn builds(&self, refs: &[String]) -> Result<Vec<Option<BuildRow>>, BelError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out = Vec::with_capacity(refs.len());
+            {
+                let mut stmt =
+                    tx.prepare_cached("SELECT job, version, digest FROM builds WHERE ref = ?1")?;
+                for r in refs {
+                    out.push(
+                        stmt.query_row([r], |row| {
+                            Ok(BuildRow {
+                                job: row.get(0)?,
+                                version: row.get(1)?,
+                                digest: row.get(2)?,
+                            })
+                        })
+                        .optional()?,
+                    );
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    async fn built_by_other_version(
+        &self,
+        job: &str,
+        version: &str,
+    ) -> Result<Vec<String>, BelError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
+                 WHERE b.job = ?1 AND b.version != ?2 AND p.status = ?3 ORDER BY b.ref",
+            )?;
+            let rows = stmt.query_map(
+                params![job, version, PartitionStatus::PartitionAvailable as i32],
+                |r| r.get(0),
+            )?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
         })
     }
 

@@ -76,12 +76,7 @@ pub async fn why(
                 next = upstream;
             }
             PartitionStatus::PartitionAvailable => {
-                let how = if e.job_graph_run_id.is_empty() {
-                    " (registered external data)".to_string()
-                } else {
-                    format!(", built by graph run `{}`", e.job_graph_run_id)
-                };
-                parts.push(format!("`{r}` is AVAILABLE{how}"));
+                parts.push(available(graph, bel, &r, &e).await?);
             }
             PartitionStatus::PartitionScheduled | PartitionStatus::PartitionBuilding => {
                 parts.push(format!(
@@ -94,6 +89,69 @@ pub async fn why(
         }
     }
     Ok(parts.join(" <- "))
+}
+
+/// The AVAILABLE partitions (starting with `prefix`) whose latest build was made by
+/// another version of their job than `graph` gives it now, `offset` and `limit` (0: all)
+/// applied to them.
+pub async fn outdated_partitions(
+    graph: &Graph,
+    bel: &dyn EventRead,
+    prefix: Option<String>,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<databuild_bel::PartitionRow>, CoreError> {
+    let outdated = crate::scheduler::outdated(graph, bel).await?;
+    let mut refs: Vec<String> = outdated
+        .own
+        .into_iter()
+        .filter(|r| prefix.as_ref().is_none_or(|p| r.starts_with(p.as_str())))
+        .collect();
+    refs.sort();
+    let refs: Vec<String> = refs
+        .into_iter()
+        .skip(offset)
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .collect();
+    Ok(bel.partitions(&refs).await?)
+}
+
+/// What `why` says of AVAILABLE partition `r` whose latest event is `e`: outdated (built
+/// by another version of its job than `graph` gives it), made fresh without running
+/// (early cutoff), or built.
+async fn available(
+    graph: Option<&Graph>,
+    bel: &dyn EventRead,
+    r: &str,
+    e: &databuild_proto::PartitionEvent,
+) -> Result<String, CoreError> {
+    let run = &e.job_graph_run_id;
+    if run.is_empty() {
+        return Ok(format!("`{r}` is AVAILABLE (registered external data)"));
+    }
+    if let Some(g) = graph {
+        let refs = [r.to_string()];
+        if crate::scheduler::outdated(g, bel).await?.own.contains(r) {
+            let built = bel.builds(&refs).await?.pop().flatten().unwrap_or_default();
+            let now = g.job(&built.job).map(|j| j.version.as_str()).unwrap_or("");
+            let built_with = if built.version.is_empty() {
+                "without a version".to_string()
+            } else {
+                format!("version {}", built.version)
+            };
+            let graph_says = if now.is_empty() { "none" } else { now };
+            return Ok(format!(
+                "`{r}` is outdated: built by `{}` {built_with}, the graph says {graph_says} (`databuild build {r}` rebuilds it)",
+                built.job
+            ));
+        }
+    }
+    if e.cut_off {
+        return Ok(format!(
+            "`{r}` is AVAILABLE and was not rebuilt by graph run `{run}`: its inputs have the digests it was built from"
+        ));
+    }
+    Ok(format!("`{r}` is AVAILABLE, built by graph run `{run}`"))
 }
 
 async fn missing(graph: Option<&Graph>, r: &str) -> String {

@@ -52,7 +52,7 @@ pub async fn analyze(
     }
     let requested = distinct(refs);
     let statuses = bel.statuses(&requested).await?;
-    let nodes = plan(graph, bel, &requested, &statuses, force).await?;
+    let nodes = plan(graph, bel, &requested, &statuses, force, false).await?;
     Ok(JobGraph {
         label: Some(GraphLabel {
             label: graph.label.clone(),
@@ -74,13 +74,15 @@ pub(crate) fn distinct(refs: &[String]) -> std::borrow::Cow<'_, [String]> {
 
 /// Plans the tasks that produce the distinct refs `requested`, whose latest `statuses`
 /// (in the same order) the caller read. Requested refs that are AVAILABLE are left out
-/// (unless `force`); so are inputs that are AVAILABLE.
+/// (unless `force`); so are inputs that are AVAILABLE — unless they are outdated (built
+/// by another version of their job) and not `keep_outdated`.
 pub(crate) async fn plan(
     graph: &Graph,
     bel: &dyn EventRead,
     requested: &[String],
     statuses: &[Option<PartitionStatus>],
     force: bool,
+    keep_outdated: bool,
 ) -> Result<Vec<Task>, PlanError> {
     let mut tasks: Vec<Task> = Vec::new();
     // ref -> index of the task that produces it
@@ -89,10 +91,20 @@ pub(crate) async fn plan(
     // Refs planned or queued for planning: an input is queued once. Requested refs that
     // are AVAILABLE are not in it; as somebody's input they are looked at again (and
     // found AVAILABLE), which costs less than remembering millions of them.
+    // AVAILABLE partitions built by another version of their job, or from one: planned
+    // like missing ones (one query per job; empty when nothing is outdated).
+    let outdated = if keep_outdated {
+        Default::default()
+    } else {
+        crate::scheduler::outdated(graph, bel).await?
+    };
+    let keep = |r: &String, s: &Option<PartitionStatus>| {
+        *s == Some(PartitionStatus::PartitionAvailable) && !outdated.all.contains(r)
+    };
     let mut need: Vec<String> = requested
         .iter()
         .zip(statuses)
-        .filter(|(_, s)| force || **s != Some(PartitionStatus::PartitionAvailable))
+        .filter(|(r, s)| force || !keep(r, s))
         .map(|(r, _)| r.clone())
         .collect();
     let mut seen: HashSet<String> = need.iter().cloned().collect();
@@ -188,7 +200,7 @@ pub(crate) async fn plan(
         need = next
             .into_iter()
             .zip(states)
-            .filter(|(_, s)| *s != Some(PartitionStatus::PartitionAvailable))
+            .filter(|(r, s)| !keep(r, s))
             .map(|(r, _)| r)
             .collect();
     }

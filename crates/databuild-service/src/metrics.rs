@@ -227,6 +227,19 @@ impl EventRead for TimedLog {
     async fn statuses(&self, refs: &[String]) -> Result<Vec<Option<PartitionStatus>>, BelError> {
         self.inner.statuses(refs).await
     }
+    async fn builds(
+        &self,
+        refs: &[String],
+    ) -> Result<Vec<Option<databuild_bel::BuildRow>>, BelError> {
+        self.inner.builds(refs).await
+    }
+    async fn built_by_other_version(
+        &self,
+        job: &str,
+        version: &str,
+    ) -> Result<Vec<String>, BelError> {
+        self.inner.built_by_other_version(job, version).await
+    }
     async fn list_partitions(&self, f: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.list_partitions(f).await
     }

@@ -233,6 +233,9 @@ pub struct WireOutcome {
     pub success: bool,
     pub built: Vec<String>,
     pub delegated: Vec<String>,
+    /// Made fresh without running their job (early cutoff).
+    #[serde(default)]
+    pub cut_off: Vec<String>,
     pub up_to_date: Vec<String>,
     pub failed: Vec<WireFailure>,
     pub job_runs: usize,
@@ -247,6 +250,7 @@ impl From<&RunOutcome> for WireOutcome {
             success: o.success,
             built: o.built.clone(),
             delegated: o.delegated.clone(),
+            cut_off: o.cut_off.clone(),
             up_to_date: o.up_to_date.clone(),
             failed: o
                 .failed
@@ -271,6 +275,7 @@ impl From<WireOutcome> for RunOutcome {
             up_to_date: o.up_to_date,
             built: o.built,
             delegated: o.delegated,
+            cut_off: o.cut_off,
             failed: o
                 .failed
                 .into_iter()

@@ -223,6 +223,10 @@ pub struct BuildArgs {
     /// Rebuild the requested partitions even if they are available.
     #[arg(long)]
     pub force: bool,
+    /// Leave AVAILABLE partitions built by another version of their job as they are:
+    /// build only what is missing, failed or stale.
+    #[arg(long)]
+    pub keep_outdated: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -246,6 +250,10 @@ pub enum PartitionsCommand {
         /// Skip this many.
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Only AVAILABLE partitions built by another version of their job than the graph
+        /// file gives it now (they are rebuilt when built or needed).
+        #[arg(long, conflicts_with_all = ["status", "pattern"])]
+        outdated: bool,
     },
     /// Show a partition's latest status and manifest.
     Show {

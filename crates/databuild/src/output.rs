@@ -110,6 +110,16 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                     bar.finish_and_clear();
                 }
             }
+            Progress::CutOff { label, outputs } => {
+                bar.inc(1);
+                bar.println(format!(
+                    "fresh: {label} {} (inputs unchanged, not run)",
+                    outputs.join(" ")
+                ));
+                if bar.length() == Some(bar.position()) {
+                    bar.finish_and_clear();
+                }
+            }
             Progress::PartitionsFailed { refs, reason } => {
                 bar.inc(1);
                 bar.println(format!("not built: {} ({reason})", refs.join(" ")));
@@ -165,6 +175,12 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                         secs(elapsed)
                     )
                 }
+            }
+            Progress::CutOff { label, outputs } => {
+                say!(
+                    "fresh {label} {} (inputs unchanged, not run)",
+                    outputs.join(" ")
+                )
             }
             Progress::Delegated { refs, owner_run_id } => {
                 say!(

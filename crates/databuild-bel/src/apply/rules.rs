@@ -7,7 +7,7 @@ use databuild_proto::{
     JobLogsEvent, JobRunStatus, PartitionEvent, PartitionRef, PartitionStatus,
 };
 
-use crate::{common::OWNER_LOST, BelError, ClaimGroup, Event, PartitionRow};
+use crate::{common::OWNER_LOST, BelError, BuildRow, ClaimGroup, Event, PartitionRow};
 
 /// What fails the claims of a graph run whose owner is gone.
 pub(crate) const OWNER_LOST_FAILURE: (FailureCause, &str) =
@@ -85,6 +85,27 @@ pub(crate) fn derived_effect(
         | PartitionStatus::PartitionForgotten => Derived::ClearRequesters,
         _ => Derived::None,
     }
+}
+
+/// What AVAILABLE event `p` of `partition_ref` says of its build.
+pub(crate) fn build_row(p: &PartitionEvent, partition_ref: &str) -> BuildRow {
+    let manifest = p.manifest.as_ref();
+    BuildRow {
+        job: p
+            .producing_job
+            .as_ref()
+            .map(|j| j.label.clone())
+            .unwrap_or_default(),
+        version: manifest.map(|m| m.job_version.clone()).unwrap_or_default(),
+        digest: manifest
+            .and_then(|m| m.digests.get(partition_ref).cloned())
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a new build has the digest of the one `before` it (no digest: changed).
+pub(crate) fn same_digest(before: Option<&BuildRow>, new: &BuildRow) -> bool {
+    !new.digest.is_empty() && before.is_some_and(|b| b.digest == new.digest)
 }
 
 /// The STALE event of `downstream`, built from `upstream`, with `reason`.

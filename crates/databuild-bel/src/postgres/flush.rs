@@ -27,6 +27,7 @@ impl State<'_> {
         let s_req_ins = self.stmts.get(self.tx, INSERT_REQUESTERS).await?;
         let s_deps_del = self.stmts.get(self.tx, DELETE_DEPS).await?;
         let s_deps_ins = self.stmts.get(self.tx, INSERT_DEPS).await?;
+        let s_builds = self.stmts.get(self.tx, UPSERT_BUILDS).await?;
 
         let events = std::mem::take(&mut self.events);
         let mut e = EventColumns::default();
@@ -77,6 +78,14 @@ impl State<'_> {
             j.5.push(row.scheduled_ts);
             j.6.push(row.updated_ts);
         }
+        let mut b = (vec![], vec![], vec![], vec![]);
+        for r in std::mem::take(&mut self.builds_dirty) {
+            let row = self.builds[&r].clone().expect("a written build row");
+            b.0.push(r);
+            b.1.push(row.job);
+            b.2.push(row.version);
+            b.3.push(row.digest);
+        }
         let (req_cleared, req_added) = drain_overlay(&mut self.requesters);
         let (deps_cleared, deps_added) = drain_overlay(&mut self.deps);
         self.deps_added_by_up.clear();
@@ -107,6 +116,9 @@ impl State<'_> {
         }
         if !removed.is_empty() {
             futs.push(exec(tx, s_parts_del, vec![&removed]));
+        }
+        if !b.0.is_empty() {
+            futs.push(exec(tx, s_builds, vec![&b.0, &b.1, &b.2, &b.3]));
         }
         if !g.0.is_empty() {
             futs.push(exec(tx, s_graphs, vec![&g.0, &g.1, &g.2, &g.3, &g.4, &g.5]));
@@ -218,6 +230,10 @@ const UPSERT_PARTITIONS: &str = "INSERT INTO partitions (ref, status, run_id, jo
      SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::int8[])
      ON CONFLICT (ref) DO UPDATE SET status = excluded.status, run_id = excluded.run_id,
        job_run_id = excluded.job_run_id, seq = excluded.seq, ts = excluded.ts";
+const UPSERT_BUILDS: &str = "INSERT INTO builds (ref, job, version, digest)
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+     ON CONFLICT (ref) DO UPDATE SET job = excluded.job, version = excluded.version,
+       digest = excluded.digest";
 const DELETE_PARTITIONS: &str = "DELETE FROM partitions WHERE ref = ANY($1)";
 const UPSERT_GRAPHS: &str =
     "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)

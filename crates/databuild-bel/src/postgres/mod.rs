@@ -249,6 +249,19 @@ impl crate::EventRead for PostgresEventLog {
         read!(self, |c| read::partitions(&mut c, refs).await)
     }
 
+    async fn built_by_other_version(
+        &self,
+        job: &str,
+        version: &str,
+    ) -> Result<Vec<String>, BelError> {
+        read!(self, |c| read::built_by_other_version(&mut c, job, version)
+            .await)
+    }
+
+    async fn builds(&self, refs: &[String]) -> Result<Vec<Option<crate::BuildRow>>, BelError> {
+        read!(self, |c| read::builds(&mut c, refs).await)
+    }
+
     async fn statuses(
         &self,
         refs: &[String],

@@ -135,6 +135,51 @@ pub(super) async fn statuses(
         .collect())
 }
 
+pub(super) async fn builds(
+    c: &mut Conn,
+    refs: &[String],
+) -> Result<Vec<Option<crate::BuildRow>>, BelError> {
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = query(
+        c,
+        "SELECT b.job, b.version, b.digest FROM unnest($1::text[]) WITH ORDINALITY AS r(ref, i) \
+         LEFT JOIN builds b ON b.ref = r.ref COLLATE \"C\" ORDER BY r.i",
+        &[&refs],
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<String>>(0).map(|job| crate::BuildRow {
+                job,
+                version: r.get(1),
+                digest: r.get(2),
+            })
+        })
+        .collect())
+}
+
+pub(super) async fn built_by_other_version(
+    c: &mut Conn,
+    job: &str,
+    version: &str,
+) -> Result<Vec<String>, BelError> {
+    let rows = query(
+        c,
+        "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
+         WHERE b.job = $1 AND b.version <> $2 AND p.status = $3 ORDER BY b.ref",
+        &[
+            &job,
+            &version,
+            &(PartitionStatus::PartitionAvailable as i32),
+        ],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 pub(super) async fn list_partitions(
     c: &mut Conn,
     filter: &PartitionFilter,

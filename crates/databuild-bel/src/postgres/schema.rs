@@ -6,8 +6,9 @@ use tokio_postgres::Client;
 
 use crate::BelError;
 
-/// The schema version this build writes and reads (versioned apart from SQLite's).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads (versioned apart from SQLite's; 2 added
+/// `builds`, and a version-1 database is upgraded on first use).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Key of the transaction-level advisory lock every write holds: writers to one database
 /// are serialized by the server, whichever process or machine they run on.
@@ -93,6 +94,17 @@ CREATE TABLE commits (token TEXT PRIMARY KEY, ts BIGINT NOT NULL);
 CREATE INDEX commits_by_ts ON commits (ts);
 "#;
 
+/// What version 2 added: the latest build of each partition (job, version, digest).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE IF NOT EXISTS builds (
+    ref TEXT COLLATE "C" PRIMARY KEY,
+    job TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS builds_by_job ON builds (job, version);
+"#;
+
 /// Creates the schema in an empty database, or checks the version of an existing one.
 /// Runs under the write lock, so concurrent first uses create it once.
 pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelError> {
@@ -120,6 +132,7 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
             });
         }
         tx.batch_execute(SCHEMA_V1).await?;
+        tx.batch_execute(SCHEMA_V2).await?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('application', 'databuild')",
             &[&SCHEMA_VERSION.to_string()],
@@ -144,6 +157,14 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
             found,
             supported: SCHEMA_VERSION,
         });
+    }
+    if found < 2 {
+        tx.batch_execute(SCHEMA_V2).await?;
+        tx.execute(
+            "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+            &[&SCHEMA_VERSION.to_string()],
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())

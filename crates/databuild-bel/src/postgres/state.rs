@@ -12,7 +12,7 @@ use tokio_postgres::Transaction;
 use super::{conn::Stmts, schema};
 use crate::{
     apply::{EventRow, GraphRow, Holdings, JobRow, Keys, Rows, RunOwner},
-    BelError, Owner, PartitionRow,
+    BelError, BuildRow, Owner, PartitionRow,
 };
 
 /// Changes to a keyed set (requesters of a ref, upstreams of a downstream) not yet written:
@@ -31,6 +31,8 @@ pub(super) struct State<'a> {
     pub(super) last_seq: Option<i64>,
     pub(super) parts: HashMap<String, Option<PartitionRow>>,
     pub(super) parts_dirty: BTreeSet<String>,
+    pub(super) builds: HashMap<String, Option<BuildRow>>,
+    pub(super) builds_dirty: BTreeSet<String>,
     pub(super) graphs: HashMap<String, Option<GraphRow>>,
     pub(super) graphs_dirty: BTreeSet<String>,
     pub(super) jobs: HashMap<String, Option<JobRow>>,
@@ -68,6 +70,8 @@ impl<'a> State<'a> {
             last_seq: None,
             parts: HashMap::new(),
             parts_dirty: BTreeSet::new(),
+            builds: HashMap::new(),
+            builds_dirty: BTreeSet::new(),
             graphs: HashMap::new(),
             graphs_dirty: BTreeSet::new(),
             jobs: HashMap::new(),
@@ -157,6 +161,31 @@ impl<'a> State<'a> {
 }
 
 impl Rows for State<'_> {
+    async fn build(&mut self, r: &str) -> Result<Option<BuildRow>, BelError> {
+        if !self.builds.contains_key(r) {
+            let stmt = self
+                .stmts
+                .get(
+                    self.tx,
+                    "SELECT job, version, digest FROM builds WHERE ref = $1",
+                )
+                .await?;
+            let row = self.tx.query_opt(&stmt, &[&r]).await?.map(|row| BuildRow {
+                job: row.get(0),
+                version: row.get(1),
+                digest: row.get(2),
+            });
+            self.builds.insert(r.to_string(), row);
+        }
+        Ok(self.builds[r].clone())
+    }
+
+    fn put_build(&mut self, r: &str, row: BuildRow) -> Result<(), BelError> {
+        self.builds_dirty.insert(r.to_string());
+        self.builds.insert(r.to_string(), Some(row));
+        Ok(())
+    }
+
     async fn prefetch(&mut self, keys: Keys) -> Result<(), BelError> {
         self.load(keys).await
     }

@@ -61,6 +61,13 @@ pub(super) fn open(path: &Path) -> Result<Connection, BelError> {
         .map_err(|_| BelError::ForeignDatabase {
             path: path.to_path_buf(),
         })?;
-    super::schema::check_version(found, path)?;
+    if super::schema::check_version(found, path)? < 2 {
+        // A log from before builds were recorded, which cannot be upgraded here: an empty
+        // `builds` of this connection's own reads as "no version, no digest".
+        conn.execute_batch(
+            "CREATE TEMP TABLE builds (ref TEXT PRIMARY KEY, job TEXT NOT NULL, \
+             version TEXT NOT NULL, digest TEXT NOT NULL)",
+        )?;
+    }
     Ok(conn)
 }

@@ -10,8 +10,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::BelError;
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads (2 added `builds`; a version-1 log is
+/// upgraded when opened for writing).
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,6 +87,18 @@ CREATE INDEX job_runs_by_run ON job_runs (run_id);
 CREATE INDEX job_runs_by_label ON job_runs (label, scheduled_ts);
 ";
 
+/// What version 2 added: the latest build of each partition (job, version, digest), kept
+/// across later status changes.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS builds (
+    ref TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS builds_by_job ON builds (job, version);
+";
+
 /// Refuses a non-empty file that does not start with the SQLite header.
 pub(crate) fn check_header(path: &Path) -> Result<(), BelError> {
     let Ok(mut f) = std::fs::File::open(path) else {
@@ -153,6 +166,7 @@ pub(crate) fn migrate(
             });
         }
         tx.execute_batch(SCHEMA_V1)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('application', 'databuild')",
             [SCHEMA_VERSION.to_string()],
@@ -167,14 +181,21 @@ pub(crate) fn migrate(
             |r| r.get(0),
         )
         .optional()?;
-    check_version(found, path)?;
+    if check_version(found, path)? < 2 {
+        // Builds recorded before version 2 read as "no version, no digest".
+        tx.execute_batch(SCHEMA_V2)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [SCHEMA_VERSION.to_string()],
+        )?;
+    }
     tx.commit()?;
     Ok(())
 }
 
 /// Checks the `schema_version` a log records: refused if missing (not a databuild log)
-/// or newer than this build reads.
-pub(super) fn check_version(found: Option<String>, path: &Path) -> Result<(), BelError> {
+/// or newer than this build reads. Returns it.
+pub(super) fn check_version(found: Option<String>, path: &Path) -> Result<i64, BelError> {
     let found: i64 =
         found
             .and_then(|v| v.parse().ok())
@@ -188,5 +209,5 @@ pub(super) fn check_version(found: Option<String>, path: &Path) -> Result<(), Be
             supported: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(found)
 }

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::partition_row;
 use crate::{
     apply::{EventRow, GraphRow, Holdings, JobRow, Rows, RunOwner},
-    BelError, Owner, PartitionRow,
+    BelError, BuildRow, Owner, PartitionRow,
 };
 
 /// The derived rows of the write transaction on this connection.
@@ -122,6 +122,31 @@ impl Rows for TxRows<'_> {
                 p.seq,
                 p.updated_micros
             ])?;
+        Ok(())
+    }
+
+    async fn build(&mut self, r: &str) -> Result<Option<BuildRow>, BelError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT job, version, digest FROM builds WHERE ref = ?1")?
+            .query_row([r], |row| {
+                Ok(BuildRow {
+                    job: row.get(0)?,
+                    version: row.get(1)?,
+                    digest: row.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn put_build(&mut self, r: &str, b: BuildRow) -> Result<(), BelError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO builds (ref, job, version, digest) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(ref) DO UPDATE SET job = excluded.job, version = excluded.version,
+                   digest = excluded.digest",
+            )?
+            .execute(params![r, b.job, b.version, b.digest])?;
         Ok(())
     }
 

@@ -69,6 +69,17 @@ impl Backend {
         }
     }
 
+    /// Runs `sql` on the log's database, outside databuild.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Self::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open sqlite");
+                conn.execute_batch(sql).expect("execute");
+            }
+            Self::Postgres { url, .. } => admin(url, sql).await,
+        }
+    }
+
     /// Drops the PostgreSQL database (the SQLite directory goes with `self`).
     pub async fn cleanup(self) {
         if let Self::Postgres { admin_url, db, .. } = self {

@@ -466,8 +466,30 @@ pub async fn a_log_written_by_a_newer_schema_is_refused(b: &Backend) {
     let msg = err.to_string();
     assert!(
         msg.ends_with(
-            "was written by a newer databuild (event log schema version 99, this databuild reads up to 1); upgrade databuild to read it"
+            "was written by a newer databuild (event log schema version 99, this databuild reads up to 2); upgrade databuild to read it"
         ),
         "{msg}"
+    );
+}
+
+pub async fn a_version_1_log_is_upgraded_and_reads_as_no_version_no_digest(b: &Backend) {
+    let bel = b.open().await.unwrap();
+    build(bel.as_ref(), "r1", "a", &[]).await;
+    drop(bel);
+    // What a version-1 log looks like: no `builds`.
+    b.execute("DROP TABLE builds").await;
+    b.set_schema_version(1).await;
+    let bel = b.open().await.unwrap();
+    let refs = ["a".to_string()];
+    assert_eq!(bel.builds(&refs).await.unwrap(), [None]);
+    assert!(bel
+        .built_by_other_version("j", "2")
+        .await
+        .unwrap()
+        .is_empty());
+    build(bel.as_ref(), "r2", "a", &[]).await;
+    assert!(
+        bel.builds(&refs).await.unwrap()[0].is_some(),
+        "recorded once upgraded"
     );
 }

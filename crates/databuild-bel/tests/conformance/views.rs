@@ -473,3 +473,114 @@ pub async fn a_forgotten_partition_leaves_the_listings_and_keeps_its_events(b: &
         .unwrap();
     assert_eq!(status(bel, "typo").await, Some(PartitionRequested));
 }
+
+/// Builds `r` from `upstream` in a new run, by job `job` at `version`, with `digest`
+/// (none if empty); `cut_off`: made fresh without a job run.
+async fn build_digest(
+    bel: &dyn databuild_bel::EventLog,
+    run_id: &str,
+    r: &str,
+    upstream: &[&str],
+    (label, version, digest): (&str, &str, &str),
+    cut_off: bool,
+) {
+    use databuild_bel::Event;
+    use databuild_proto::{JobLabel, PartitionManifest, PartitionRef};
+    use PartitionStatus::*;
+    let jr = if cut_off {
+        String::new()
+    } else {
+        format!("{run_id}-{r}")
+    };
+    let mut available = built(r, PartitionAvailable, run_id, &jr, upstream);
+    if let Event::Partition(p) = &mut available {
+        p.producing_job = Some(JobLabel::new(label));
+        p.cut_off = cut_off;
+        p.manifest = Some(PartitionManifest {
+            outputs: vec![PartitionRef::new(r)],
+            job_version: version.into(),
+            digests: if digest.is_empty() {
+                Default::default()
+            } else {
+                [(r.to_string(), digest.to_string())].into()
+            },
+            ..Default::default()
+        });
+    }
+    let mut events = vec![
+        graph(run_id, JobGraphRunStatus::GraphStarted),
+        partition(r, PartitionScheduled, run_id, 0),
+    ];
+    if !cut_off {
+        events.push(job(run_id, &jr, JobRunStatus::JobScheduled));
+        events.push(job(run_id, &jr, JobRunStatus::JobRunning));
+    }
+    events.push(built(r, PartitionBuilding, run_id, &jr, upstream));
+    events.push(available);
+    if !cut_off {
+        events.push(job(run_id, &jr, JobRunStatus::JobSuccess));
+    }
+    events.push(graph(run_id, JobGraphRunStatus::GraphAnalyzed));
+    events.push(graph(run_id, JobGraphRunStatus::GraphSuccess));
+    bel.append(events)
+        .await
+        .unwrap_or_else(|e| panic!("building {r}: {e}"));
+}
+
+pub async fn a_rebuild_with_the_same_digest_keeps_its_dependents_fresh(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append(vec![partition("x", PartitionAvailable, "", 0)])
+        .await
+        .unwrap();
+    build_digest(bel, "r1", "b", &["x"], ("jb", "1", "d1"), false).await;
+    build_digest(bel, "r2", "c", &["b"], ("jc", "1", "dc"), false).await;
+
+    // Same digest: early cutoff, `c` stays AVAILABLE.
+    build_digest(bel, "r3", "b", &["x"], ("jb", "1", "d1"), false).await;
+    assert_eq!(status(bel, "c").await, Some(PartitionAvailable));
+    // Made fresh without a job run: nothing changed, whatever the digest says.
+    build_digest(bel, "r4", "b", &["x"], ("jb", "1", ""), true).await;
+    assert_eq!(status(bel, "c").await, Some(PartitionAvailable));
+    // No digest counts as changed.
+    build_digest(bel, "r5", "b", &["x"], ("jb", "1", ""), false).await;
+    assert_eq!(status(bel, "c").await, Some(PartitionStale));
+    build_digest(bel, "r6", "c", &["b"], ("jc", "1", "dc"), false).await;
+    // Another digest: `c` goes STALE.
+    build_digest(bel, "r7", "b", &["x"], ("jb", "2", "d2"), false).await;
+    assert_eq!(status(bel, "c").await, Some(PartitionStale));
+
+    // What the latest builds were made by and of, kept while the status changes.
+    let refs: Vec<String> = ["b", "c", "nope"].iter().map(|s| s.to_string()).collect();
+    let builds = bel.builds(&refs).await.unwrap();
+    let b_row = builds[0].clone().unwrap();
+    assert_eq!(
+        (
+            b_row.job.as_str(),
+            b_row.version.as_str(),
+            b_row.digest.as_str()
+        ),
+        ("jb", "2", "d2")
+    );
+    assert_eq!(
+        builds[1].clone().unwrap().version,
+        "1",
+        "c is STALE, its build kept"
+    );
+    assert_eq!(builds[2], None);
+    // Partitions AVAILABLE and built at another version than the one asked about.
+    assert_eq!(bel.built_by_other_version("jb", "3").await.unwrap(), ["b"]);
+    assert!(bel
+        .built_by_other_version("jb", "2")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        bel.built_by_other_version("jc", "9")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a STALE partition is rebuilt anyway"
+    );
+}

@@ -154,6 +154,10 @@ struct JobSection {
     slurm: Option<SlurmResources>,
     ray: Option<RayOptions>,
     kill_leftovers: Option<bool>,
+    version: Option<String>,
+    #[serde(default)]
+    version_files: Vec<String>,
+    path: Option<String>,
 }
 
 impl Graph {
@@ -349,6 +353,23 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
     let retry_backoff =
         duration("retry_backoff", j.retry_backoff)?.unwrap_or(Duration::from_secs(1));
     let entrypoint = resolve_entrypoint(&label, j.entrypoint.into_vec(), dir)?;
+    let version = super::version::job_version(j.version.as_deref(), &j.version_files, dir)
+        .map_err(|message| GraphError::InvalidValue {
+            job: label.clone(),
+            key: "version_files",
+            message,
+        })?;
+    if let Some(path) = &j.path {
+        if path.is_empty() || path.starts_with('/') || path.split('/').any(|s| s == "..") {
+            return Err(GraphError::InvalidValue {
+                job: label,
+                key: "path",
+                message: format!(
+                    "`{path}` must be a path relative to the graph file's directory, without `..`, e.g. `data/out/{{ref}}.csv`"
+                ),
+            });
+        }
+    }
     if crate::remote::endpoint(&entrypoint).is_some() && executor != JobExecutor::Local {
         if explicit_executor {
             return Err(GraphError::InvalidValue {
@@ -375,6 +396,8 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
         max_concurrency: j.max_concurrency,
         executor,
         kill_leftovers: j.kill_leftovers.unwrap_or(true),
+        version,
+        path: j.path,
     })
 }
 

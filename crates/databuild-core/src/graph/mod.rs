@@ -3,12 +3,14 @@
 mod executor;
 mod file;
 mod lookup;
+mod version;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 pub use executor::{JobExecutor, SlurmResources, EXECUTORS};
 pub use file::{parse_duration, GraphError, DEFAULT_CONFIG_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES};
 pub use lookup::{LookupError, LookupResult};
+pub use version::config_fingerprint;
 
 /// One job of a graph.
 #[derive(Debug, Clone)]
@@ -37,6 +39,12 @@ pub struct JobDef {
     /// Kill what is left of a local job's process group once the job exited (its
     /// background processes); `kill_leftovers = false` in the graph file keeps them.
     pub kill_leftovers: bool,
+    /// The job's version: its `version` with the content hash of its `version_files`
+    /// ("" when it declares neither), recorded with every build.
+    pub version: String,
+    /// Where each output is, relative to the graph file, with `{ref}` standing for the
+    /// ref: databuild hashes it for the output's digest when the job reports none.
+    pub path: Option<String>,
 }
 
 /// How refs are mapped to jobs.

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{job_key, CoreError};
 
+mod cutoff;
 mod messages;
 mod owners;
 #[cfg(test)]
@@ -48,6 +49,8 @@ pub(crate) struct JobRules {
     pub executor: &'static str,
     /// Whether its executor queues job runs (outputs BUILDING once accepted).
     pub queues: bool,
+    /// Its version, recorded with each build (`JobDef::version`).
+    pub version: String,
 }
 
 /// The run's options that decide what happens.
@@ -82,11 +85,13 @@ pub(crate) enum Msg {
         job_run_id: String,
         handle: JobRunHandle,
     },
-    /// A job run ended.
+    /// A job run ended; a successful one with the digests of its outputs it reported or
+    /// databuild computed (by ref).
     Exited {
         task: usize,
         job_run_id: String,
         result: ExecResult,
+        digests: HashMap<String, String>,
     },
     /// A task's retry backoff is over.
     RetryDue { task: usize },
@@ -137,6 +142,8 @@ pub(crate) struct Machine {
     producer: HashMap<String, usize>,
     cancelled: Option<String>,
     outcome: RunOutcome,
+    /// Ready tasks that may be made fresh without running (early cutoff), to check.
+    fresh: Vec<usize>,
     /// What the shell has to do next.
     pub out: Effects,
 }
@@ -227,6 +234,7 @@ impl Machine {
             manifests: HashMap::new(),
             producer,
             cancelled: None,
+            fresh: Vec::new(),
             outcome: RunOutcome {
                 run_id: run_id.to_string(),
                 ..Default::default()
@@ -361,6 +369,9 @@ impl Machine {
     }
 
     fn make_ready(&mut self, i: usize) {
+        if self.tasks[i].previous.is_some() && !self.tasks[i].forced {
+            self.fresh.push(i);
+        }
         self.tasks[i].state = State::Ready;
         let job = self.tasks[i].job;
         self.ready[job].push_back(i);
@@ -381,6 +392,7 @@ impl Machine {
         if self.cancelled.is_some() {
             return;
         }
+        self.cut_off_fresh();
         let mut blocked = Vec::new();
         while self.running < self.policy.parallelism.max(1) {
             let Some(job) = self.ready_jobs.pop_front() else {

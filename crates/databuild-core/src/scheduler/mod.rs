@@ -2,10 +2,13 @@
 //! loop owns the run's state; job runners talk to it by messages; every state change is
 //! an event, and the events of one loop tick are appended in one transaction.
 
+mod digests;
 mod executor;
 mod machine;
 mod run;
 pub mod runner;
+pub use digests::DIGESTS_VAR;
+pub(crate) use run::versions::outdated;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -25,6 +28,10 @@ pub struct BuildOptions {
     pub fail_fast: bool,
     /// Rebuild the requested partitions even if AVAILABLE.
     pub force: bool,
+    /// Leave AVAILABLE partitions built by another version of their job as they are
+    /// (default: rebuild them when requested or needed, as `make` does after a recipe
+    /// changed).
+    pub keep_outdated: bool,
     /// Time between SIGTERM and SIGKILL when a job is stopped.
     pub kill_grace: Duration,
     /// Lease of the run's claims; renewed every third of it.
@@ -48,6 +55,7 @@ impl Default for BuildOptions {
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fail_fast: false,
             force: false,
+            keep_outdated: false,
             kill_grace: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             log_dir: PathBuf::from(".databuild/logs"),
@@ -101,6 +109,9 @@ pub enum Progress {
     },
     /// Partitions failed without their job running (upstream failure, cancellation).
     PartitionsFailed { refs: Vec<String>, reason: String },
+    /// A task's outputs were made fresh without running its job: its inputs have the
+    /// digests its latest build was made from (early cutoff).
+    CutOff { label: String, outputs: Vec<String> },
 }
 
 /// A callback for progress.
@@ -119,6 +130,8 @@ pub struct RunOutcome {
     pub built: Vec<String>,
     /// Partitions this run needed that another graph run built.
     pub delegated: Vec<String>,
+    /// Partitions made fresh without running their job (early cutoff).
+    pub cut_off: Vec<String>,
     /// Partitions that failed, with the reason.
     pub failed: Vec<(String, String)>,
     /// Manifests of the job runs that succeeded.
@@ -425,7 +438,7 @@ pub async fn build(
     });
     let statuses = std::mem::take(&mut begun.statuses);
     let analyzed = tokio::select! {
-        r = planner::plan(graph, bel.as_ref(), &requested, &statuses, opts.force) => r,
+        r = planner::plan(graph, bel.as_ref(), &requested, &statuses, opts.force, opts.keep_outdated) => r,
         reason = signals.recv() => {
             begun.cancel_leftovers().await;
             let failure = runner::Failure::new(FailureCause::Cancelled, reason);

@@ -22,6 +22,7 @@ use crate::{events, graph::Graph, CoreError};
 
 mod delegation;
 mod jobs;
+pub(crate) mod versions;
 
 struct Run<'a> {
     graph: &'a Graph,
@@ -39,6 +40,8 @@ struct Run<'a> {
     failure: Option<CoreError>,
     /// Jobs of lost graph runs to adopt, by job key.
     orphans: HashMap<String, Leftover>,
+    /// Whether the job log directory exists (made before the first job run starts).
+    log_dir_made: bool,
 }
 
 /// Claims the outputs of the planned tasks `nodes` and runs them to the end; `requested`
@@ -72,6 +75,7 @@ pub(super) async fn execute_run(
                 retry_backoff: j.retry_backoff,
                 executor: executor.name(),
                 queues: executor.queues(),
+                version: j.version.clone(),
             }
         })
         .collect();
@@ -102,9 +106,11 @@ pub(super) async fn execute_run(
         executors,
         failure: None,
         orphans: HashMap::new(),
+        log_dir_made: false,
     };
     run.m.analyzed(requested, planned, up_to_date);
     run.flush().await?;
+    run.versions().await?;
     let all: Vec<usize> = (0..run.m.len()).collect();
     if let Err(e) = run.claim(all).await {
         run.executors.cancel_leftovers(orphans).await;
@@ -142,6 +148,7 @@ pub(super) async fn execute_run(
                         task: s.task,
                         job_run_id: s.job_run_id,
                         result: ExecResult::failed(FailureCause::NotStarted, "not started"),
+                        digests: HashMap::new(),
                     });
                 }
                 run.stop_on(e);

@@ -159,6 +159,7 @@ mod tests {
             success: false,
             built: vec!["a/1".into()],
             delegated: vec!["b/1".into()],
+            cut_off: vec!["e/1".into()],
             up_to_date: vec!["c/1".into()],
             failed: vec![WireFailure {
                 partition_ref: "d/1".into(),

@@ -295,6 +295,7 @@ fn wire_schemas() -> Map<String, Value> {
                 ("success", "boolean"),
                 ("built", "[string]"),
                 ("delegated", "[string]"),
+                ("cutOff", "[string]"),
                 ("upToDate", "[string]"),
                 ("failed", "[WireFailure]"),
                 ("jobRuns", "integer"),

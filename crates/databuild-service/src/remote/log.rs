@@ -101,6 +101,14 @@ impl EventRead for RemoteLog {
         Ok(w.partitions.into_iter().map(PartitionRow::from).collect())
     }
 
+    async fn builds(&self, _: &[String]) -> Result<Vec<Option<databuild_bel::BuildRow>>, BelError> {
+        Err(not_served("reading what partitions were built by"))
+    }
+
+    async fn built_by_other_version(&self, _: &str, _: &str) -> Result<Vec<String>, BelError> {
+        Err(not_served("finding outdated partitions"))
+    }
+
     async fn status_counts(&self) -> Result<Vec<StatusCount>, BelError> {
         Err(not_served("counting partitions by status"))
     }

@@ -36,6 +36,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
     let bel = context::writable_bel(cli, Some(&graph)).await?;
     let mut opts = options(&args.exec, bel.log_dir);
     opts.force = args.force;
+    opts.keep_outdated = args.keep_outdated;
     let outcome =
         databuild_core::build(&graph, bel.log, &refs, &opts, output::reporter(false)).await?;
     Ok(report(cli, &outcome))
@@ -58,7 +59,7 @@ pub async fn execute(cli: &Cli, args: &ExecArgs) -> Result<ExitKind> {
 pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
     if cli.json {
         println!("{}", databuild_proto::to_json_pretty(&WireOutcome::from(o)));
-    } else if o.success && o.job_runs == 0 && o.delegated.is_empty() {
+    } else if o.success && o.job_runs == 0 && o.delegated.is_empty() && o.cut_off.is_empty() {
         println!(
             "nothing to do: {} already available (graph run {})",
             output::count(o.up_to_date.len(), "requested partition"),
@@ -70,8 +71,16 @@ pub(super) fn report(cli: &Cli, o: &RunOutcome) -> ExitKind {
         } else {
             format!("; {} more built by other graph runs", o.delegated.len())
         };
+        let kept = if o.cut_off.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} kept without running (inputs unchanged)",
+                output::count(o.cut_off.len(), "partition")
+            )
+        };
         println!(
-            "built {} with {}{delegated} (graph run {})",
+            "built {} with {}{delegated}{kept} (graph run {})",
             output::count(o.built.len(), "partition"),
             output::count(o.job_runs, "job run"),
             o.run_id

@@ -26,6 +26,7 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             pattern,
             limit,
             offset,
+            outdated,
         } => {
             let statuses = status
                 .iter()
@@ -33,6 +34,17 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 .collect::<Result<Vec<_>, _>>()?;
             let bel = context::bel(cli, None).await?;
             let rows = match pattern {
+                _ if *outdated => {
+                    let graph = context::graph(cli)?;
+                    catalog::outdated_partitions(
+                        &graph,
+                        bel.log.as_ref(),
+                        prefix.clone(),
+                        *limit,
+                        *offset,
+                    )
+                    .await?
+                }
                 Some(p) => {
                     catalog::find_partitions(bel.log.as_ref(), Some(p), statuses, *limit, *offset)
                         .await?

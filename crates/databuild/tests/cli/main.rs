@@ -29,3 +29,4 @@ mod scale;
 mod service;
 mod slurm;
 mod stopping;
+mod versions;

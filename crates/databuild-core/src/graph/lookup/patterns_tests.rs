@@ -20,6 +20,8 @@ fn job(label: &str, produces: &[&str]) -> JobDef {
         max_concurrency: None,
         executor: JobExecutor::Local,
         kill_leftovers: true,
+        version: String::new(),
+        path: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The messages of the job runs the machine started: output lines, a cluster engine's
 //! acceptance, a local process's handle, the end (success, retry or failure), a retry due.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use databuild_proto::{FailureCause, JobRunStatus};
 
@@ -59,7 +59,8 @@ impl Machine {
                 task,
                 job_run_id,
                 result,
-            } => self.exited(task, job_run_id, result),
+                digests,
+            } => self.exited(task, job_run_id, result, digests),
             Msg::RetryDue { task } => {
                 // A task taken out of backoff early (cancelled, failed upstream) was
                 // already uncounted then.
@@ -71,7 +72,13 @@ impl Machine {
         }
     }
 
-    fn exited(&mut self, i: usize, job_run_id: String, result: ExecResult) {
+    fn exited(
+        &mut self,
+        i: usize,
+        job_run_id: String,
+        result: ExecResult,
+        mut digests: HashMap<String, String>,
+    ) {
         self.running -= 1;
         let job = self.tasks[i].job;
         self.running_per_job[job] -= 1;
@@ -88,7 +95,8 @@ impl Machine {
         match result {
             ExecResult::Success => {
                 let t = &self.tasks[i];
-                let manifest = t.manifest(start_time);
+                digests.retain(|r, _| t.outputs.contains(r));
+                let manifest = t.manifest(start_time, &self.jobs[job].version, digests);
                 self.out.events.push(t.job_event(
                     &self.run_id,
                     &job_run_id,

@@ -81,7 +81,7 @@ impl Machine {
                         .into_iter()
                         .map(|r| r.str)
                         .collect(),
-                    skip_if_available: !t.forced,
+                    skip_if_available: !t.forced && !t.outdated,
                 }
             })
             .collect()

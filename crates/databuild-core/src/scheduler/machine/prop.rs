@@ -276,6 +276,7 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
                     task,
                     job_run_id: id,
                     result,
+                    digests: HashMap::new(),
                 })
             }));
         }

@@ -1,7 +1,10 @@
 //! One task of a graph run — its state, its attempt, its lineage — and the one
 //! constructor of each event shape its job runs and partitions produce.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    collections::HashMap,
+    time::{Instant, SystemTime},
+};
 
 use databuild_bel::Event;
 use databuild_proto::{
@@ -58,6 +61,14 @@ pub(crate) struct TaskState {
     pub(super) upstream_failed: Option<Failure>,
     /// Rebuild even if the outputs are available when claimed (`--force`).
     pub forced: bool,
+    /// The outputs are AVAILABLE but were built by another version of the job: claimed
+    /// to be rebuilt even though they are available.
+    pub outdated: bool,
+    /// The fingerprint of `config` (recorded with each build).
+    pub fingerprint: String,
+    /// The manifest of the outputs' latest build, when they have one that this run may
+    /// keep instead of running the job (STALE or outdated outputs): see early cutoff.
+    pub(super) previous: Option<PartitionManifest>,
 }
 
 impl TaskState {
@@ -73,7 +84,6 @@ impl TaskState {
             label,
             key,
             outputs,
-            config,
             deps_left: 0,
             dependents: Vec::new(),
             state: State::Waiting,
@@ -84,6 +94,10 @@ impl TaskState {
             owner: None,
             upstream_failed: None,
             forced: false,
+            outdated: false,
+            fingerprint: crate::graph::config_fingerprint(&config),
+            config,
+            previous: None,
         }
     }
 
@@ -168,7 +182,13 @@ impl TaskState {
         )
     }
 
-    /// The outputs AVAILABLE, built by job run `job_run_id` as `manifest` says.
+    /// The outputs BUILDING with no job run: on their way to be made fresh (early cutoff).
+    pub(super) fn partition_events_building(&self, run_id: &str) -> Vec<Event> {
+        self.partition_events(run_id, None, PartitionStatus::PartitionBuilding, |_| {})
+    }
+
+    /// The outputs AVAILABLE, built by job run `job_run_id` as `manifest` says (with no
+    /// job run: made fresh without running, keeping the build `manifest`).
     pub(super) fn available(
         &self,
         run_id: &str,
@@ -176,6 +196,7 @@ impl TaskState {
         manifest: &PartitionManifest,
     ) -> Vec<Event> {
         let upstream = materialize_refs(&self.config);
+        let cut_off = job_run_id.is_empty();
         self.partition_events(
             run_id,
             Some(job_run_id),
@@ -183,6 +204,7 @@ impl TaskState {
             |e| {
                 e.upstream_deps = upstream.clone();
                 e.manifest = Some(manifest.clone());
+                e.cut_off = cut_off;
             },
         )
     }
@@ -207,8 +229,16 @@ impl TaskState {
     /// The manifest of the task's successful run started at `start`: outputs, the input
     /// manifests available at its start (MATERIALIZE, and QUERY ones that existed), times
     /// and the task.
-    pub(super) fn manifest(&self, start: SystemTime) -> PartitionManifest {
+    pub(super) fn manifest(
+        &self,
+        start: SystemTime,
+        version: &str,
+        digests: HashMap<String, String>,
+    ) -> PartitionManifest {
         PartitionManifest {
+            job_version: version.to_string(),
+            config_fingerprint: self.fingerprint.clone(),
+            digests,
             outputs: self
                 .outputs
                 .iter()

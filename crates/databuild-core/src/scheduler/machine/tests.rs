@@ -37,6 +37,7 @@ pub(super) fn rules(label: &str) -> JobRules {
         retry_backoff: Duration::from_secs(1),
         executor: "local",
         queues: false,
+        version: String::new(),
     }
 }
 
@@ -88,6 +89,7 @@ fn exit(m: &mut Machine, s: &Start, result: ExecResult) {
         task: s.task,
         job_run_id: s.job_run_id.clone(),
         result,
+        digests: HashMap::new(),
     });
 }
 

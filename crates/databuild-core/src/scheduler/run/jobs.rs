@@ -4,15 +4,17 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use databuild_proto::FailureCause;
 use tokio::sync::oneshot;
 
 use super::Run;
 use crate::{
     protocol,
     scheduler::{
+        digests,
         executor::{self, Leftover, Report},
         machine::{Msg, Start},
-        runner::ExecSpec,
+        runner::{ExecResult, ExecSpec},
     },
 };
 
@@ -26,7 +28,18 @@ impl Run<'_> {
         let t = self.m.task(i);
         let job = &self.graph.jobs[t.job];
         let run_id = self.m.run_id().to_string();
-        let call = protocol::exec_call(job, &t.config, &t.outputs, &job_run_id, &run_id);
+        let mut call = protocol::exec_call(job, &t.config, &t.outputs, &job_run_id, &run_id);
+        let digests_file = self.opts.log_dir.join(format!("{job_run_id}.digests.json"));
+        if !self.log_dir_made {
+            // Where a job may write its digests (logs are created when output comes).
+            self.log_dir_made = std::fs::create_dir_all(&self.opts.log_dir).is_ok();
+        }
+        call.env.push((
+            crate::scheduler::DIGESTS_VAR.into(),
+            digests_file.to_string_lossy().into_owned(),
+        ));
+        let graph_dir = self.graph.dir.clone();
+        let outputs = t.outputs.clone();
         let spec = ExecSpec {
             label: t.label.clone(),
             job_run_id: job_run_id.clone(),
@@ -85,10 +98,26 @@ impl Run<'_> {
                 Arc::new(report),
             )
             .await;
+            let (result, digests) = match result {
+                ExecResult::Success => {
+                    match digests::collect(&job_def, &graph_dir, &outputs, &digests_file) {
+                        Ok(digests) => (ExecResult::Success, digests),
+                        Err(reason) => (
+                            ExecResult::failed(FailureCause::JobFailed, reason),
+                            HashMap::new(),
+                        ),
+                    }
+                }
+                failed => {
+                    let _ = std::fs::remove_file(&digests_file);
+                    (failed, HashMap::new())
+                }
+            };
             let _ = tx.send(Msg::Exited {
                 task: i,
                 job_run_id,
                 result,
+                digests,
             });
         });
     }
