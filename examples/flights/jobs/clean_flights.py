@@ -94,6 +94,7 @@ def clean(config: JobConfig) -> None:
 
     out = common.partition_path(config.output.str, ".parquet")
     common.write_atomically(out, write)
+    config.wrote(config.output, out)
     print(f"{config.output}: {n_clean} flights ({n_raw - n_clean} duplicates dropped) -> {out}")
 
 

@@ -122,6 +122,7 @@ def delays(config: JobConfig) -> None:
 
     out = common.partition_path(config.output.str, ".parquet")
     common.write_atomically(out, write)
+    config.wrote(config.output, out)
     (rows,) = common.one(con, "SELECT count(*) FROM m")
     print(f"{config.output}: {rows} rows -> {out}")
 

@@ -63,6 +63,7 @@ def rollup(config: JobConfig) -> None:
 
     out = common.partition_path(config.output.str, ".parquet")
     common.write_atomically(out, write)
+    config.wrote(config.output, out)
     print(f"{config.output}: {len(daily)} days -> {out}")
 
 

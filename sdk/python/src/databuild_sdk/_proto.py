@@ -4,6 +4,7 @@ and their proto3 JSON mapping: canonical camelCase out, both spellings in."""
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -84,6 +85,18 @@ class JobConfig:
     job_run_id: Optional[str] = None
     #: ``DATABUILD_GRAPH_RUN_ID`` (``None`` when run by hand).
     graph_run_id: Optional[str] = None
+    #: What ``wrote`` recorded: output ref -> the path of its data.
+    written: Dict[str, str] = field(default_factory=dict)
+
+    def wrote(self, ref: Union[str, Ref], path: Union[str, "os.PathLike[str]"]) -> None:
+        """Records that output ``ref`` is the file (or directory) at ``path``. When ``exec``
+        succeeds, the SDK reports the SHA-256 of its bytes as the output's digest (in the
+        file ``DATABUILD_DIGESTS`` names), so that a rebuild that writes the same bytes
+        leaves what was built from it fresh (early cutoff)."""
+        name = ref.str if isinstance(ref, Ref) else str(ref)
+        if name not in [o.str for o in self.outputs]:
+            raise ValueError(f"`{name}` is not an output of this run ({[o.str for o in self.outputs]})")
+        self.written[name] = os.fspath(path)
 
     @property
     def output(self) -> Ref:
