@@ -6,10 +6,11 @@
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
 # grpcio client generated from proto/databuild/v1/databuild.proto
 # (scripts/python-grpc-client.sh); Debian's chromium and the dashboard tests'
-# playwright-core (`npm ci` in e2e/). Then the Python SDK's pytest suite and
-# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES, SLURM_CONF and
+# playwright-core (`npm ci` in e2e/). Then `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES, SLURM_CONF and
 # RAY_ADDRESS set: every test binary runs even when one fails, and the script exits non-zero at the
-# end if pytest or any cargo test failed. Extra arguments go to cargo test.
+# end if pytest or any cargo test failed. Then the Python package's pytest suite (the SDK,
+# and the client against the `databuild serve` cargo test built). Extra arguments go to
+# cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -34,10 +35,10 @@ if [[ ! -d e2e/node_modules/playwright-core ]]; then
     npm ci --prefix e2e --no-audit --no-fund >/dev/null
 fi
 failed=()
-echo "== Python SDK tests"
-.venv-flights/bin/python -m pytest -q sdk/python/tests || failed+=(pytest)
 echo "== cargo test"
 cargo test -j2 --workspace --no-fail-fast "$@" || failed+=("cargo test")
+echo "== Python package tests (the SDK, and the client against target/debug/databuild)"
+DATABUILD_BIN="$PWD/target/debug/databuild" .venv-flights/bin/python -m pytest -q sdk/python/tests || failed+=(pytest)
 if ((${#failed[@]})); then
     echo "== FAILED: ${failed[*]}" >&2
     exit 1
