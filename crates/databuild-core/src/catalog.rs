@@ -38,6 +38,15 @@ pub async fn why(
     bel: &dyn EventRead,
     partition_ref: &str,
 ) -> Result<String, CoreError> {
+    Ok(why_chain(graph, bel, partition_ref).await?.join(" <- "))
+}
+
+/// [`why`] as its links, from `partition_ref` to the root cause (the last link).
+pub async fn why_chain(
+    graph: Option<&Graph>,
+    bel: &dyn EventRead,
+    partition_ref: &str,
+) -> Result<Vec<String>, CoreError> {
     databuild_proto::validate_ref(partition_ref).map_err(crate::planner::PlanError::from)?;
     let mut parts = Vec::new();
     let mut seen = HashSet::new();
@@ -88,7 +97,7 @@ pub async fn why(
             other => parts.push(format!("`{r}` is {}{run}", status_word(other))),
         }
     }
-    Ok(parts.join(" <- "))
+    Ok(parts)
 }
 
 /// The AVAILABLE partitions (starting with `prefix`) whose latest build was made by

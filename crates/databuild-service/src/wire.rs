@@ -216,6 +216,17 @@ pub struct WireLineage {
     pub pairs: Vec<(String, String)>,
 }
 
+/// Why a partition is in its state, down to the root cause (`databuild partitions why`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireWhy {
+    pub partition_ref: String,
+    /// The whole explanation in one line: the links joined by ` <- `.
+    pub why: String,
+    /// The last link: the root cause.
+    pub root_cause: String,
+}
+
 /// A failed partition and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

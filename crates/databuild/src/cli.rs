@@ -166,6 +166,41 @@ pub enum Command {
     ///
     /// Example: databuild serve --addr 127.0.0.1:50051 -j 4
     Serve(ServeArgs),
+    /// Start a graph: write a `databuild.toml` and one sample job into DIR.
+    ///
+    /// The sample job (POSIX sh, or Python with `--python`) builds the partitions
+    /// `hello/date=YYYY-MM-DD`. Refuses to overwrite an existing `databuild.toml` or job
+    /// file, and then writes nothing.
+    ///
+    /// Example: databuild init demo && cd demo && databuild build hello/date=2025-01-01
+    Init {
+        /// The directory (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the sample job in Python, with the job SDK of the `databuild` Python
+        /// package, instead of POSIX sh.
+        #[arg(long)]
+        python: bool,
+    },
+    /// Print a shell completion script on stdout.
+    ///
+    /// Example: databuild completions bash > ~/.local/share/bash-completion/completions/databuild
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, databuild(1), in roff on stdout.
+    ///
+    /// Example: databuild man > ~/.local/share/man/man1/databuild.1 && man databuild
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use crate::{
     state::App,
     wire::{
         WireEvent, WireEvents, WireJobRun, WireJobRuns, WireLineage, WirePartition, WirePartitions,
-        WireRun, WireRuns,
+        WireRun, WireRuns, WireWhy,
     },
 };
 
@@ -84,6 +84,23 @@ pub(super) async fn history(State(app): State<App>, RawQuery(q): RawQuery) -> Re
         async {
             let r = one_ref(&Params::parse(q.as_deref()))?;
             Ok(events(&app.bel.partition_history(&r).await?))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/v1/partitions/why?ref=..`.
+pub(super) async fn why(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    respond(
+        async {
+            let r = one_ref(&Params::parse(q.as_deref()))?;
+            let chain =
+                databuild_core::catalog::why_chain(Some(&app.graph), app.bel.as_ref(), &r).await?;
+            Ok(WireWhy {
+                partition_ref: r,
+                why: chain.join(" <- "),
+                root_cause: chain.last().cloned().unwrap_or_default(),
+            })
         }
         .await,
     )

@@ -224,6 +224,11 @@ mod tests {
             status_url: "/api/v1/builds/run".into(),
             events_url: "/api/v1/builds/run/events".into(),
         };
+        let why = WireWhy {
+            partition_ref: "a/1".into(),
+            why: "`a/1` is FAILED: exit code 3".into(),
+            root_cause: "`a/1` is FAILED: exit code 3".into(),
+        };
         let wrap = |key: &str, v: Value| serde_json::json!({ key: [v] });
         vec![
             ("WireError", json(&error), json(&error)),
@@ -259,6 +264,7 @@ mod tests {
                 }),
                 json(&WireLineage::default()),
             ),
+            ("WireWhy", json(&why), json(&why)),
             (
                 "WireFailure",
                 json(&outcome(true).failed[0]),

@@ -280,6 +280,17 @@ fn wire_schemas() -> Map<String, Value> {
         ),
     );
     add(
+        "WireWhy",
+        obj(
+            "why a partition is in its state: the explanation and its last link, the root cause",
+            &[
+                ("partitionRef", "string"),
+                ("why", "string"),
+                ("rootCause", "string"),
+            ],
+        ),
+    );
+    add(
         "WireFailure",
         obj(
             "a failed partition",

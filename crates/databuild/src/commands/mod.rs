@@ -2,6 +2,8 @@
 
 mod build;
 mod catalog;
+mod generate;
+mod init;
 mod remote;
 mod runs;
 mod serve;
@@ -77,6 +79,9 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         }
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
         Command::Serve(args) => serve::serve(&cli, args).await,
+        Command::Init { dir, python } => init::init(dir, *python),
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::Man => generate::man(),
     }
 }
 

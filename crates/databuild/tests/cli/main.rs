@@ -18,6 +18,7 @@ mod execution;
 mod flights;
 mod forget;
 mod from_file;
+mod init;
 mod legacy_log;
 mod postgres;
 mod preconfigured;

@@ -184,6 +184,18 @@ fn every_http_route_answers() {
         &format!("/api/v1/partitions/history?{q}"),
     );
     assert_eq!(history["events"].as_array().unwrap().len(), 4, "{history}");
+    let why = get(
+        "/api/v1/partitions/why",
+        &format!("/api/v1/partitions/why?{q}"),
+    );
+    assert_eq!(why["partitionRef"], DAY, "{why}");
+    assert!(
+        why["rootCause"]
+            .as_str()
+            .unwrap()
+            .contains("is AVAILABLE, built by graph run"),
+        "{why}"
+    );
     let lineage = get("/api/v1/lineage", &format!("/api/v1/lineage?{q}"));
     assert!(!lineage["pairs"].as_array().unwrap().is_empty());
     let log = get("/api/v1/log", "/api/v1/log?after=0&limit=5");
