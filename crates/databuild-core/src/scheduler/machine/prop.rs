@@ -37,6 +37,11 @@ struct Node {
     /// Attempts that fail before one succeeds.
     failures: u32,
     delegated: Option<Fate>,
+    /// Has a previous build (STALE) the machine may keep when its inputs end with the
+    /// digests that build was made from.
+    kept: bool,
+    /// A rebuild writes the bytes of the previous build (same digest).
+    same: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,12 +66,16 @@ fn case() -> impl Strategy<Value = Case> {
                 1 => Just(Some(Fate::Fails)),
                 1 => Just(Some(Fate::Dies)),
             ],
+            prop::bool::weighted(0.4),
+            any::<bool>(),
         )
-            .prop_map(|(job, edges, failures, delegated)| Node {
+            .prop_map(|(job, edges, failures, delegated, kept, same)| Node {
                 job,
                 deps: (0..edges.len()).filter(|&d| edges[d]).collect(),
                 failures,
+                kept: kept && delegated.is_none(),
                 delegated,
+                same,
             })
     };
     (1..14usize)
@@ -97,21 +106,59 @@ fn output(i: usize) -> String {
     format!("n/{i}")
 }
 
-/// Whether node `i` ends AVAILABLE for this run, with no cancellation.
-fn predicted(c: &Case, i: usize, memo: &mut HashMap<usize, bool>) -> bool {
-    if let Some(&ok) = memo.get(&i) {
-        return ok;
+/// How node `i` ends for this run, with no cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// AVAILABLE with the digest of its previous build (built by its owner, kept
+    /// without running, or rebuilt with the same bytes).
+    Old,
+    /// AVAILABLE with another digest.
+    New,
+    Failed,
+    /// Made fresh without running (and so `Old`).
+    CutOff,
+}
+
+fn predicted(c: &Case, i: usize, memo: &mut HashMap<usize, End>) -> End {
+    if let Some(&end) = memo.get(&i) {
+        return end;
     }
     let n = &c.nodes[i];
-    let ok = match n.delegated {
-        Some(Fate::Builds) => true,
-        Some(Fate::Fails) => false,
-        None | Some(Fate::Dies) => {
-            n.failures <= c.retries[n.job] && n.deps.iter().all(|&d| predicted(c, d, memo))
+    let old = |e: End| matches!(e, End::Old | End::CutOff);
+    let deps: Vec<End> = n.deps.iter().map(|&d| predicted(c, d, memo)).collect();
+    let end = match n.delegated {
+        Some(Fate::Builds) => End::Old,
+        Some(Fate::Fails) => End::Failed,
+        _ if n.kept && !deps.is_empty() && deps.iter().all(|&e| old(e)) => End::CutOff,
+        _ if n.failures <= c.retries[n.job] && deps.iter().all(|&e| e != End::Failed) => {
+            if n.same {
+                End::Old
+            } else {
+                End::New
+            }
         }
+        _ => End::Failed,
     };
-    memo.insert(i, ok);
-    ok
+    memo.insert(i, end);
+    end
+}
+
+fn old_digest(i: usize) -> String {
+    format!("old-{i}")
+}
+
+/// The previous build of node `i`: made from its deps' old digests.
+fn previous(c: &Case, m: &Machine, i: usize) -> PartitionManifest {
+    let manifest = |n: usize| PartitionManifest {
+        outputs: vec![PartitionRef::new(output(n))],
+        digests: HashMap::from([(output(n), old_digest(n))]),
+        ..Default::default()
+    };
+    PartitionManifest {
+        inputs: c.nodes[i].deps.iter().map(|&d| manifest(d)).collect(),
+        config_fingerprint: m.task(i).fingerprint.clone(),
+        ..manifest(i)
+    }
 }
 
 /// Checks every event against the event log's transition rules and this run's promises.
@@ -150,7 +197,7 @@ impl Checker {
                             p.status()
                         );
                     }
-                    if p.status() == PartitionStatus::PartitionAvailable {
+                    if p.status() == PartitionStatus::PartitionAvailable && !p.cut_off {
                         prop_assert_eq!(
                             self.jobs.get(&p.job_run_id),
                             Some(&JobRunStatus::JobSuccess),
@@ -211,6 +258,12 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
             None => (i, Claim::Claimed),
         })
         .collect();
+    for i in 0..c.nodes.len() {
+        if c.nodes[i].kept {
+            let p = previous(c, &m, i);
+            m.set_previous(i, p);
+        }
+    }
     m.on_claims(claims);
     m.inputs_known(&HashSet::new(), HashMap::new());
 
@@ -270,13 +323,18 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
                 ExecResult::Success
             };
             let (id, task) = (id.clone(), t);
+            let digest = if c.nodes[t].same {
+                old_digest(t)
+            } else {
+                format!("new-{t}")
+            };
             picks.push(('x', t));
             next.push(Box::new(move |m| {
                 m.on(Msg::Exited {
                     task,
                     job_run_id: id,
                     result,
-                    digests: HashMap::new(),
+                    digests: HashMap::from([(output(task), digest)]),
                 })
             }));
         }
@@ -298,6 +356,7 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
                     output(t),
                     PartitionManifest {
                         outputs: vec![PartitionRef::new(output(t))],
+                        digests: HashMap::from([(output(t), old_digest(t))]),
                         ..Default::default()
                     },
                 )])),
@@ -386,12 +445,17 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
             prop_assert_eq!(terminal, 0, "`{}` is another run's: {:?}", output(i), seen);
         }
         if !cancelled && !c.fail_fast {
+            let end = predicted(c, i, &mut memo);
+            prop_assert_eq!(state == State::Succeeded, end != End::Failed, "node {}", i);
             prop_assert_eq!(
-                state == State::Succeeded,
-                predicted(c, i, &mut memo),
-                "node {}",
+                end == End::CutOff,
+                outcome.cut_off.contains(&output(i)),
+                "node {} made fresh without running",
                 i
             );
+            if end == End::CutOff {
+                prop_assert_eq!(runs_of[i], 0, "node {} was cut off but ran", i);
+            }
         }
     }
     let all_ok = (0..c.nodes.len()).all(|i| m.task(i).state == State::Succeeded);
