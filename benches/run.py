@@ -266,8 +266,8 @@ def dag_table(rows, tools):
 
 def bench_available(db, root, sizes, reps):
     lines = [
-        "| partitions | register (setup, once) | no-op `build`: wall | CPU | peak RSS (max) | `analyze` alone: wall | CPU | peak RSS | runs |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| partitions | register (setup, once) | no-op `build`: wall | CPU | peak RSS (max) | `analyze` alone: wall | CPU | peak RSS | `build --keep-outdated` (no version check): wall | version check costs | runs |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n in sizes:
         d = os.path.join(root, "w4-%d" % n)
@@ -279,7 +279,7 @@ def bench_available(db, root, sizes, reps):
         pristine = os.path.join(d, "pristine.sqlite")
         bel = os.path.join(d, ".databuild", "bel.sqlite")
         shutil.copyfile(bel, pristine)
-        walls, cpus, rss, plans = [], [], [], []
+        walls, cpus, rss, plans, kept = [], [], [], [], []
         for rep in range(reps):
             # Every request appends events; start each repetition from the same log.
             shutil.rmtree(os.path.join(d, ".databuild"))
@@ -297,9 +297,18 @@ def bench_available(db, root, sizes, reps):
             walls.append(res.wall)
             cpus.append(res.cpu)
             rss.append(res.rss_kib)
+            # The same request without the version check, from the same log.
+            shutil.rmtree(os.path.join(d, ".databuild"))
+            os.makedirs(os.path.dirname(bel))
+            shutil.copyfile(pristine, bel)
+            keep = check(
+                timed([db, "build", "-j", JOBS, "--keep-outdated", "--from-file", refs], d),
+                "databuild build --keep-outdated (W4)",
+            )
+            kept.append(keep.wall)
             print("  W4 %d: repetition %d/%d done" % (n, rep + 1, reps), file=sys.stderr)
         lines.append(
-            "| %s | %s | %s | %s | %.0f MiB | %s | %s | %.0f MiB | %d |"
+            "| %s | %s | %s | %s | %.0f MiB | %s | %s | %.0f MiB | %s | %+.1f %% | %d |"
             % (
                 f"{n:,}",
                 fmt_s(reg.wall),
@@ -309,6 +318,8 @@ def bench_available(db, root, sizes, reps):
                 fmt_s(median([p.wall for p in plans])),
                 fmt_s(median([p.cpu for p in plans])),
                 max(p.rss_kib for p in plans) / 1024,
+                fmt_s(median(kept)),
+                (median(walls) / median(kept) - 1) * 100,
                 reps,
             )
         )

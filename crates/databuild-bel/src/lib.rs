@@ -42,12 +42,11 @@ pub trait EventRead: Send + Sync + std::fmt::Debug {
     /// (None: never built, or built before the log recorded it).
     async fn builds(&self, refs: &[String]) -> Result<Vec<Option<BuildRow>>, BelError>;
 
-    /// The AVAILABLE partitions whose latest build was made by job `job` at another
-    /// version than `version`, sorted.
+    /// The AVAILABLE partitions whose latest build was made by one of the jobs of `jobs`
+    /// (`(label, version)` pairs) at another version than the one given, sorted.
     async fn built_by_other_version(
         &self,
-        job: &str,
-        version: &str,
+        jobs: &[(String, String)],
     ) -> Result<Vec<String>, BelError>;
 
     /// The latest status of each of `refs`, in the order of `refs` (None: no status yet),

@@ -295,19 +295,29 @@ impl crate::EventRead for SqliteEventLog {
 
     async fn built_by_other_version(
         &self,
-        job: &str,
-        version: &str,
+        jobs: &[(String, String)],
     ) -> Result<Vec<String>, BelError> {
         self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
-                 WHERE b.job = ?1 AND b.version != ?2 AND p.status = ?3 ORDER BY b.ref",
-            )?;
-            let rows = stmt.query_map(
-                params![job, version, PartitionStatus::PartitionAvailable as i32],
-                |r| r.get(0),
-            )?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
+                     WHERE b.job = ?1 AND b.version != ?2 AND p.status = ?3",
+                )?;
+                for (job, version) in jobs {
+                    let rows = stmt.query_map(
+                        params![job, version, PartitionStatus::PartitionAvailable as i32],
+                        |r| r.get::<_, String>(0),
+                    )?;
+                    for r in rows {
+                        out.push(r?);
+                    }
+                }
+            }
+            tx.commit()?;
+            out.sort();
+            Ok(out)
         })
     }
 

@@ -235,10 +235,9 @@ impl EventRead for TimedLog {
     }
     async fn built_by_other_version(
         &self,
-        job: &str,
-        version: &str,
+        jobs: &[(String, String)],
     ) -> Result<Vec<String>, BelError> {
-        self.inner.built_by_other_version(job, version).await
+        self.inner.built_by_other_version(jobs).await
     }
     async fn list_partitions(&self, f: &PartitionFilter) -> Result<Vec<PartitionRow>, BelError> {
         self.inner.list_partitions(f).await

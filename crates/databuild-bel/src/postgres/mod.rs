@@ -251,11 +251,9 @@ impl crate::EventRead for PostgresEventLog {
 
     async fn built_by_other_version(
         &self,
-        job: &str,
-        version: &str,
+        jobs: &[(String, String)],
     ) -> Result<Vec<String>, BelError> {
-        read!(self, |c| read::built_by_other_version(&mut c, job, version)
-            .await)
+        read!(self, |c| read::built_by_other_version(&mut c, jobs).await)
     }
 
     async fn builds(&self, refs: &[String]) -> Result<Vec<Option<crate::BuildRow>>, BelError> {

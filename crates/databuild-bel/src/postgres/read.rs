@@ -163,16 +163,22 @@ pub(super) async fn builds(
 
 pub(super) async fn built_by_other_version(
     c: &mut Conn,
-    job: &str,
-    version: &str,
+    jobs: &[(String, String)],
 ) -> Result<Vec<String>, BelError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let labels: Vec<&str> = jobs.iter().map(|(j, _)| j.as_str()).collect();
+    let versions: Vec<&str> = jobs.iter().map(|(_, v)| v.as_str()).collect();
     let rows = query(
         c,
-        "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
-         WHERE b.job = $1 AND b.version <> $2 AND p.status = $3 ORDER BY b.ref",
+        "SELECT b.ref FROM unnest($1::text[], $2::text[]) AS j(job, version)
+         JOIN builds b ON b.job = j.job AND b.version <> j.version
+         JOIN partitions p ON p.ref = b.ref
+         WHERE p.status = $3 ORDER BY b.ref",
         &[
-            &job,
-            &version,
+            &labels,
+            &versions,
             &(PartitionStatus::PartitionAvailable as i32),
         ],
     )

@@ -483,7 +483,7 @@ pub async fn a_version_1_log_is_upgraded_and_reads_as_no_version_no_digest(b: &B
     let refs = ["a".to_string()];
     assert_eq!(bel.builds(&refs).await.unwrap(), [None]);
     assert!(bel
-        .built_by_other_version("j", "2")
+        .built_by_other_version(&[("j".into(), "2".into())])
         .await
         .unwrap()
         .is_empty());

@@ -570,14 +570,19 @@ pub async fn a_rebuild_with_the_same_digest_keeps_its_dependents_fresh(b: &Backe
     );
     assert_eq!(builds[2], None);
     // Partitions AVAILABLE and built at another version than the one asked about.
-    assert_eq!(bel.built_by_other_version("jb", "3").await.unwrap(), ["b"]);
+    assert_eq!(
+        bel.built_by_other_version(&[("jb".into(), "3".into())])
+            .await
+            .unwrap(),
+        ["b"]
+    );
     assert!(bel
-        .built_by_other_version("jb", "2")
+        .built_by_other_version(&[("jb".into(), "2".into()), ("jc".into(), "1".into())])
         .await
         .unwrap()
         .is_empty());
     assert!(
-        bel.built_by_other_version("jc", "9")
+        bel.built_by_other_version(&[("jc".into(), "9".into())])
             .await
             .unwrap()
             .is_empty(),

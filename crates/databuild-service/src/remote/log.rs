@@ -105,7 +105,10 @@ impl EventRead for RemoteLog {
         Err(not_served("reading what partitions were built by"))
     }
 
-    async fn built_by_other_version(&self, _: &str, _: &str) -> Result<Vec<String>, BelError> {
+    async fn built_by_other_version(
+        &self,
+        _: &[(String, String)],
+    ) -> Result<Vec<String>, BelError> {
         Err(not_served("finding outdated partitions"))
     }
 

@@ -106,10 +106,16 @@ pub(crate) async fn outdated(
     graph: &crate::graph::Graph,
     bel: &dyn databuild_bel::EventRead,
 ) -> Result<Outdated, databuild_bel::BelError> {
-    let mut own = HashSet::new();
-    for job in &graph.jobs {
-        own.extend(bel.built_by_other_version(&job.label, &job.version).await?);
-    }
+    let jobs: Vec<(String, String)> = graph
+        .jobs
+        .iter()
+        .map(|j| (j.label.clone(), j.version.clone()))
+        .collect();
+    let own: HashSet<String> = bel
+        .built_by_other_version(&jobs)
+        .await?
+        .into_iter()
+        .collect();
     let mut all = own.clone();
     let mut frontier: Vec<String> = own.iter().cloned().collect();
     while !frontier.is_empty() {
