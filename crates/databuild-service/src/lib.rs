@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod remote;
 pub mod remote_jobs;
+pub mod security;
 pub mod serve;
 pub mod state;
 pub mod stream;

@@ -11,10 +11,11 @@ use crate::{
     builds::Builds,
     errors::{ApiError, ErrorCode},
     metrics::{Metrics, TimedLog},
+    security::Security,
 };
 
-/// The request header (HTTP) or metadata key (gRPC) naming who asks; recorded in
-/// `requesting_clients`.
+/// The request header (HTTP) or metadata key (gRPC) with a label of the client; recorded
+/// in `requesting_clients` after the authenticated principal, never instead of it.
 pub const CLIENT_HEADER: &str = "x-databuild-client";
 
 /// How the service behaves.
@@ -27,6 +28,8 @@ pub struct ServeOptions {
     pub stream_buffer: usize,
     /// How long a stream waits for a slow consumer with a full buffer before closing it.
     pub slow_consumer_grace: Duration,
+    /// Who may do what (tokens, allowed hosts); default: no authentication.
+    pub security: Arc<Security>,
 }
 
 impl Default for ServeOptions {
@@ -35,6 +38,7 @@ impl Default for ServeOptions {
             build: BuildOptions::default(),
             stream_buffer: 1024,
             slow_consumer_grace: Duration::from_secs(2),
+            security: Security::open(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod auth;
 mod build;
 mod catalog;
 mod remote;
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         }
         Command::Logs { job_run_id } => catalog::logs(&cli, job_run_id).await,
         Command::Serve(args) => serve::serve(&cli, args).await,
+        Command::Auth(cmd) => auth::auth(cmd),
     }
 }
 
