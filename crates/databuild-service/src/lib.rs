@@ -4,6 +4,7 @@
 
 pub mod builds;
 pub mod codec;
+pub mod conn;
 pub mod dashboard;
 pub mod errors;
 pub mod example_job;

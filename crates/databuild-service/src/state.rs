@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::{
     builds::Builds,
+    conn::ConnLimits,
     errors::{ApiError, ErrorCode},
     metrics::{Metrics, TimedLog},
     security::Security,
@@ -30,6 +31,8 @@ pub struct ServeOptions {
     pub slow_consumer_grace: Duration,
     /// Who may do what (tokens, allowed hosts); default: no authentication.
     pub security: Arc<Security>,
+    /// Bounds on client connections.
+    pub conn: ConnLimits,
 }
 
 impl Default for ServeOptions {
@@ -39,6 +42,7 @@ impl Default for ServeOptions {
             stream_buffer: 1024,
             slow_consumer_grace: Duration::from_secs(2),
             security: Security::open(),
+            conn: ConnLimits::default(),
         }
     }
 }

@@ -231,6 +231,23 @@ pub struct ServeArgs {
     /// port may build, invalidate and append events.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Most client connections open at once (lowered to keep `--fd-reserve` descriptors
+    /// free under the open-file limit). At the cap the connection idle longest is closed.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// File descriptors kept free for the builds' jobs and the event log, whatever
+    /// clients hold.
+    #[arg(long, default_value_t = 1024)]
+    pub fd_reserve: u64,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// Close a connection after this long without traffic while no request is answered.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Most streams (SSE or gRPC) one principal may have open at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_streams_per_principal: usize,
     /// Partition events buffered for each stream consumer; a consumer that stays this far
     /// behind for 2 s has its stream closed (RESOURCE_EXHAUSTED).
     #[arg(long, default_value_t = 1024)]

@@ -166,7 +166,19 @@ async fn check_csrf(req: Request, expected: &str) -> Result<Request, ApiError> {
 pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
     let kind = kind(&req);
     let mut r = match check(&app, kind, req).await {
-        Ok((req, csrf)) => session::with_csrf(csrf, next.run(req)).await,
+        Ok((req, csrf, permit)) => {
+            let r = session::with_csrf(csrf, next.run(req)).await;
+            match permit {
+                // The stream counts until its body is dropped.
+                Some(p) => r.map(|b| {
+                    Body::new(http_body_util::BodyExt::map_frame(b, move |f| {
+                        let _ = &p;
+                        f
+                    }))
+                }),
+                None => r,
+            }
+        }
         Err(r) => r,
     };
     if kind != Kind::Grpc {
@@ -188,7 +200,17 @@ pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response
     r
 }
 
-async fn check(app: &App, kind: Kind, mut req: Request) -> Result<(Request, String), Response> {
+/// Whether `method path` opens a stream.
+fn is_stream(method: &Method, path: &str) -> bool {
+    (method == Method::GET
+        && (path == "/api/v1/events/stream"
+            || (path.starts_with("/api/v1/builds/") && path.ends_with("/events"))))
+        || path == "/databuild.v1.Catalog/StreamPartitionEvents"
+}
+
+type Checked = (Request, String, Option<super::StreamPermit>);
+
+async fn check(app: &App, kind: Kind, mut req: Request) -> Result<Checked, Response> {
     let sec = &app.opts.security;
     let host = authority(&req).unwrap_or_default();
     if !sec.host_allowed(&host) {
@@ -270,10 +292,26 @@ async fn check(app: &App, kind: Kind, mut req: Request) -> Result<(Request, Stri
             .await
             .map_err(|e| refuse(app, kind, e))?;
     }
+    let mut permit = None;
     if let Some((p, _)) = who {
+        if is_stream(&method, &path) {
+            let max = app.opts.conn.max_streams_per_principal;
+            let Some(got) = sec.streams.acquire(&p.name, max) else {
+                crate::metrics::Metrics::inc(&app.metrics.streams_refused);
+                return Err(refuse(
+                    app,
+                    kind,
+                    ApiError::new(
+                        ErrorCode::ResourceExhausted,
+                        format!("principal `{}` has {max} streams open, as many as one principal may; close one first", p.name),
+                    ),
+                ));
+            };
+            permit = Some(got);
+        }
         req.extensions_mut().insert(p);
     }
-    Ok((req, csrf))
+    Ok((req, csrf, permit))
 }
 
 fn unauthenticated(app: &App, kind: Kind, method: &Method, req: &Request, why: String) -> Response {

@@ -8,7 +8,12 @@ pub mod roles;
 pub mod session;
 pub mod tokens;
 
-use std::{net::IpAddr, path::PathBuf, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 pub use guard::guard;
 pub use roles::{required_role, Role};
@@ -64,6 +69,46 @@ pub struct Security {
     pub(crate) opts: SecurityOptions,
     pub(crate) tokens: Option<tokens::Verifier>,
     pub(crate) sessions: session::Sessions,
+    pub(crate) streams: Arc<StreamCounts>,
+}
+
+/// Streams open per principal.
+#[derive(Debug, Default)]
+pub struct StreamCounts(Mutex<HashMap<String, usize>>);
+
+/// One open stream of a principal; dropping it closes the count.
+#[derive(Debug)]
+pub struct StreamPermit {
+    counts: Arc<StreamCounts>,
+    name: String,
+}
+
+impl StreamCounts {
+    /// A permit for one more stream of `name`, unless it has `max` open.
+    pub fn acquire(self: &Arc<Self>, name: &str, max: usize) -> Option<StreamPermit> {
+        let mut m = self.0.lock().expect("stream counts lock");
+        let n = m.entry(name.to_string()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamPermit {
+            counts: self.clone(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().expect("stream counts lock");
+        if let Some(n) = m.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.name);
+            }
+        }
+    }
 }
 
 impl Security {
@@ -74,6 +119,7 @@ impl Security {
             opts,
             tokens,
             sessions: session::Sessions::new(),
+            streams: Arc::default(),
         }))
     }
 
@@ -83,6 +129,7 @@ impl Security {
             opts: SecurityOptions::default(),
             tokens: None,
             sessions: session::Sessions::new(),
+            streams: Arc::default(),
         })
     }
 
@@ -134,6 +181,7 @@ mod tests {
             },
             tokens: None,
             sessions: session::Sessions::new(),
+            streams: Arc::default(),
         }
     }
 

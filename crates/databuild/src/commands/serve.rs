@@ -3,6 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use databuild_core::ExitKind;
 use databuild_service::{
+    conn::ConnLimits,
     security::{Security, SecurityOptions},
     App, ServeOptions,
 };
@@ -88,6 +89,13 @@ or, on a network you trust entirely, pass `--insecure-no-auth`",
         build: super::build::options(&args.exec, bel.log_dir),
         stream_buffer: args.stream_buffer.max(1),
         security,
+        conn: ConnLimits {
+            max_connections: args.max_connections.max(1),
+            fd_reserve: args.fd_reserve,
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_streams_per_principal: args.max_streams_per_principal,
+        },
         ..ServeOptions::default()
     };
     println!("http://{addr}");

@@ -5,6 +5,7 @@
 
 mod faults;
 mod grpc;
+mod hostile;
 mod http;
 mod jobs;
 mod python;
