@@ -31,10 +31,10 @@ export function databuild(graph, args, input) {
   return execFileSync(bin, ["--graph", graph, ...args], { encoding: "utf8", input });
 }
 
-/** Starts `databuild serve` on `graph` (`port` 0: any) and resolves once it listens. */
-export function serve(graph, port = 0) {
+/** Starts `databuild serve` on `graph` (`port` 0: any; `extra` flags) and resolves once it listens. */
+export function serve(graph, port = 0, extra = []) {
   return new Promise((resolveServer, reject) => {
-    const child = spawn(bin, ["serve", "--graph", graph, "--addr", `127.0.0.1:${port}`, "-j", "2"], {
+    const child = spawn(bin, ["serve", "--graph", graph, "--addr", `127.0.0.1:${port}`, "-j", "2", ...extra], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";

@@ -23,8 +23,15 @@ pub enum ErrorCode {
     BuildFailed,
     /// The run was cancelled (the service is shutting down).
     Cancelled,
-    /// A stream consumer fell too far behind.
+    /// A stream consumer fell too far behind, or a principal holds too many streams.
     ResourceExhausted,
+    /// The request carries no valid credentials (no token, a wrong or revoked one).
+    Unauthenticated,
+    /// The principal's role does not allow the request, or the request is refused as
+    /// cross-origin, without a CSRF token, or for a `Host` the service does not answer to.
+    PermissionDenied,
+    /// A JSON endpoint was sent a body that is not `application/json`.
+    UnsupportedMediaType,
     /// The event log is busy, or the service is shutting down; retry.
     Unavailable,
     /// No route or method of that name.
@@ -76,6 +83,24 @@ const TABLE: &[(ErrorCode, &str, Code, StatusCode)] = &[
         "resource_exhausted",
         Code::ResourceExhausted,
         StatusCode::TOO_MANY_REQUESTS,
+    ),
+    (
+        ErrorCode::Unauthenticated,
+        "unauthenticated",
+        Code::Unauthenticated,
+        StatusCode::UNAUTHORIZED,
+    ),
+    (
+        ErrorCode::PermissionDenied,
+        "permission_denied",
+        Code::PermissionDenied,
+        StatusCode::FORBIDDEN,
+    ),
+    (
+        ErrorCode::UnsupportedMediaType,
+        "unsupported_media_type",
+        Code::InvalidArgument,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
     ),
     (
         ErrorCode::Unavailable,

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     metrics::Metrics,
     ops,
+    security::Principal,
     servers::{
         catalog_server::{Catalog, CatalogServer},
         data_build_service_server::{DataBuildService, DataBuildServiceServer},
@@ -26,13 +27,17 @@ type Reply<T> = Result<Response<T>, Status>;
 impl Grpc {
     fn begin<T>(&self, req: Request<T>) -> (T, String) {
         Metrics::inc(&self.0.metrics.grpc_requests);
-        let client = req
+        let label = req
             .metadata()
             .get(CLIENT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .unwrap_or("grpc-client")
-            .to_string();
+            .and_then(|v| v.to_str().ok());
+        // The guard put the authenticated principal in the request's extensions.
+        let client = req
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or_else(Principal::anonymous)
+            .requester(label);
         (req.into_inner(), client)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod builds;
 pub mod codec;
+pub mod conn;
 pub mod dashboard;
 pub mod errors;
 pub mod example_job;
@@ -14,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod remote;
 pub mod remote_jobs;
+pub mod security;
 pub mod serve;
 pub mod state;
 pub mod stream;

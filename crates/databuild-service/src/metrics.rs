@@ -35,6 +35,9 @@ pub struct Metrics {
     pub job_runs_failed: AtomicU64,
     pub streams_open: AtomicU64,
     pub streams_closed_slow: AtomicU64,
+    pub streams_refused: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub requests_refused: AtomicU64,
     pub grpc_requests: AtomicU64,
     pub http_requests: AtomicU64,
     append_buckets: [AtomicU64; BUCKETS.len()],
@@ -132,6 +135,24 @@ impl Metrics {
             "counter",
             "Streams closed because the consumer fell behind.",
             &[("", get(&self.streams_closed_slow))],
+        );
+        metric(
+            "databuild_streams_refused_total",
+            "counter",
+            "Streams refused because their principal had as many open as allowed.",
+            &[("", get(&self.streams_refused))],
+        );
+        metric(
+            "databuild_connections_refused_total",
+            "counter",
+            "Connections closed at once because as many were open as allowed and none was idle.",
+            &[("", get(&self.connections_refused))],
+        );
+        metric(
+            "databuild_requests_refused_total",
+            "counter",
+            "Requests refused before any handler ran (host, origin, content type, credentials, role, CSRF).",
+            &[("", get(&self.requests_refused))],
         );
         metric(
             "databuild_requests_total",

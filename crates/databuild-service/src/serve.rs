@@ -1,6 +1,7 @@
 //! Running the service: one listener for gRPC and HTTP, and graceful shutdown — on the
 //! signal, new builds are refused, streams end, connections drain, and in-flight builds
-//! run to their end (keeping their claims) before `serve` returns.
+//! run to their end (keeping their claims) before `serve` returns. Connections are
+//! bounded by [`crate::conn`].
 
 use std::future::Future;
 
@@ -22,9 +23,7 @@ pub async fn serve(
         );
         app2.begin_shutdown();
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .await?;
+    crate::conn::serve(&app, listener, router, signal).await?;
     app.builds.idle().await;
     Ok(())
 }

@@ -9,12 +9,14 @@ use tokio::sync::watch;
 
 use crate::{
     builds::Builds,
+    conn::ConnLimits,
     errors::{ApiError, ErrorCode},
     metrics::{Metrics, TimedLog},
+    security::Security,
 };
 
-/// The request header (HTTP) or metadata key (gRPC) naming who asks; recorded in
-/// `requesting_clients`.
+/// The request header (HTTP) or metadata key (gRPC) with a label of the client; recorded
+/// in `requesting_clients` after the authenticated principal, never instead of it.
 pub const CLIENT_HEADER: &str = "x-databuild-client";
 
 /// How the service behaves.
@@ -27,6 +29,10 @@ pub struct ServeOptions {
     pub stream_buffer: usize,
     /// How long a stream waits for a slow consumer with a full buffer before closing it.
     pub slow_consumer_grace: Duration,
+    /// Who may do what (tokens, allowed hosts); default: no authentication.
+    pub security: Arc<Security>,
+    /// Bounds on client connections.
+    pub conn: ConnLimits,
 }
 
 impl Default for ServeOptions {
@@ -35,6 +41,8 @@ impl Default for ServeOptions {
             build: BuildOptions::default(),
             stream_buffer: 1024,
             slow_consumer_grace: Duration::from_secs(2),
+            security: Security::open(),
+            conn: ConnLimits::default(),
         }
     }
 }

@@ -25,8 +25,12 @@ use crate::{
     state::App,
 };
 
-/// Events read from the log per query while catching up.
+/// Events read from the log per query while following it.
 const PAGE: usize = 1000;
+/// Events read per query while catching up from `since`: with the buffer, all a stream
+/// holds for a consumer, however long the log (the next page is read only once this one
+/// went into the buffer).
+const SINCE_PAGE: usize = 200;
 
 /// Which partition events a stream carries.
 #[derive(Debug, Clone, Default)]
@@ -228,7 +232,7 @@ async fn tail_inner(
         let mut offset = 0;
         loop {
             let (page, _) = bel
-                .query_partition_events(&filter.query(Some(since), PAGE as i64, offset, true))
+                .query_partition_events(&filter.query(Some(since), SINCE_PAGE as i64, offset, true))
                 .await
                 .map_err(log_err)?;
             let n = page.len();
@@ -237,10 +241,10 @@ async fn tail_inner(
                     send(app, tx, p).await?;
                 }
             }
-            if n < PAGE {
+            if n < SINCE_PAGE {
                 break;
             }
-            offset += PAGE as i64;
+            offset += SINCE_PAGE as i64;
         }
     } else {
         // Only live events: start from the end of the whole log.

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Example: databuild --remote http://127.0.0.1:50051 build reviews/daily/date=2025-01-07
     #[arg(long, global = true, env = "DATABUILD_REMOTE", value_name = "URL")]
     pub remote: Option<String>,
+    /// A file holding the access token sent to `--remote` (`Authorization: Bearer`);
+    /// `DATABUILD_TOKEN` gives the token itself instead.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// More logging on stderr (-v, -vv); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -194,6 +198,16 @@ pub enum Command {
     ///
     /// Example: databuild man > ~/.local/share/man/man1/databuild.1 && man databuild
     Man,
+    /// Access tokens that `databuild serve --auth FILE` accepts: add, list, revoke.
+    ///
+    /// Each principal has a name (recorded as the requester of what it does), a role —
+    /// `read` (every read and stream), `build` (also build and request partitions) or
+    /// `admin` (also invalidate, register, append events, cancel) — and a token, printed
+    /// once by `auth add`; the file keeps only the token's SHA-256.
+    ///
+    /// Example: databuild auth add alice --role build --file auth.toml
+    #[command(subcommand)]
+    Auth(AuthCmd),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -203,11 +217,78 @@ pub enum Shell {
     Fish,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Make a token for a new principal and print it (once).
+    Add {
+        /// The principal's name: letters, digits, `.`, `_`, `-`, `@`.
+        name: String,
+        /// What the principal may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The token file.
+        #[arg(long, default_value = "auth.toml")]
+        file: PathBuf,
+    },
+    /// List the principals and their roles.
+    List {
+        /// The token file.
+        #[arg(long, default_value = "auth.toml")]
+        file: PathBuf,
+    },
+    /// Remove a principal: its token stops working at once, its sessions end.
+    Revoke {
+        /// The principal's name.
+        name: String,
+        /// The token file.
+        #[arg(long, default_value = "auth.toml")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Read,
+    Build,
+    Admin,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0: any free port).
+    /// Address to listen on (port 0: any free port). Without `--auth` only a loopback
+    /// address is accepted.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub addr: String,
+    /// Require an access token (`Authorization: Bearer`, or a dashboard session) from
+    /// the principals of this file (made with `databuild auth add`). Default: the graph
+    /// file's `[service] auth`.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Also answer requests naming this host (`Host` header), e.g. the service's DNS name;
+    /// loopback names are always answered. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub allowed_host: Vec<String>,
+    /// Listen on a non-loopback address without authentication: anyone who reaches the
+    /// port may build, invalidate and append events.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Most client connections open at once (lowered to keep `--fd-reserve` descriptors
+    /// free under the open-file limit). At the cap the connection idle longest is closed.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// File descriptors kept free for the builds' jobs and the event log, whatever
+    /// clients hold.
+    #[arg(long, default_value_t = 1024)]
+    pub fd_reserve: u64,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// Close a connection after this long without traffic while no request is answered.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Most streams (SSE or gRPC) one principal may have open at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_streams_per_principal: usize,
     /// Partition events buffered for each stream consumer; a consumer that stays this far
     /// behind for 2 s has its stream closed (RESOURCE_EXHAUSTED).
     #[arg(long, default_value_t = 1024)]

@@ -27,9 +27,25 @@ pub fn remote(cli: &Cli) -> Result<Option<databuild_service::remote::Client>, Co
         return Ok(None);
     };
     let who = format!("cli@{}", databuild_core::scheduler::hostname());
+    let usage = |m: String| CoreError::Bel(databuild_bel::BelError::Remote(m));
+    let token = match (&cli.token_file, std::env::var("DATABUILD_TOKEN")) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    usage(format!(
+                        "cannot read the access token from `{}` (`--token-file`): {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        _ => None,
+    };
     databuild_service::remote::Client::new(url, &who)
-        .map(Some)
-        .map_err(|e| CoreError::Bel(databuild_bel::BelError::Remote(e.to_string())))
+        .map(|c| Some(c.with_token(token)))
+        .map_err(|e| usage(e.to_string()))
 }
 
 /// Opens the event log to read: the service's with `--remote`, else `--bel`, else the

@@ -93,6 +93,15 @@ struct FileDoc {
     #[serde(default)]
     jobs: Vec<JobSection>,
     lookup: Option<LookupSection>,
+    service: Option<ServiceSection>,
+}
+
+/// `[service]`: how `databuild serve` runs this graph.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSection {
+    /// The access-token file (`databuild auth add`), relative to the graph file.
+    auth: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +278,7 @@ impl Graph {
             lookup,
             lookup_config_timeout,
             max_config_bytes,
+            service_auth: doc.service.and_then(|s| s.auth).map(|a| dir.join(a)),
             remote: None,
         })
     }

@@ -75,6 +75,9 @@ pub struct Graph {
     pub lookup_config_timeout: Duration,
     /// Most bytes a `config` or lookup program may print on stdout.
     pub max_config_bytes: u64,
+    /// `[service] auth`: the access-token file `databuild serve` requires tokens from
+    /// (resolved against the graph file's directory).
+    pub service_auth: Option<PathBuf>,
     /// The client for `grpc://` entrypoints (jobs and lookup), if the program has one.
     pub remote: Option<Arc<dyn crate::remote::RemoteJobs>>,
 }

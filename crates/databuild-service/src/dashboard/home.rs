@@ -26,10 +26,11 @@ pub async fn page(
     let _ = write!(
         body,
         "<section class=\"build\"><h2>Build partitions</h2>\
-<form method=\"post\" action=\"/actions/build\" id=\"build-form\">\
+<form method=\"post\" action=\"/actions/build\" id=\"build-form\">{}\
 <textarea name=\"refs\" id=\"build-refs\" rows=\"2\" placeholder=\"one partition ref per line, e.g. reviews/daily/date=2025-01-01\" required>{}</textarea>\
 <label><input type=\"checkbox\" name=\"force\" value=\"1\"> rebuild even if available</label>\
 <button type=\"submit\">Build</button></form>{error}</section>",
+        crate::security::session::csrf_field(),
         esc(refs)
     );
     body.push_str(&counts(app).await?);

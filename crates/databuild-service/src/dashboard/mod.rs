@@ -12,14 +12,14 @@ mod runs;
 
 use axum::{
     extract::{Form, Path, RawQuery, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
-    Router,
+    Extension, Router,
 };
 use serde::Deserialize;
 
-use crate::{errors::ApiError, http::Params, ops, state::App};
+use crate::{errors::ApiError, http::Params, ops, security::Principal, state::App};
 use html::{esc, Nav};
 
 /// A page that could not be shown: its status, a title and a message for people.
@@ -108,6 +108,11 @@ fn error_page(app: &App, e: PageError) -> Response {
     )
 }
 
+/// The dashboard's page for a request the guard refused.
+pub(crate) fn refusal(app: &App, e: ApiError) -> Response {
+    error_page(app, e.into())
+}
+
 /// The dashboard's 404 for a path no page has.
 pub fn unknown_page(app: &App, path: &str) -> Response {
     error_page(
@@ -163,6 +168,11 @@ pub fn router() -> Router<App> {
             "/jobs",
             get(|State(app): State<App>| async move { render(&app, jobs::page(&app).await) }),
         )
+        .route(
+            "/sign-in",
+            get(crate::security::session::sign_in_form).post(crate::security::session::sign_in),
+        )
+        .route("/sign-out", post(crate::security::session::sign_out))
         .route("/actions/build", post(build))
         .route("/actions/invalidate", post(invalidate))
         .route(
@@ -191,14 +201,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Who clicked: the client header if the browser sent one, else `dashboard`.
-fn who(headers: &HeaderMap) -> String {
-    headers
-        .get(crate::state::CLIENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("dashboard")
-        .to_string()
+/// Who clicked: the principal the guard authenticated, labelled `dashboard`.
+fn who(p: Option<&Principal>) -> String {
+    p.cloned()
+        .unwrap_or_else(Principal::anonymous)
+        .requester(Some("dashboard"))
 }
 
 /// The form of the Build buttons: refs separated by white space or new lines.
@@ -209,7 +216,11 @@ struct BuildForm {
     force: Option<String>,
 }
 
-async fn build(State(app): State<App>, headers: HeaderMap, Form(f): Form<BuildForm>) -> Response {
+async fn build(
+    State(app): State<App>,
+    p: Option<Extension<Principal>>,
+    Form(f): Form<BuildForm>,
+) -> Response {
     let refs: Vec<String> = f.refs.split_whitespace().map(str::to_string).collect();
     let started = async {
         if refs.is_empty() {
@@ -223,7 +234,7 @@ async fn build(State(app): State<App>, headers: HeaderMap, Form(f): Form<BuildFo
                 .map(|r| databuild_proto::PartitionRef::new(r.clone()))
                 .collect(),
         };
-        let who = who(&headers);
+        let who = who(p.as_deref());
         ops::submit_build(&app, req, f.force.is_some(), &who).await
     }
     .await;
@@ -247,15 +258,13 @@ struct InvalidateForm {
 
 async fn invalidate(
     State(app): State<App>,
-    headers: HeaderMap,
+    p: Option<Extension<Principal>>,
     Form(f): Form<InvalidateForm>,
 ) -> Response {
     let done = async {
         databuild_proto::validate_ref(&f.partition_ref)?;
-        let reason = match who(&headers).as_str() {
-            "dashboard" => "from the dashboard".to_string(),
-            w => format!("from the dashboard by {w}"),
-        };
+        let name = p.map_or(crate::security::ANONYMOUS.to_string(), |p| p.name.clone());
+        let reason = format!("from the dashboard by {name}");
         app.bel.invalidate(&f.partition_ref, &reason).await?;
         Ok::<_, PageError>(())
     }

@@ -176,8 +176,9 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
     if status == PartitionStatus::PartitionAvailable {
         let _ = write!(
             body,
-            "<form method=\"post\" action=\"/actions/invalidate\" class=\"inline\">\
+            "<form method=\"post\" action=\"/actions/invalidate\" class=\"inline\">{}\
 <input type=\"hidden\" name=\"ref\" value=\"{}\"><button type=\"submit\" id=\"invalidate\" class=\"danger\">Invalidate</button></form>",
+            crate::security::session::csrf_field(),
             esc(&r)
         );
     }
@@ -195,8 +196,9 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
 
 fn build_form(r: &str, label: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"/actions/build\" class=\"inline\">\
+        "<form method=\"post\" action=\"/actions/build\" class=\"inline\">{}\
 <input type=\"hidden\" name=\"refs\" value=\"{}\"><button type=\"submit\" id=\"build\">{}</button></form>",
+        crate::security::session::csrf_field(),
         esc(r),
         esc(label)
     )

@@ -19,6 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     errors::{ApiError, ErrorCode},
     metrics::Metrics,
+    security::Principal,
     state::{App, CLIENT_HEADER},
     wire::WireError,
 };
@@ -87,14 +88,14 @@ pub(crate) fn respond<T: Serialize>(r: Result<T, ApiError>) -> Response {
     }
 }
 
-/// Who asks: the `x-databuild-client` header, else `http-client`.
-pub(crate) fn client(headers: &HeaderMap) -> String {
-    headers
-        .get(CLIENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("http-client")
-        .to_string()
+/// Who asks: the principal the guard authenticated, with the `x-databuild-client` label
+/// (if any) after it.
+pub(crate) fn client(principal: Option<&Principal>, headers: &HeaderMap) -> String {
+    let label = headers.get(CLIENT_HEADER).and_then(|v| v.to_str().ok());
+    principal
+        .cloned()
+        .unwrap_or_else(Principal::anonymous)
+        .requester(label)
 }
 
 /// Query parameters, repeated keys allowed.
@@ -248,5 +249,9 @@ pub fn router(app: &App, grpc: tonic::service::Routes) -> Router {
             move |headers: HeaderMap, uri: axum::http::Uri| fallback(app.clone(), headers, uri)
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::security::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))
 }

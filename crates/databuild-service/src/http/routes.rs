@@ -8,6 +8,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post, MethodRouter},
+    Extension,
 };
 
 use super::{client, json_response, log, parse, respond, sse, Params};
@@ -15,6 +16,7 @@ use crate::{
     builds::Ended,
     errors::ApiError,
     ops,
+    security::Principal,
     state::App,
     wire::{WireBuild, WireError, WireHealth, WireOutcome, WireSubmitted},
 };
@@ -123,8 +125,11 @@ macro_rules! mirror {
     };
     (client $op:path) => {
         post(
-            |State(app): State<App>, headers: HeaderMap, body: Body| async move {
-                let who = client(&headers);
+            |State(app): State<App>,
+             p: Option<Extension<Principal>>,
+             headers: HeaderMap,
+             body: Body| async move {
+                let who = client(p.as_deref(), &headers);
                 match parse(body) {
                     Ok(req) => respond($op(&app, req, &who).await),
                     Err(e) => e.into_response(),
@@ -182,6 +187,7 @@ pub(super) fn routes() -> Vec<(&'static RouteDoc, MethodRouter<App>)> {
 
 async fn submit(
     State(app): State<App>,
+    p: Option<Extension<Principal>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -189,7 +195,7 @@ async fn submit(
     let go = async {
         let force = Params::parse(q.as_deref()).flag("force")?;
         let req = parse(body)?;
-        let started = ops::submit_build(&app, req, force, &client(&headers)).await?;
+        let started = ops::submit_build(&app, req, force, &client(p.as_deref(), &headers)).await?;
         let id = started.run_id;
         Ok::<_, ApiError>(WireSubmitted {
             status_url: format!("/api/v1/builds/{id}"),

@@ -57,6 +57,7 @@ impl ClientError {
 pub struct Client {
     base: String,
     client_id: String,
+    token: Option<String>,
     http: Hyper<HttpConnector, Full<Bytes>>,
 }
 
@@ -106,8 +107,15 @@ impl Client {
         Ok(Self {
             base: format!("http://{host}"),
             client_id: client_id.to_string(),
+            token: None,
             http: Hyper::builder(TokioExecutor::new()).build(connector),
         })
+    }
+
+    /// The client, sending `token` as `Authorization: Bearer` (none: no header).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The service's URL.
@@ -125,6 +133,9 @@ impl Client {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(CLIENT_HEADER, &self.client_id);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }

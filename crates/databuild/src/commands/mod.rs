@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod auth;
 mod build;
 mod catalog;
 mod generate;
@@ -82,6 +83,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Init { dir, python } => init::init(dir, *python),
         Command::Completions { shell } => generate::completions(*shell),
         Command::Man => generate::man(),
+        Command::Auth(cmd) => auth::auth(cmd),
     }
 }
 

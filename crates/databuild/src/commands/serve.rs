@@ -2,7 +2,11 @@
 
 use anyhow::{bail, Context as _, Result};
 use databuild_core::ExitKind;
-use databuild_service::{App, ServeOptions};
+use databuild_service::{
+    conn::ConnLimits,
+    security::{Security, SecurityOptions},
+    App, ServeOptions,
+};
 
 use crate::{
     cli::{Cli, ServeArgs},
@@ -41,12 +45,7 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitKind> {
         bail!("`serve` runs a service; `--remote` is for talking to one: drop `--remote`");
     }
     let graph = context::graph(cli)?;
-    let bel = context::writable_bel(cli, Some(&graph)).await?;
-    let opts = ServeOptions {
-        build: super::build::options(&args.exec, bel.log_dir),
-        stream_buffer: args.stream_buffer.max(1),
-        ..ServeOptions::default()
-    };
+    let auth = args.auth.clone().or_else(|| graph.service_auth.clone());
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| {
@@ -56,14 +55,61 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitKind> {
             )
         })?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && auth.is_none() {
+        if !args.insecure_no_auth {
+            bail!(
+                "refusing to listen on `{}` without authentication: anyone who can reach it could build, invalidate and append events. \
+Make a token file with `databuild auth add NAME --role admin --file auth.toml` and start with `--auth auth.toml` \
+(or `[service] auth = \"auth.toml\"` in the graph file), listen on a loopback address such as `--addr 127.0.0.1:{}`, \
+or, on a network you trust entirely, pass `--insecure-no-auth`",
+                args.addr,
+                args.addr.rsplit(':').next().unwrap_or("50051")
+            );
+        }
+        eprintln!(
+            "warning: listening on {addr} WITHOUT authentication (--insecure-no-auth): anyone who reaches this port can build, invalidate and append events"
+        );
+    }
+    let mut allowed_hosts = args.allowed_host.clone();
+    if !addr.ip().is_unspecified() && !addr.ip().is_loopback() {
+        // The address it listens on names it too.
+        allowed_hosts.push(match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        });
+    }
+    let security = Security::new(SecurityOptions {
+        auth: auth.clone(),
+        allowed_hosts,
+        tls: false,
+    })
+    .with_context(|| "cannot use the access-token file (`--auth` / `[service] auth`)")?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
+    let opts = ServeOptions {
+        build: super::build::options(&args.exec, bel.log_dir),
+        stream_buffer: args.stream_buffer.max(1),
+        security,
+        conn: ConnLimits {
+            max_connections: args.max_connections.max(1),
+            fd_reserve: args.fd_reserve,
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_streams_per_principal: args.max_streams_per_principal,
+        },
+        ..ServeOptions::default()
+    };
     println!("http://{addr}");
     {
         use std::io::Write as _;
         std::io::stdout().flush()?;
     }
     eprintln!(
-        "serving graph `{}` on http://{addr}: gRPC, HTTP (see /api/v1/openapi.json) and the dashboard (http://{addr}/)",
-        graph.label
+        "serving graph `{}` on http://{addr}: gRPC, HTTP (see /api/v1/openapi.json) and the dashboard (http://{addr}/); {}",
+        graph.label,
+        match &auth {
+            Some(a) => format!("access tokens from `{}`", a.display()),
+            None => "no authentication (loopback only)".to_string(),
+        }
     );
     let app = App::new(graph, bel.log, opts);
     databuild_service::serve(app, listener, signals())

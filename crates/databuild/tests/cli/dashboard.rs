@@ -46,6 +46,13 @@ fn form_request(addr: &str, method: &str, path: &str, form: &str) -> (u16, Strin
     .unwrap()
 }
 
+/// The CSRF token the dashboard's forms carry (from the home page).
+pub fn csrf_token(addr: &str) -> String {
+    let (_, home) = form_request(addr, "GET", "/", "");
+    let re = regex::Regex::new(r#"name="csrf" value="([^"]+)""#).unwrap();
+    re.captures(&home).expect("the build form has a CSRF token")[1].to_string()
+}
+
 /// The message of an error page (or of the build form's error), entities decoded.
 fn page_message(body: &str) -> String {
     let re = regex::Regex::new(r#"<p class="(?:message|form-error)"[^>]*>(.*?)</p>"#).unwrap();
@@ -66,6 +73,7 @@ fn bad_input_gets_a_friendly_page_and_the_log_is_unchanged() {
     assert_eq!(built.code, 0, "{}", built.stderr);
     let svc = crate::service::Service::start(&g, &[]);
     let before = g.assert_bel_intact();
+    let csrf = csrf_token(&svc.addr);
     let mut report = String::new();
     for (method, path, form) in [
         ("GET", "/runs/no-such-run", ""),
@@ -90,7 +98,12 @@ fn bad_input_gets_a_friendly_page_and_the_log_is_unchanged() {
             "ref=reviews%2Fdaily%2Fdate%3D2031-01-01",
         ),
     ] {
-        let (status, body) = form_request(&svc.addr, method, path, form);
+        let sent = if method == "POST" {
+            format!("{form}&csrf={csrf}")
+        } else {
+            form.to_string()
+        };
+        let (status, body) = form_request(&svc.addr, method, path, &sent);
         assert!(
             body.contains("<nav>") && body.contains("</html>"),
             "{path}: not a whole page: {body}"
@@ -171,7 +184,9 @@ fn a_run_that_waited_for_another_shows_which_and_follows_its_outcome() {
     let waiting = page(&waiter);
     assert!(waiting.contains("Waited for other runs"), "{waiting}");
     assert!(
-        waiting.contains("<p class=\"request\">asked by <b>http-client</b> for 1 partition</p>"),
+        waiting.contains(
+            "<p class=\"request\">asked by <b>anonymous@loopback</b> for 1 partition</p>"
+        ),
         "{waiting}"
     );
     assert!(

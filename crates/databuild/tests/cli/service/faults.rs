@@ -35,7 +35,7 @@ fn a_client_that_hangs_up_mid_stream_frees_its_stream() {
     let mut s = std::net::TcpStream::connect(&svc.addr).unwrap();
     write!(
         s,
-        "GET /api/v1/events/stream?since=1970-01-01T00:00:00Z HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /api/v1/events/stream?since=1970-01-01T00:00:00Z HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     )
     .unwrap();
     let mut buf = [0u8; 512];

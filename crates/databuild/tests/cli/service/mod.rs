@@ -5,10 +5,12 @@
 
 mod faults;
 mod grpc;
+mod hostile;
 mod http;
 mod jobs;
 mod python;
 mod remote;
+mod security;
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -181,13 +183,46 @@ pub fn raw_request_as(
     content_type: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    raw_request_with(
+        addr,
+        method,
+        path,
+        &[("Host", addr), ("Content-Type", content_type)],
+        body,
+    )
+}
+
+/// One HTTP/1.1 request with exactly these headers (and `Content-Length`); (status, body).
+pub fn raw_request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let (status, _, body) = raw_exchange(addr, method, path, headers, body)?;
+    Ok((status, body))
+}
+
+/// [`raw_request_with`], also returning the response's head.
+pub fn raw_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    ));
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -205,7 +240,7 @@ pub fn raw_request_as(
     } else {
         rest.to_string()
     };
-    Ok((status, body))
+    Ok((status, head.to_string(), body))
 }
 
 fn dechunk(mut s: &str) -> String {
