@@ -103,16 +103,19 @@ def _runfile(ctx, f):
     """The shell expression of runfile `f`'s path."""
     return '"$runfiles/%s/%s"' % (ctx.workspace_name, f.short_path)
 
-def _job_command_impl(ctx):
-    info = ctx.attr.job[DatabuildJobInfo]
+def _launcher(ctx, executable, command, runfiles):
+    """An executable target that runs `executable command "$@"` from the runfiles."""
     launcher = ctx.actions.declare_file(ctx.label.name)
     ctx.actions.write(
         output = launcher,
         is_executable = True,
-        content = _prologue(ctx) + "exec %s %s \"$@\"\n" % (_runfile(ctx, info.binary), ctx.attr.command),
+        content = _prologue(ctx) + "exec %s %s \"$@\"\n" % (_runfile(ctx, executable), command),
     )
-    runfiles = ctx.runfiles(files = [launcher]).merge(ctx.attr.job[DefaultInfo].default_runfiles)
-    return [DefaultInfo(executable = launcher, runfiles = runfiles)]
+    return [DefaultInfo(executable = launcher, runfiles = ctx.runfiles(files = [launcher]).merge(runfiles))]
+
+def _job_command_impl(ctx):
+    job = ctx.attr.job
+    return _launcher(ctx, job[DatabuildJobInfo].binary, ctx.attr.command, job[DefaultInfo].default_runfiles)
 
 _databuild_job_command = rule(
     implementation = _job_command_impl,
@@ -266,14 +269,7 @@ _databuild_graph = rule(
 
 def _graph_command_impl(ctx):
     graph = ctx.attr.graph[DefaultInfo]
-    launcher = ctx.actions.declare_file(ctx.label.name)
-    ctx.actions.write(
-        output = launcher,
-        is_executable = True,
-        content = _prologue(ctx) + "exec %s %s \"$@\"\n" % (_runfile(ctx, graph.files_to_run.executable), ctx.attr.command),
-    )
-    runfiles = ctx.runfiles(files = [launcher]).merge(graph.default_runfiles)
-    return [DefaultInfo(executable = launcher, runfiles = runfiles)]
+    return _launcher(ctx, graph.files_to_run.executable, ctx.attr.command, graph.default_runfiles)
 
 _databuild_graph_command = rule(
     implementation = _graph_command_impl,

@@ -49,6 +49,21 @@ pub(super) fn policy(parallelism: usize) -> Policy {
     }
 }
 
+/// A machine of one job `j`, `-j 1`, over `tasks`, with `requested`; nothing claimed yet.
+fn unclaimed(tasks: Vec<Task>, requested: &[String]) -> Machine {
+    let (m, _) = Machine::new(
+        "run",
+        "g",
+        vec![rules("j")],
+        policy(1),
+        Arc::new(|_| {}),
+        tasks,
+        requested,
+    )
+    .unwrap();
+    m
+}
+
 /// A machine over `tasks`, every output requested, claimed and its outside inputs
 /// available.
 fn claimed(jobs: Vec<JobRules>, policy: Policy, tasks: Vec<Task>) -> Machine {
@@ -380,19 +395,13 @@ fn fail_fast_cancels_the_rest_after_the_first_failure() {
 
 #[test]
 fn a_missing_outside_input_fails_its_task_before_anything_runs() {
-    let (mut m, _) = Machine::new(
-        "run",
-        "g",
-        vec![rules("j")],
-        policy(1),
-        Arc::new(|_| {}),
+    let mut m = unclaimed(
         vec![
             task("j", &["b"], &["outside"]),
             task("j", &["c"], &["there"]),
         ],
         &["b".into(), "c".into()],
-    )
-    .unwrap();
+    );
     assert_eq!(m.outside_inputs(), ["outside", "there"]);
     m.on_claims(vec![(0, Claim::Claimed), (1, Claim::Claimed)]);
     m.inputs_known(&["there".to_string()].into(), HashMap::new());
@@ -409,12 +418,7 @@ fn a_missing_outside_input_fails_its_task_before_anything_runs() {
 
 #[test]
 fn a_delegated_task_follows_its_owner() {
-    let (mut m, _) = Machine::new(
-        "run",
-        "g",
-        vec![rules("j")],
-        policy(1),
-        Arc::new(|_| {}),
+    let mut m = unclaimed(
         vec![
             task("j", &["a"], &[]),
             task("j", &["b"], &["a"]),
@@ -422,8 +426,7 @@ fn a_delegated_task_follows_its_owner() {
             task("j", &["y"], &["x"]),
         ],
         &[],
-    )
-    .unwrap();
+    );
     m.on_claims(vec![
         (0, Claim::HeldBy("owner".into())),
         (1, Claim::Claimed),
@@ -486,16 +489,7 @@ fn a_delegated_task_follows_its_owner() {
 
 #[test]
 fn what_the_owner_built_is_adopted_with_its_lineage() {
-    let (mut m, _) = Machine::new(
-        "run",
-        "g",
-        vec![rules("j")],
-        policy(1),
-        Arc::new(|_| {}),
-        vec![task("j", &["a"], &[]), task("j", &["b"], &["a"])],
-        &[],
-    )
-    .unwrap();
+    let mut m = unclaimed(vec![task("j", &["a"], &[]), task("j", &["b"], &["a"])], &[]);
     m.on_claims(vec![
         (0, Claim::HeldBy("owner".into())),
         (1, Claim::Claimed),
