@@ -17,6 +17,7 @@ The ``databuild`` command itself is installed with this package when it comes fr
 wheel (``pip install databuild-*.whl``).
 """
 
+from databuild_sdk import __all__ as _sdk_all
 from databuild_sdk import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -57,18 +58,7 @@ from ._types import (
 
 __all__ = [
     # the job SDK
-    "Config",
-    "ConfigError",
-    "DepType",
-    "EXIT_FAILED",
-    "EXIT_USAGE",
-    "Input",
-    "Job",
-    "JobConfig",
-    "ProtocolError",
-    "Ref",
-    "materialize",
-    "query",
+    *_sdk_all,
     # the client
     "ApiError",
     "BuildEvent",
