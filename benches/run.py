@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -278,6 +279,13 @@ def bench_available(db, root, sizes, reps):
         )
         pristine = os.path.join(d, "pristine.sqlite")
         bel = os.path.join(d, ".databuild", "bel.sqlite")
+        # As if the graph's versioned job had built them all at its current version (the
+        # registration records external data): the version check then has a million
+        # builds of that job to look through, as it would after real builds.
+        con = sqlite3.connect(bel)
+        con.execute("UPDATE builds SET job = 'noop', version = '1'")
+        con.commit()
+        con.close()
         shutil.copyfile(bel, pristine)
         walls, cpus, rss, plans, kept = [], [], [], [], []
         for rep in range(reps):

@@ -301,9 +301,15 @@ impl crate::EventRead for SqliteEventLog {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let mut out = Vec::new();
             {
+                // Two index ranges (below and above the version) of `builds`, kept the outer
+                // loop by CROSS JOIN: without statistics SQLite would rather walk every
+                // AVAILABLE partition, and `!=` would scan every build of the job.
                 let mut stmt = tx.prepare_cached(
-                    "SELECT b.ref FROM builds b JOIN partitions p ON p.ref = b.ref
-                     WHERE b.job = ?1 AND b.version != ?2 AND p.status = ?3",
+                    "SELECT b.ref FROM builds b CROSS JOIN partitions p ON p.ref = b.ref
+                     WHERE b.job = ?1 AND b.version < ?2 AND p.status = ?3
+                     UNION ALL
+                     SELECT b.ref FROM builds b CROSS JOIN partitions p ON p.ref = b.ref
+                     WHERE b.job = ?1 AND b.version > ?2 AND p.status = ?3",
                 )?;
                 for (job, version) in jobs {
                     let rows = stmt.query_map(

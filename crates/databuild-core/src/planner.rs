@@ -98,8 +98,10 @@ pub(crate) async fn plan(
     } else {
         crate::scheduler::outdated(graph, bel).await?
     };
+    let none_outdated = outdated.all.is_empty();
     let keep = |r: &String, s: &Option<PartitionStatus>| {
-        *s == Some(PartitionStatus::PartitionAvailable) && !outdated.all.contains(r)
+        *s == Some(PartitionStatus::PartitionAvailable)
+            && (none_outdated || !outdated.all.contains(r))
     };
     let mut need: Vec<String> = requested
         .iter()

@@ -173,7 +173,7 @@ pub(super) async fn built_by_other_version(
     let rows = query(
         c,
         "SELECT b.ref FROM unnest($1::text[], $2::text[]) AS j(job, version)
-         JOIN builds b ON b.job = j.job AND b.version <> j.version
+         JOIN builds b ON b.job = j.job AND (b.version < j.version OR b.version > j.version)
          JOIN partitions p ON p.ref = b.ref
          WHERE p.status = $3 ORDER BY b.ref",
         &[
