@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on this machine, setting up what they need first (Debian's graphviz,
 # bazel-bootstrap, chromium and nodejs when missing) (idempotent, quick when
-# already done): a private PostgreSQL cluster (scripts/postgres.sh) and a one-machine Slurm
+# already done): private PostgreSQL clusters (scripts/postgres.sh: one plain, one with
+# ssl=on and a test CA for the TLS tests) and a one-machine Slurm
 # cluster (scripts/slurm.sh), installed from Debian's packages if missing; a one-machine Ray
 # cluster (scripts/ray.sh: Ray from PyPI in .venv-ray/, dashboard on port 8265); the Python
 # virtualenvs of examples/flights + sdk/python (scripts/flights-venv.sh) and of the
@@ -10,7 +11,7 @@
 # playwright-core (`npm ci` in e2e/). Then the wheel (scripts/wheel-test.sh: one release
 # build with maturin, installed into a fresh virtualenv without Rust on the PATH, where
 # `databuild init` + `build` and the Python package's pytest suite run) and
-# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES, SLURM_CONF and
+# `cargo test -j2 --workspace --no-fail-fast` with DATABUILD_TEST_POSTGRES{,_TLS,_TLS_CA}, SLURM_CONF and
 # RAY_ADDRESS set: every test binary runs even when one fails, and the script exits non-zero at the
 # end if pytest or any cargo test failed. Extra arguments go to cargo test.
 set -euo pipefail

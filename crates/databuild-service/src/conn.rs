@@ -231,8 +231,13 @@ impl Registry {
     }
 }
 
-/// Accepts connections on `listener` and serves `router` on each, within `limits`, until
-/// `shutdown` resolves; then lets the open connections finish (graceful shutdown).
+/// A connection's bytes, over TLS or not.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Accepts connections on `listener` and serves `router` on each, within `limits` (over
+/// TLS when the options carry a server configuration; the handshake must end within the
+/// header-read timeout), until `shutdown` resolves; then lets the open connections finish (graceful shutdown).
 pub(crate) async fn serve(
     app: &App,
     listener: tokio::net::TcpListener,
@@ -240,6 +245,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = app.opts.conn.clone();
+    let tls = app.opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let max = limits.effective_max();
     tracing::info!(max_connections = max, "accepting connections");
     let registry = Arc::new(Registry::default());
@@ -286,7 +292,8 @@ pub(crate) async fn serve(
             graceful.watcher(),
             registry.clone(),
         );
-        let idle_timeout = limits.idle_timeout;
+        let (idle_timeout, handshake_timeout) = (limits.idle_timeout, limits.header_read_timeout);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let a = activity.clone();
             let svc =
@@ -304,6 +311,19 @@ pub(crate) async fn serve(
                 activity: activity.clone(),
             };
             let run = async {
+                let io: Box<dyn Io> = match tls {
+                    None => Box::new(io),
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                };
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
                 let _ = watcher.watch(conn.into_owned()).await;
             };

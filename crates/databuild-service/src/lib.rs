@@ -19,6 +19,7 @@ pub mod security;
 pub mod serve;
 pub mod state;
 pub mod stream;
+pub mod tls;
 pub mod wire;
 
 pub use serve::serve;

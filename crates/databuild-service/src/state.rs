@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub security: Arc<Security>,
     /// Bounds on client connections.
     pub conn: ConnLimits,
+    /// The port speaks TLS with this configuration (`serve --tls-cert/--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -43,6 +45,7 @@ impl Default for ServeOptions {
             slow_consumer_grace: Duration::from_secs(2),
             security: Security::open(),
             conn: ConnLimits::default(),
+            tls: None,
         }
     }
 }

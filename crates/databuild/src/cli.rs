@@ -36,6 +36,10 @@ pub struct Cli {
     /// Example: databuild --remote http://127.0.0.1:50051 build reviews/daily/date=2025-01-07
     #[arg(long, global = true, env = "DATABUILD_REMOTE", value_name = "URL")]
     pub remote: Option<String>,
+    /// The CA certificate (PEM) that an `https://` `--remote` service's certificate must
+    /// be signed by; default: the system's CA bundle.
+    #[arg(long, global = true, env = "DATABUILD_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// A file holding the access token sent to `--remote` (`Authorization: Bearer`);
     /// `DATABUILD_TOKEN` gives the token itself instead.
     #[arg(long, global = true, value_name = "FILE")]
@@ -293,6 +297,13 @@ pub struct ServeArgs {
     /// behind for 2 s has its stream closed (RESOURCE_EXHAUSTED).
     #[arg(long, default_value_t = 1024)]
     pub stream_buffer: usize,
+    /// Speak TLS on the port (HTTP/1.1 and HTTP/2, so gRPC too) with this certificate
+    /// chain (PEM); needs `--tls-key`. Clients then use `https://`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Options of the builds the service runs.
     #[command(flatten)]
     pub exec: ExecArgs,

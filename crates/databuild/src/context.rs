@@ -43,7 +43,7 @@ pub fn remote(cli: &Cli) -> Result<Option<databuild_service::remote::Client>, Co
         (None, Ok(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
         _ => None,
     };
-    databuild_service::remote::Client::new(url, &who)
+    databuild_service::remote::Client::with_ca(url, &who, cli.ca_cert.as_deref())
         .map(|c| Some(c.with_token(token)))
         .map_err(|e| usage(e.to_string()))
 }

@@ -8,7 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio_postgres::{error::SqlState, Client, Config, NoTls, Statement};
+use tokio_postgres::{error::SqlState, tls::MakeTlsConnect, Client, Config, Socket, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::BelError;
 
@@ -45,9 +46,15 @@ impl Stmts {
     }
 }
 
+/// The stream of a connection (TLS or not, as `sslmode` says).
+pub(super) type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+
 /// Connections to one database.
 pub(super) struct Pool {
     config: Config,
+    tls: MakeRustlsConnect,
+    /// What verifies the server, for messages (`sslrootcert=FILE`), if anything does.
+    verified_by: Option<String>,
     /// The URL with its password hidden, for messages.
     pub url: String,
     idle: Mutex<Vec<Conn>>,
@@ -60,11 +67,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Parses `url` (a `postgres://` or `postgresql://` URL).
+    /// Parses `url` (a `postgres://` or `postgresql://` URL; `sslmode` and `sslrootcert`
+    /// as libpq's, see [`super::tls`]).
     pub fn new(url: &str) -> Result<Self, BelError> {
         let shown = redact(url);
+        let invalid = |detail: String| BelError::InvalidPostgresUrl {
+            url: shown.clone(),
+            detail,
+        };
+        let (rest, ssl) = super::tls::split_url(url).map_err(&invalid)?;
+        let tls = ssl.connector().map_err(&invalid)?;
         let mut config: Config =
-            url.parse()
+            rest.parse()
                 .map_err(|e: tokio_postgres::Error| BelError::InvalidPostgresUrl {
                     url: shown.clone(),
                     detail: source_text(&e).unwrap_or_else(|| e.to_string()),
@@ -75,8 +89,18 @@ impl Pool {
         if config.get_application_name().is_none() {
             config.application_name("databuild");
         }
+        config.ssl_mode(ssl.pg_mode());
+        let verified_by = match (ssl.mode, &ssl.rootcert) {
+            (super::tls::SslMode::VerifyCa | super::tls::SslMode::VerifyFull, None) => {
+                Some("`~/.postgresql/root.crt`".to_string())
+            }
+            (super::tls::SslMode::Disable | super::tls::SslMode::Prefer, _) | (_, None) => None,
+            (_, Some(f)) => Some(format!("`sslrootcert={f}`")),
+        };
         Ok(Self {
             config,
+            tls,
+            verified_by,
             url: shown,
             idle: Mutex::new(Vec::new()),
         })
@@ -84,7 +108,7 @@ impl Pool {
 
     /// A new connection; its driver runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "event log connection ended");
@@ -99,14 +123,9 @@ impl Pool {
     /// A new connection whose driver the caller runs (to receive notifications).
     pub async fn connect_unspawned(
         &self,
-    ) -> Result<
-        (
-            Client,
-            tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-        ),
-        tokio_postgres::Error,
-    > {
-        self.config.connect(NoTls).await
+    ) -> Result<(Client, tokio_postgres::Connection<Socket, TlsStream>), tokio_postgres::Error>
+    {
+        self.config.connect(self.tls.clone()).await
     }
 
     /// An idle connection, or a new one.
@@ -162,6 +181,15 @@ impl Pool {
                 )
             }
             Some(_) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default(),
+            None if tls_cause(e).is_some() => {
+                let t = tls_cause(e).map(ToString::to_string).unwrap_or_default();
+                match &self.verified_by {
+                    Some(by) => format!(
+                        "the server's TLS certificate does not verify against {by}: {t} ({host}); check that file names the CA that signed the server's certificate, and, with `sslmode=verify-full`, that the certificate names the host of the URL"
+                    ),
+                    None => format!("TLS with {host} failed: {t}"),
+                }
+            }
             None => {
                 let detail = source_text(e).unwrap_or_else(|| e.to_string());
                 if detail.contains("refused") {
@@ -196,6 +224,18 @@ pub(super) fn redact(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+/// The TLS error under `e`, if it is one.
+fn tls_cause(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = cur {
+        if let Some(t) = super::tls::tls_error(s) {
+            return Some(t);
+        }
+        cur = s.source();
+    }
+    None
 }
 
 /// The innermost message of `e`'s cause chain (tokio-postgres shows only the kind).

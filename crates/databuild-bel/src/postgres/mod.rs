@@ -15,6 +15,7 @@ mod listen;
 mod read;
 mod schema;
 mod state;
+mod tls;
 
 use std::time::Duration;
 

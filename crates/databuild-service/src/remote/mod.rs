@@ -5,11 +5,12 @@
 
 mod log;
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client as Hyper},
     rt::TokioExecutor,
@@ -23,9 +24,15 @@ use crate::{state::CLIENT_HEADER, wire::WireError};
 /// A call to the service that did not give an answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
-    /// The `--remote` URL is not `http://host:port`.
-    #[error("invalid `--remote` URL `{url}`: {detail}; expected e.g. `http://127.0.0.1:50051`")]
+    /// The `--remote` URL is not `http://host:port` or `https://host:port`.
+    #[error("invalid `--remote` URL `{url}`: {detail}; expected e.g. `http://127.0.0.1:50051` or `https://build.example.com:50051`")]
     InvalidUrl { url: String, detail: String },
+    /// The CA file (or the system's CA bundle) cannot be used.
+    #[error("cannot talk TLS to `{url}`: {detail}")]
+    TlsSetup { url: String, detail: String },
+    /// The server's certificate was refused.
+    #[error("refusing the databuild service at `{url}`: its TLS certificate does not verify: {detail}; give the CA that signed it with `--ca-cert CA.pem`, and use the host name the certificate names")]
+    Untrusted { url: String, detail: String },
     /// No connection.
     #[error("cannot reach the databuild service at `{url}`: {detail}; start it with `databuild serve --addr HOST:PORT`, or check `--remote`")]
     Unreachable { url: String, detail: String },
@@ -58,7 +65,7 @@ pub struct Client {
     base: String,
     client_id: String,
     token: Option<String>,
-    http: Hyper<HttpConnector, Full<Bytes>>,
+    http: Hyper<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// One Server-Sent Event.
@@ -86,26 +93,65 @@ pub fn query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String 
     s.finish()
 }
 
+/// The rustls error that `e` is or wraps (in `io::Error`s), if any.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    tls_error(inner)
+}
+
 impl Client {
     /// A client of the service at `url` (`http://host:port`), recording requests as made
     /// by `client_id`.
     pub fn new(url: &str, client_id: &str) -> Result<Self, ClientError> {
+        Self::with_ca(url, client_id, None)
+    }
+
+    /// A client of the service at `url` (`http://host:port` or `https://host:port`); over
+    /// https the server's certificate must verify against the CA certificates of `ca`
+    /// (PEM), else against the system's CA bundle.
+    pub fn with_ca(url: &str, client_id: &str, ca: Option<&Path>) -> Result<Self, ClientError> {
         let bad = |detail: &str| ClientError::InvalidUrl {
             url: url.to_string(),
             detail: detail.to_string(),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only `http://` is supported"))?;
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            ("https", rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            ("http", rest)
+        } else {
+            return Err(bad("only `http://` and `https://` are supported"));
+        };
         let host = rest.trim_end_matches('/');
         if host.is_empty() || host.contains('/') {
             return Err(bad("give the service's address only, without a path"));
         }
+        let base = format!("{scheme}://{host}");
+        let roots = if scheme == "https" {
+            crate::tls::roots(ca, "--ca-cert").map_err(|e| ClientError::TlsSetup {
+                url: base.clone(),
+                detail: e.0,
+            })?
+        } else {
+            rustls::RootCertStore::empty() // never used: plain http
+        };
+        let tls = crate::tls::client_config(roots).map_err(|e| ClientError::TlsSetup {
+            url: base.clone(),
+            detail: e.0,
+        })?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(Self {
-            base: format!("http://{host}"),
+            base,
             client_id: client_id.to_string(),
             token: None,
             http: Hyper::builder(TokioExecutor::new()).build(connector),
@@ -147,6 +193,12 @@ impl Client {
             let mut detail = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
+                if let Some(t) = tls_error(s) {
+                    return ClientError::Untrusted {
+                        url: self.base.clone(),
+                        detail: t.to_string(),
+                    };
+                }
                 detail = s.to_string();
                 source = s.source();
             }

@@ -46,6 +46,11 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitKind> {
     }
     let graph = context::graph(cli)?;
     let auth = args.auth.clone().or_else(|| graph.service_auth.clone());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(databuild_service::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| {
@@ -81,7 +86,7 @@ or, on a network you trust entirely, pass `--insecure-no-auth`",
     let security = Security::new(SecurityOptions {
         auth: auth.clone(),
         allowed_hosts,
-        tls: false,
+        tls: tls.is_some(),
     })
     .with_context(|| "cannot use the access-token file (`--auth` / `[service] auth`)")?;
     let bel = context::writable_bel(cli, Some(&graph)).await?;
@@ -96,20 +101,22 @@ or, on a network you trust entirely, pass `--insecure-no-auth`",
             idle_timeout: args.idle_timeout,
             max_streams_per_principal: args.max_streams_per_principal,
         },
+        tls,
         ..ServeOptions::default()
     };
-    println!("http://{addr}");
+    println!("{scheme}://{addr}");
     {
         use std::io::Write as _;
         std::io::stdout().flush()?;
     }
     eprintln!(
-        "serving graph `{}` on http://{addr}: gRPC, HTTP (see /api/v1/openapi.json) and the dashboard (http://{addr}/); {}",
+        "serving graph `{}` on {scheme}://{addr}: gRPC, HTTP (see /api/v1/openapi.json) and the dashboard ({scheme}://{addr}/); {}{}",
         graph.label,
         match &auth {
             Some(a) => format!("access tokens from `{}`", a.display()),
             None => "no authentication (loopback only)".to_string(),
-        }
+        },
+        if scheme == "https" { "; TLS" } else { "" }
     );
     let app = App::new(graph, bel.log, opts);
     databuild_service::serve(app, listener, signals())

@@ -5,3 +5,4 @@
 mod builds;
 mod faults;
 mod harness;
+mod tls;

@@ -196,7 +196,7 @@ fn remote_commands_explain_what_went_wrong() {
         &["--remote", &down, "build", "reviews/raw/date=2025-01-07"],
         2,
     );
-    case(&["--remote", "https://example.invalid", "runs", "list"], 2);
+    case(&["--remote", "ftp://example.invalid", "runs", "list"], 2);
     case(&["--remote", &svc.url, "build", "nothing/makes=this"], 2);
     case(
         &[
