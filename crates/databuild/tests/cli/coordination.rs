@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     procs::{group_alive, kill_group},
-    util::{example_graph, ref_job, wait_for, Output, TestGraph},
+    util::{assert_code, example_graph, finish, ref_job, wait_for, Output, TestGraph},
 };
 
 /// A graph file with one job per `(label, extra toml)`; each job produces `<label>/<digits>`
@@ -76,26 +76,6 @@ fn refs(label: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|n| format!("{label}/{n}")).collect()
 }
 
-/// Starts `databuild <args>` with stdout and stderr captured.
-fn spawn(g: &TestGraph, args: &[&str]) -> Child {
-    g.command(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn databuild")
-}
-
-/// Waits for a spawned `databuild` to exit.
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().expect("wait databuild");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// Like [`wait_for`], but fails at once (with its output) if one of `children` exits first.
 fn wait_while_running(
     children: &mut [&mut Child],
@@ -129,14 +109,6 @@ fn exited_output(c: &mut Child) -> String {
     }
     let code = c.wait().unwrap().code();
     format!("exit {code:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-}
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
 }
 
 /// The outcome printed by `databuild --json build`.
@@ -204,8 +176,8 @@ fn two_builds_racing_for_overlapping_partitions_never_run_one_twice() {
         args_a.extend(first_set.iter().map(String::as_str));
         let mut args_b = vec!["--json", "build", "-j", "8"];
         args_b.extend(second_set.iter().map(String::as_str));
-        let mut a = spawn(&g, &args_a);
-        let mut b = spawn(&g, &args_b);
+        let mut a = g.spawn(&args_a);
+        let mut b = g.spawn(&args_b);
         wait_while_running(
             &mut [&mut a, &mut b],
             "both runs to claim all 200 partitions",
@@ -271,7 +243,7 @@ fn ten_concurrent_builds_of_overlapping_sets_run_each_partition_once() {
         .map(|set| {
             let mut args = vec!["--json", "build", "-j", "4"];
             args.extend(set.iter().map(String::as_str));
-            spawn(&g, &args)
+            g.spawn(&args)
         })
         .collect();
     let outs: Vec<Output> = children.into_iter().map(finish).collect();
@@ -314,14 +286,14 @@ fn ten_concurrent_builds_of_overlapping_sets_run_each_partition_once() {
 fn waiter_fails_with_the_owner_run_named_when_the_owner_fails() {
     let g = TestGraph::new(&graph(&[("f", "")]));
     job(&g, "f", None, &format!("{WAIT_FOR_GO}\nexit 3"));
-    let mut owner = spawn(&g, &["--json", "build", "f/1"]);
+    let mut owner = g.spawn(&["--json", "build", "f/1"]);
     wait_while_running(
         &mut [&mut owner],
         "the owner to start f/1",
         Duration::from_secs(10),
         || g.status("f/1").as_deref() == Some("PARTITION_BUILDING"),
     );
-    let mut waiter = spawn(&g, &["--json", "build", "f/1"]);
+    let mut waiter = g.spawn(&["--json", "build", "f/1"]);
     wait_while_running(
         &mut [&mut owner, &mut waiter],
         "the waiter to delegate f/1",
@@ -370,7 +342,7 @@ fn waiter_takes_over_when_the_owner_is_killed() {
         "if [ \"$(grep -c '^slow/' execs)\" -eq 1 ]; then echo $$ > pid; sleep 30; fi",
     );
     job(&g, "top", Some("slow"), "");
-    let mut owner = spawn(&g, &["build", "--lease", "1s", "top/1"]);
+    let mut owner = g.spawn(&["build", "--lease", "1s", "top/1"]);
     let pid_file = g.path().join("pid");
     wait_while_running(
         &mut [&mut owner],
@@ -378,7 +350,7 @@ fn waiter_takes_over_when_the_owner_is_killed() {
         Duration::from_secs(10),
         || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')),
     );
-    let mut waiter = spawn(&g, &["--json", "build", "--lease", "1s", "top/1"]);
+    let mut waiter = g.spawn(&["--json", "build", "--lease", "1s", "top/1"]);
     wait_while_running(
         &mut [&mut owner, &mut waiter],
         "the waiter to delegate slow/1 and top/1",
@@ -587,7 +559,7 @@ fn events_follow_prints_another_process_s_build_as_it_happens() {
         }
     };
 
-    let mut build = spawn(&g, &["--json", "build", "g/1"]);
+    let mut build = g.spawn(&["--json", "build", "g/1"]);
     wait_line("the job's JOB_RUNNING event", &|l| {
         l.contains("job g JOB_RUNNING")
     });

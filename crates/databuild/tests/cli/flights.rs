@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::util::{Output, TestGraph};
+use crate::util::{assert_code, Output, TestGraph};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,14 +69,6 @@ fn run(g: &TestGraph, args: &[&str], env: &[(&str, &str)]) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
 }
 
 /// Runs a Python snippet with the venv's python and parses the JSON it prints.

@@ -9,12 +9,14 @@
 //! jobs another test times.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use crate::util::{example_graph, jobs_graph, ref_job, wait_for, Output, TestGraph};
+use crate::util::{
+    assert_code, example_graph, finish_within, jobs_graph, ref_job, wait_for, TestGraph,
+};
 
 static RAY: Mutex<()> = Mutex::new(());
 
@@ -70,44 +72,6 @@ fn recorded_ray_ids(g: &TestGraph) -> Vec<String> {
     ids.sort();
     ids.dedup();
     ids
-}
-
-/// The failure reason of a partition's latest event.
-fn reason(g: &TestGraph, r: &str) -> String {
-    let out = g.run(&["--json", "partitions", "show", r]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    v["failureReason"].as_str().unwrap_or_default().to_string()
-}
-
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-}
-
-/// Starts `databuild <args>` in the background.
-fn spawn(g: &TestGraph, args: &[&str]) -> Child {
-    g.command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn databuild")
-}
-
-/// Waits (up to `deadline`) for a background `databuild` to exit.
-fn finish(mut child: Child, deadline: Duration) -> Output {
-    wait_for("databuild to exit", deadline, || {
-        child.try_wait().unwrap().is_some()
-    });
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// Waits until `n` Ray jobs recorded in the log are RUNNING; returns their ids.
@@ -255,7 +219,7 @@ fn ray_job_exiting_3_fails_its_partition_with_the_exit_code() {
     assert_code(&out, 1);
     let ids = recorded_ray_ids(&g);
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let why = reason(&g, "bad/1");
+    let why = g.reason("bad/1");
     assert!(
         why.contains(&format!("failed: exit code 3 (ray job {})", ids[0])),
         "{why}"
@@ -270,12 +234,12 @@ fn ray_job_stopped_from_outside_fails_its_partition_as_stopped() {
     let (_ray, address) = ray();
     let g = TestGraph::new(&graph(&[("sleeper", "executor = \"ray\"")]));
     ref_job(&g, "sleeper", "", "sleep 60");
-    let child = spawn(&g, &["build", "sleeper/1"]);
+    let child = g.spawn(&["build", "sleeper/1"]);
     let running = wait_running(&g, &address, 1);
     api("POST", &format!("{address}/api/jobs/{}/stop", running[0]));
-    let out = finish(child, Duration::from_secs(30));
+    let out = finish_within(child, Duration::from_secs(30));
     assert_code(&out, 1);
-    let why = reason(&g, "sleeper/1");
+    let why = g.reason("sleeper/1");
     assert!(
         why.contains(&format!(
             "failed: stopped: ray job {} was stopped outside databuild",
@@ -303,7 +267,7 @@ fn timeout_stops_the_ray_job() {
         "{:?}",
         start.elapsed()
     );
-    let why = reason(&g, "sleeper/1");
+    let why = g.reason("sleeper/1");
     assert!(why.contains("timed out after 1s"), "{why}");
     // Stopped in Ray, not left running.
     let ids = recorded_ray_ids(&g);
@@ -327,7 +291,7 @@ fn holding_graph() -> TestGraph {
 /// Builds `hold/1`, kills `databuild` with SIGKILL once its Ray job runs; returns the
 /// Ray job's id.
 fn build_and_kill_9(g: &TestGraph, address: &str) -> Vec<String> {
-    let mut child = spawn(g, &["build", "hold/1"]);
+    let mut child = g.spawn(&["build", "hold/1"]);
     let lost = wait_running(g, address, 1);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -340,7 +304,7 @@ fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again()
     let g = holding_graph();
     let lost = build_and_kill_9(&g, &address);
 
-    let child = spawn(&g, &["build", "hold/1"]);
+    let child = g.spawn(&["build", "hold/1"]);
     wait_for(
         "the restarted build to adopt the Ray job",
         Duration::from_secs(30),
@@ -351,7 +315,7 @@ fn restart_after_kill_9_adopts_the_running_ray_job_instead_of_submitting_again()
         },
     );
     g.write("go", "");
-    let out = finish(child, Duration::from_secs(30));
+    let out = finish_within(child, Duration::from_secs(30));
     assert_code(&out, 0);
 
     // No new submission: the lost run's Ray job ran once and succeeded.
@@ -375,14 +339,14 @@ fn restart_with_force_stops_the_lost_runs_ray_job_before_rebuilding() {
     let g = holding_graph();
     let lost = build_and_kill_9(&g, &address);
 
-    let child = spawn(&g, &["build", "--force", "hold/1"]);
+    let child = g.spawn(&["build", "--force", "hold/1"]);
     wait_for(
         "the lost run's Ray job to be stopped",
         Duration::from_secs(30),
         || ray_status(&address, &lost[0]) == "STOPPED",
     );
     g.write("go", "");
-    let out = finish(child, Duration::from_secs(30));
+    let out = finish_within(child, Duration::from_secs(30));
     assert_code(&out, 0);
 
     // A new Ray job built the partition once; the lost one never wrote it.
@@ -428,9 +392,10 @@ fn unreachable_cluster_fails_the_job_naming_the_address_and_how_to_start_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        reason(&g, "work/1").contains("(from the `RAY_ADDRESS` environment variable)"),
+        g.reason("work/1")
+            .contains("(from the `RAY_ADDRESS` environment variable)"),
         "{}",
-        reason(&g, "work/1")
+        g.reason("work/1")
     );
     g.assert_bel_intact();
 }

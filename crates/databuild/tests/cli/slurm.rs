@@ -9,12 +9,14 @@
 //! sleeping jobs never hold the CPUs another test waits for.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use crate::util::{example_graph, jobs_graph, ref_job, wait_for, Output, TestGraph};
+use crate::util::{
+    assert_code, example_graph, finish_within, jobs_graph, ref_job, wait_for, Output, TestGraph,
+};
 
 static SLURM: Mutex<()> = Mutex::new(());
 
@@ -111,14 +113,6 @@ fn recorded_slurm_ids(g: &TestGraph) -> Vec<String> {
     ids
 }
 
-/// The failure reason of a partition's latest event.
-fn reason(g: &TestGraph, r: &str) -> String {
-    let out = g.run(&["--json", "partitions", "show", r]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    v["failureReason"].as_str().unwrap_or_default().to_string()
-}
-
 /// Snapshot text: the graph's directory, ids, times and Slurm job ids replaced.
 fn redact(g: &TestGraph, s: &str) -> String {
     let s = g.redact(s);
@@ -128,44 +122,9 @@ fn redact(g: &TestGraph, s: &str) -> String {
         .into_owned()
 }
 
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-}
-
 /// Runs a prepared `databuild` command to its end.
 fn output(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run databuild");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Starts `databuild <args>` in the background.
-fn spawn(g: &TestGraph, args: &[&str]) -> Child {
-    g.command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn databuild")
-}
-
-/// Waits (up to `deadline`) for a background `databuild` to exit.
-fn finish(mut child: Child, deadline: Duration) -> Output {
-    wait_for("databuild to exit", deadline, || {
-        child.try_wait().unwrap().is_some()
-    });
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.output().expect("run databuild").into()
 }
 
 /// Waits until `n` of the graph's Slurm jobs are RUNNING; returns them.
@@ -336,9 +295,9 @@ fn sbatch_missing_fails_the_job_with_a_clear_reason_at_once() {
     );
     insta::assert_snapshot!("slurm_sbatch_missing", redact(&g, &out.stdout));
     assert!(
-        reason(&g, "work/1").contains("`sbatch` not found on PATH"),
+        g.reason("work/1").contains("`sbatch` not found on PATH"),
         "{}",
-        reason(&g, "work/1")
+        g.reason("work/1")
     );
     assert_eq!(g.status("work/1").as_deref(), Some("PARTITION_FAILED"));
     assert!(!g.path().join("execs").exists());
@@ -408,13 +367,13 @@ fn scancel_from_outside_fails_the_partition_as_cancelled_by_slurm() {
         r#"inputs=$(dep MATERIALIZE "sleeper/${r#*/}")"#,
         "",
     );
-    let child = spawn(&g, &["build", "after/1"]);
+    let child = g.spawn(&["build", "after/1"]);
     let running = wait_running(&g, 1);
     scancel(&running[0].id);
-    let out = finish(child, Duration::from_secs(20));
+    let out = finish_within(child, Duration::from_secs(20));
     assert_code(&out, 1);
     insta::assert_snapshot!("slurm_scancel_outside", redact(&g, &out.stdout));
-    let why = reason(&g, "sleeper/1");
+    let why = g.reason("sleeper/1");
     assert!(why.contains("cancelled by Slurm"), "{why}");
     assert!(
         why.contains(&format!("slurm job {}", running[0].id)),
@@ -440,7 +399,7 @@ fn timeout_cancels_the_slurm_job() {
         "{:?}",
         start.elapsed()
     );
-    let why = reason(&g, "sleeper/1");
+    let why = g.reason("sleeper/1");
     assert!(why.contains("timed out after 1s"), "{why}");
     // Stopped in Slurm, not left running.
     let jobs = settled_jobs(&g);
@@ -487,12 +446,12 @@ fn fail_fast_and_ctrl_c_cancel_running_slurm_jobs() {
         ]
     );
     assert!(
-        reason(&g, "slow/1").contains("--fail-fast"),
+        g.reason("slow/1").contains("--fail-fast"),
         "{}",
-        reason(&g, "slow/1")
+        g.reason("slow/1")
     );
 
-    let child = spawn(&g, &["build", "--kill-grace", "300ms", "slow/2"]);
+    let child = g.spawn(&["build", "--kill-grace", "300ms", "slow/2"]);
     let running = wait_running(&g, 1);
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -500,7 +459,7 @@ fn fail_fast_and_ctrl_c_cancel_running_slurm_jobs() {
         .unwrap()
         .success();
     assert!(ok);
-    let out = finish(child, Duration::from_secs(15));
+    let out = finish_within(child, Duration::from_secs(15));
     assert_code(&out, 1);
     let slow2 = settled_jobs(&g)
         .into_iter()
@@ -508,9 +467,9 @@ fn fail_fast_and_ctrl_c_cancel_running_slurm_jobs() {
         .unwrap();
     assert_eq!(slow2.state, "CANCELLED");
     assert!(
-        reason(&g, "slow/2").contains("cancelled (interrupted)"),
+        g.reason("slow/2").contains("cancelled (interrupted)"),
         "{}",
-        reason(&g, "slow/2")
+        g.reason("slow/2")
     );
     g.assert_bel_intact();
 }
@@ -530,7 +489,7 @@ fn holding_graph() -> TestGraph {
 /// Builds `hold/1` and `hold/2`, kills `databuild` with SIGKILL once both Slurm jobs run;
 /// returns those jobs.
 fn build_and_kill_9(g: &TestGraph) -> Vec<SlurmJob> {
-    let mut child = spawn(g, &["build", "hold/1", "hold/2"]);
+    let mut child = g.spawn(&["build", "hold/1", "hold/2"]);
     let running = wait_running(g, 2);
     // Both recorded in the log before databuild dies.
     wait_for(
@@ -549,7 +508,7 @@ fn restart_after_kill_9_adopts_running_slurm_jobs_instead_of_submitting_again() 
     let g = holding_graph();
     let lost = build_and_kill_9(&g);
 
-    let child = spawn(&g, &["build", "hold/1", "hold/2"]);
+    let child = g.spawn(&["build", "hold/1", "hold/2"]);
     wait_for(
         "the restarted build to adopt both jobs",
         Duration::from_secs(20),
@@ -562,7 +521,7 @@ fn restart_after_kill_9_adopts_running_slurm_jobs_instead_of_submitting_again() 
         },
     );
     g.write("go", "");
-    let out = finish(child, Duration::from_secs(20));
+    let out = finish_within(child, Duration::from_secs(20));
     assert_code(&out, 0);
 
     // No new submission: the two Slurm jobs of the lost run, both completed.
@@ -599,7 +558,7 @@ fn restart_with_force_cancels_the_lost_runs_slurm_jobs_before_rebuilding() {
     let g = holding_graph();
     let lost = build_and_kill_9(&g);
 
-    let child = spawn(&g, &["build", "--force", "hold/1", "hold/2"]);
+    let child = g.spawn(&["build", "--force", "hold/1", "hold/2"]);
     wait_for(
         "the lost run's Slurm jobs to be cancelled",
         Duration::from_secs(20),
@@ -611,7 +570,7 @@ fn restart_with_force_cancels_the_lost_runs_slurm_jobs_before_rebuilding() {
         },
     );
     g.write("go", "");
-    let out = finish(child, Duration::from_secs(30));
+    let out = finish_within(child, Duration::from_secs(30));
     assert_code(&out, 0);
 
     // Two cancelled jobs of the lost run, two new ones that built the partitions once.

@@ -27,6 +27,38 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Fails, showing what the command printed, unless it exited with `code`.
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+/// Waits for a spawned `databuild` to exit.
+pub fn finish(child: std::process::Child) -> Output {
+    child.wait_with_output().expect("wait databuild").into()
+}
+
+/// Waits (up to `deadline`) for a spawned `databuild` to exit.
+pub fn finish_within(mut child: std::process::Child, deadline: Duration) -> Output {
+    wait_for("databuild to exit", deadline, || {
+        child.try_wait().unwrap().is_some()
+    });
+    finish(child)
+}
+
 impl TestGraph {
     /// A graph whose `databuild.toml` is `toml`.
     pub fn new(toml: &str) -> Self {
@@ -86,12 +118,25 @@ impl TestGraph {
             .unwrap()
             .write_all(stdin.as_bytes())
             .unwrap();
-        let out = child.wait_with_output().expect("wait databuild");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        finish(child)
+    }
+
+    /// Starts `databuild <args>` in the background, stdout and stderr captured.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn databuild")
+    }
+
+    /// The failure reason of a partition's latest event.
+    pub fn reason(&self, r: &str) -> String {
+        let out = self.run(&["--json", "partitions", "show", r]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["failureReason"].as_str().unwrap_or_default().to_string()
     }
 
     /// A `databuild` command in the graph directory (for tests that manage the process).

@@ -7,6 +7,7 @@
 //! reason), so the event loop only sees [`Report`]s and an [`ExecResult`], and names no
 //! executor.
 
+mod command;
 mod local;
 mod log;
 pub(crate) mod procs;

@@ -21,16 +21,16 @@
 
 mod recover;
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use databuild_bel::EventLog;
 use tokio::{
-    io::AsyncWriteExt as _,
     sync::{watch, Notify},
     time::Instant,
 };
 
 use super::{
+    command::{self, CommandError},
     log::{Log, Stream},
     Executor, Exit, Leftover, RunningJob, Submission,
 };
@@ -134,31 +134,13 @@ async fn call(method: &str, url: &str, body: Option<&str>) -> Result<String, Cal
             "@-",
         ]);
     }
-    cmd.arg(url)
-        .stdin(if body.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        CallError::Unreachable(if e.kind() == std::io::ErrorKind::NotFound {
-            "`curl` not found on PATH; the Ray executor talks to Ray's Jobs REST API with it: install curl".to_string()
-        } else {
-            format!("cannot run `curl`: {e}")
+    cmd.arg(url);
+    let out = command::output(cmd, body).await.map_err(|e| {
+        CallError::Unreachable(match e {
+            CommandError::NotFound => "`curl` not found on PATH; the Ray executor talks to Ray's Jobs REST API with it: install curl".to_string(),
+            CommandError::Failed(why) => format!("`curl`: {why}"),
         })
     })?;
-    if let (Some(text), Some(mut pipe)) = (body, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| CallError::Unreachable(format!("cannot write to `curl`: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| CallError::Unreachable(format!("cannot run `curl`: {e}")))?;
     if !out.status.success() {
         return Err(CallError::Unreachable(match out.status.code() {
             Some(6) => "cannot resolve the host".to_string(),

@@ -7,6 +7,7 @@ use std::{
     process::{Child, Stdio},
 };
 
+pub use crate::util::{assert_code, finish};
 use crate::util::{ref_job, Output, TestGraph};
 
 const ENV: &str = "DATABUILD_TEST_POSTGRES";
@@ -141,23 +142,6 @@ pub fn spawn(g: &TestGraph, url: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn databuild")
-}
-
-pub fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().expect("wait databuild");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-pub fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
 }
 
 /// Every event of the log, as JSON.

@@ -6,18 +6,19 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::Arc,
     time::Duration,
 };
 
 use tokio::{
-    io::AsyncWriteExt as _,
     sync::{mpsc, watch, Semaphore},
     time::Instant,
 };
 
-use crate::scheduler::runner::humantime;
+use crate::scheduler::{
+    executor::command::{self, CommandError},
+    runner::humantime,
+};
 
 /// First poll interval, and the interval after anything changed.
 pub(super) const MIN_POLL: Duration = Duration::from_millis(200);
@@ -258,29 +259,8 @@ pub(super) async fn command(
     stdin: Option<&str>,
 ) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!("`{program}` not found on PATH; install Slurm's client commands (Debian: `apt-get install slurm-client`) or run the job locally (`executor = \"local\"`)")
-        } else {
-            format!("cannot run `{program}`: {e}")
-        }
-    })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("cannot write to `{program}`: {e}"))?;
-    }
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, command::output(cmd, stdin))
         .await
         .map_err(|_| {
             format!(
@@ -288,7 +268,10 @@ pub(super) async fn command(
                 humantime(COMMAND_TIMEOUT)
             )
         })?
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+        .map_err(|e| match e {
+            CommandError::NotFound => format!("`{program}` not found on PATH; install Slurm's client commands (Debian: `apt-get install slurm-client`) or run the job locally (`executor = \"local\"`)"),
+            CommandError::Failed(why) => format!("`{program}`: {why}"),
+        })?;
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
