@@ -26,7 +26,7 @@ pub use model::{
     BuildRow, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
     PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
-pub use postgres::{PostgresEventLog, POSTGRES_SCHEMA_VERSION};
+pub use postgres::{pem_certificates, system_bundle, PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// Reading the event log: the derived views (partitions, graph runs, job runs, lineage,

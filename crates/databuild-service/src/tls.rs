@@ -2,10 +2,7 @@
 //! certificate chain and key (`serve --tls-cert/--tls-key`, ALPN `h2` and `http/1.1`), and
 //! a client's from a CA file (`--ca-cert`) or the system's CA bundle.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::Path, sync::Arc};
 
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
@@ -27,17 +24,7 @@ pub fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>
             path.display()
         ))
     };
-    std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad(
-            "no PEM certificate in it (`-----BEGIN CERTIFICATE-----`)".into(),
-        ));
-    }
-    Ok(certs)
+    databuild_bel::pem_certificates(path).map_err(bad)
 }
 
 /// The private key of the PEM file `path`.
@@ -78,29 +65,13 @@ pub fn server_config(cert: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Where the system keeps its CA bundle (`SSL_CERT_FILE` first).
-fn system_bundle() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SSL_CERT_FILE") {
-        return Some(PathBuf::from(p));
-    }
-    [
-        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
-        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
-        "/etc/ssl/ca-bundle.pem",             // openSUSE
-        "/etc/ssl/cert.pem",                  // macOS, BSDs
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
 /// The roots to verify a server against: the certificates of `ca`, else the system's CA
 /// bundle. `what` names the option giving `ca`.
 pub fn roots(ca: Option<&Path>, what: &str) -> Result<RootCertStore, TlsError> {
     let (path, what) = match ca {
         Some(p) => (p.to_path_buf(), what.to_string()),
         None => (
-            system_bundle().ok_or_else(|| {
+            databuild_bel::system_bundle().ok_or_else(|| {
                 TlsError(format!(
                     "no system CA bundle found to verify the server; give the CA that signed its certificate with `{what} CA.pem`"
                 ))

@@ -17,6 +17,8 @@ mod schema;
 mod state;
 mod tls;
 
+pub use tls::{pem_certificates, system_bundle};
+
 use std::time::Duration;
 
 use apply::WriteOp;

@@ -168,18 +168,23 @@ impl TlsParams {
     }
 }
 
+/// The certificates of the PEM file `path`; `Err` says what is wrong with it. Shared by
+/// every TLS client and server of databuild (this event log's, the service's).
+pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it (`-----BEGIN CERTIFICATE-----`)".into());
+    }
+    Ok(certs)
+}
+
 fn load_roots(file: &Path) -> Result<RootCertStore, String> {
     let bad = |d: String| format!("cannot use `sslrootcert={}`: {d}", file.display());
-    std::fs::metadata(file).map_err(|e| bad(e.to_string()))?;
-    let certs = CertificateDer::pem_file_iter(file)
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad(
-            "no PEM certificate in it (`-----BEGIN CERTIFICATE-----`)".into(),
-        ));
-    }
+    let certs = pem_certificates(file).map_err(bad)?;
     let mut store = RootCertStore::empty();
     for c in certs {
         store.add(c).map_err(|e| bad(e.to_string()))?;
@@ -188,15 +193,15 @@ fn load_roots(file: &Path) -> Result<RootCertStore, String> {
 }
 
 /// Where the system keeps its CA bundle (`SSL_CERT_FILE` first).
-fn system_bundle() -> Option<PathBuf> {
+pub fn system_bundle() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("SSL_CERT_FILE") {
         return Some(PathBuf::from(p));
     }
     [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/ca-bundle.pem",
-        "/etc/ssl/cert.pem",
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/ssl/cert.pem",                  // macOS, BSDs
     ]
     .iter()
     .map(PathBuf::from)
