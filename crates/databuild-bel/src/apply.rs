@@ -1,12 +1,13 @@
 //! Applying events to the log, for every backend: validating each event against the
 //! current state, storing it, and keeping the derived views (partitions, graph runs, job
-//! runs, requesters, lineage) in step, with staleness propagated downstream. The rules live
+//! runs, requesters, lineage, wants) in step, with staleness propagated downstream. The rules live
 //! here once; a backend supplies only [`Rows`], its SQL for reading and writing one row
 //! at a time inside a write transaction. The writes built on it (append, claim,
 //! invalidation, lost runs, leases) are in `apply/writes.rs`, and the rules that need no
 //! rows (the events a write makes, what an event does to the views) in `apply/rules.rs`.
 
 mod rules;
+mod wants;
 mod writes;
 
 use std::collections::VecDeque;
@@ -16,7 +17,7 @@ use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 use crate::{
     common::{self, Subject},
     transitions::{self, PartitionEffect},
-    BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow,
+    BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow, WantRow,
 };
 
 pub use rules::owner_lost;
@@ -118,6 +119,12 @@ pub(crate) trait Rows {
 
     /// Sets what the latest build of partition `r` was made by and of.
     fn put_build(&mut self, r: &str, row: BuildRow) -> Result<(), BelError>;
+
+    /// The latest state of want `want_id`.
+    async fn want(&mut self, want_id: &str) -> Result<Option<WantRow>, BelError>;
+
+    /// Sets the latest state of a want.
+    fn put_want(&mut self, row: WantRow) -> Result<(), BelError>;
 
     /// Removes partition `r` from the latest-status view.
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError>;
@@ -252,6 +259,17 @@ async fn store<R: Rows>(
             partition_ref,
             status,
         } => return store_partition(rows, event, partition_ref, status, ts).await,
+        Subject::Want {
+            want_id,
+            partition_ref,
+            status,
+        } => {
+            let Event::Want(w) = event else {
+                unreachable!("a want subject comes from a want event")
+            };
+            let logged = wants::store(rows, w, want_id, partition_ref, status, ts).await?;
+            return Ok((logged, None));
+        }
     };
     common::set_run_sequence(&mut event, run_seq);
     let (kind, body) = common::encode(&event);

@@ -3,7 +3,8 @@
 //! events.
 
 use databuild_proto::{
-    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
+    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus, WantEvent,
+    WantStatus,
 };
 use prost::Message as _;
 
@@ -15,6 +16,8 @@ pub(crate) const KIND_GRAPH: i64 = 1;
 pub(crate) const KIND_JOB: i64 = 2;
 /// `events.kind` of a partition event.
 pub(crate) const KIND_PARTITION: i64 = 3;
+/// `events.kind` of a want event (stored with the want id in `run_id`).
+pub(crate) const KIND_WANT: i64 = 4;
 
 /// The reason written on the claims of a graph run whose owner is gone (with
 /// [`databuild_proto::FailureCause::OwnerRunLost`]).
@@ -51,6 +54,12 @@ pub(crate) fn stamp(event: &mut Event) -> i64 {
                 p.partition_event_id = crate::new_id();
             }
         }
+        Event::Want(w) => {
+            w.timestamp = timestamp;
+            if w.want_event_id.is_empty() {
+                w.want_event_id = crate::new_id();
+            }
+        }
     }
     ts
 }
@@ -60,6 +69,7 @@ pub(crate) fn event_id(event: &Event) -> &str {
     match event {
         Event::Run(e) => &e.job_graph_run_event_id,
         Event::Partition(p) => &p.partition_event_id,
+        Event::Want(w) => &w.want_event_id,
     }
 }
 
@@ -84,6 +94,12 @@ pub(crate) enum Subject {
     Partition {
         partition_ref: String,
         status: PartitionStatus,
+    },
+    /// A want event of want `want_id` (non-empty) for `partition_ref` (a valid ref).
+    Want {
+        want_id: String,
+        partition_ref: String,
+        status: WantStatus,
     },
 }
 
@@ -139,6 +155,28 @@ pub(crate) fn classify(event: &Event) -> Result<Subject, BelError> {
                 status,
             })
         }
+        Event::Want(w) => {
+            let r = w
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.as_str())
+                .unwrap_or("");
+            databuild_proto::validate_ref(r).map_err(|e| BelError::InvalidEvent(e.to_string()))?;
+            if w.want_id.is_empty() || w.want_id.len() > 512 {
+                return Err(BelError::InvalidEvent(
+                    "a want event needs a want_id of 1 to 512 bytes".into(),
+                ));
+            }
+            let status = WantStatus::try_from(w.status)
+                .ok()
+                .filter(|s| *s != WantStatus::WantUnknown)
+                .ok_or_else(|| BelError::InvalidEvent(format!("unknown want status {}", w.status)))?;
+            Ok(Subject::Want {
+                want_id: w.want_id.clone(),
+                partition_ref: r.to_string(),
+                status,
+            })
+        }
     }
 }
 
@@ -159,6 +197,7 @@ pub(crate) fn encode(event: &Event) -> (i64, Vec<u8>) {
         Event::Run(e) if e.graph_event.is_some() => (KIND_GRAPH, e.encode_to_vec()),
         Event::Run(e) => (KIND_JOB, e.encode_to_vec()),
         Event::Partition(p) => (KIND_PARTITION, p.encode_to_vec()),
+        Event::Want(w) => (KIND_WANT, w.encode_to_vec()),
     }
 }
 
@@ -169,6 +208,8 @@ pub(crate) fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, Be
             PartitionEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?;
         crate::cause::fill_legacy_cause(&mut e);
         Event::Partition(e)
+    } else if kind == KIND_WANT {
+        Event::Want(WantEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?)
     } else {
         Event::Run(
             JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
@@ -183,6 +224,6 @@ pub(crate) fn run_request(
 ) -> Option<databuild_proto::GraphRequestEvent> {
     match &first?.event {
         crate::Event::Run(r) => r.graph_event.as_ref()?.request.clone(),
-        crate::Event::Partition(_) => None,
+        crate::Event::Partition(_) | crate::Event::Want(_) => None,
     }
 }

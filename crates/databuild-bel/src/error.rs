@@ -67,6 +67,17 @@ pub enum BelError {
         partition_ref: String,
         owner_run_id: String,
     },
+    /// A want event for a want the log has never heard of.
+    #[error("no want `{0}` in the event log; see `databuild wants list`")]
+    UnknownWant(String),
+    /// A want event its want's state does not allow (e.g. a second creation of one id, as
+    /// when two reconcilers fire one schedule tick).
+    #[error("want `{want_id}` is {} and cannot become {}", .current.as_str_name(), .next.as_str_name())]
+    WantState {
+        want_id: String,
+        current: databuild_proto::WantStatus,
+        next: databuild_proto::WantStatus,
+    },
     /// An event that cannot be stored as given.
     #[error("invalid event: {0}")]
     InvalidEvent(String),

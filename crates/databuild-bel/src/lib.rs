@@ -1,5 +1,5 @@
-//! The build event log (BEL): an append-only, validated log of graph, job and partition
-//! events, with derived views (latest status per partition, runs, job runs) kept in step in
+//! The build event log (BEL): an append-only, validated log of graph, job, partition and
+//! want events, with derived views (latest status per partition, runs, job runs) kept in step in
 //! the same transaction. Backends implement [`EventLog`] (reads in [`EventRead`], writes on
 //! top); [`open`] picks one from a URL.
 
@@ -24,7 +24,7 @@ pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
     BuildRow, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
-    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
+    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount, WantFilter, WantRow,
 };
 pub use postgres::{pem_certificates, system_bundle, PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
@@ -149,6 +149,35 @@ pub trait EventRead: Send + Sync + std::fmt::Debug {
         &self,
         query: &query::PartitionQuery,
     ) -> Result<(Vec<LoggedEvent>, i64), BelError>;
+
+    /// The wants `filter` selects, ordered by id. A log read from elsewhere may not serve
+    /// them.
+    async fn wants(&self, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
+        let _ = filter;
+        Err(BelError::Remote("this event log does not serve wants".into()))
+    }
+
+    /// The latest state of want `want_id`.
+    async fn want(&self, want_id: &str) -> Result<Option<WantRow>, BelError> {
+        let _ = want_id;
+        Err(BelError::Remote("this event log does not serve wants".into()))
+    }
+
+    /// The events of want `want_id`, in log order (stored with the want id as their run).
+    async fn want_events(&self, want_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        Ok(self
+            .run_events(want_id)
+            .await?
+            .into_iter()
+            .filter(|e| matches!(e.event, Event::Want(_)))
+            .collect())
+    }
+
+    /// The latest tick recorded for schedule `schedule` (microseconds), if any.
+    async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
+        let _ = schedule;
+        Err(BelError::Remote("this event log does not serve wants".into()))
+    }
 }
 
 /// The event log a process writes: everything of [`EventRead`], and the writes. Appends

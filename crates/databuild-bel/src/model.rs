@@ -2,15 +2,18 @@
 
 use databuild_proto::{
     JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
+    WantEvent, WantStatus,
 };
 
-/// One event to append: a graph-run event (graph or job) or a partition event.
+/// One event to append: a graph-run event (graph or job), a partition event or a want event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A `JobGraphRunEvent` carrying a `GraphEvent` or a `JobEvent`.
     Run(JobGraphRunEvent),
     /// A `PartitionEvent`.
     Partition(PartitionEvent),
+    /// A `WantEvent`.
+    Want(WantEvent),
 }
 
 impl Event {
@@ -27,6 +30,7 @@ impl Event {
                 }
             }
             Event::Partition(p) => &p.job_graph_run_id,
+            Event::Want(_) => "",
         }
     }
 
@@ -35,6 +39,7 @@ impl Event {
         let ts = match self {
             Event::Run(e) => e.timestamp.as_ref(),
             Event::Partition(p) => p.timestamp.as_ref(),
+            Event::Want(w) => w.timestamp.as_ref(),
         };
         ts.map(databuild_proto::timestamp_micros).unwrap_or(0)
     }
@@ -219,4 +224,58 @@ pub enum ClaimOutcome {
         /// The run holding it.
         owner_run_id: String,
     },
+}
+
+/// Latest state of one want (the derived view of its [`WantEvent`]s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantRow {
+    /// The want id.
+    pub want_id: String,
+    /// The wanted partition.
+    pub partition_ref: String,
+    /// Its latest status (never [`WantStatus::WantSlaMissed`], which is `sla_missed`).
+    pub status: WantStatus,
+    /// When it was created, microseconds.
+    pub created_micros: i64,
+    /// When its latest event was written, microseconds.
+    pub updated_micros: i64,
+    /// When it expires, microseconds (None: never).
+    pub expires_micros: Option<i64>,
+    /// When its partition must be AVAILABLE, microseconds (None: no SLA).
+    pub sla_micros: Option<i64>,
+    /// Its SLA deadline passed before it was satisfied.
+    pub sla_missed: bool,
+    /// The schedule that created it ("" if none).
+    pub schedule: String,
+    /// The schedule tick it was created for, microseconds.
+    pub tick_micros: Option<i64>,
+    /// Who asked for it.
+    pub requesters: Vec<String>,
+    /// Why it failed, was cancelled or expired ("" otherwise).
+    pub reason: String,
+    /// Log position of its latest event.
+    pub seq: i64,
+}
+
+impl WantRow {
+    /// Whether the want is still kept: active or satisfied.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.status,
+            WantStatus::WantActive | WantStatus::WantSatisfied
+        )
+    }
+}
+
+/// Which wants to list.
+#[derive(Debug, Clone, Default)]
+pub struct WantFilter {
+    /// Only these statuses (all if empty).
+    pub statuses: Vec<WantStatus>,
+    /// Only wants of this partition.
+    pub partition_ref: Option<String>,
+    /// Only wants with ids after this one (keyset pagination).
+    pub after: Option<String>,
+    /// At most this many (0: no limit).
+    pub limit: usize,
 }

@@ -7,6 +7,7 @@ mod checkpoint;
 mod read_only;
 mod rows;
 mod schema;
+mod wants;
 mod write;
 
 use std::{
@@ -448,7 +449,7 @@ impl crate::EventRead for SqliteEventLog {
             )?;
             Ok(found.into_iter().next().and_then(|e| match e.event {
                 Event::Partition(p) => Some(p),
-                Event::Run(_) => None,
+                Event::Run(_) | Event::Want(_) => None,
             }))
         })
     }
@@ -514,6 +515,18 @@ impl crate::EventRead for SqliteEventLog {
                 .query_row([run_id], read_run_row)
                 .optional()?)
         })
+    }
+
+    async fn wants(&self, filter: &crate::WantFilter) -> Result<Vec<crate::WantRow>, BelError> {
+        self.with_conn(|conn| wants::list(conn, filter))
+    }
+
+    async fn want(&self, want_id: &str) -> Result<Option<crate::WantRow>, BelError> {
+        self.with_conn(|conn| wants::get(conn, want_id))
+    }
+
+    async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
+        self.with_conn(|conn| wants::last_tick(conn, schedule))
     }
 
     async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {

@@ -1,5 +1,5 @@
-//! The state machines every write is validated against: graph runs, job runs and
-//! partitions. Pure functions over the current derived state, shared by every backend.
+//! The state machines every write is validated against: graph runs, job runs,
+//! partitions and wants. Pure functions over the current derived state, shared by every backend.
 
 use databuild_proto::{JobGraphRunStatus as G, JobRunStatus as J, PartitionStatus as P};
 
@@ -240,5 +240,40 @@ mod tests {
         let cur = row(P::PartitionBuilding, "r1");
         assert!(check_partition("a", Some(&cur), P::PartitionAvailable, "r2", true).is_err());
         assert!(check_partition("a", Some(&cur), P::PartitionAvailable, "r1", true).is_ok());
+    }
+}
+
+/// Whether a want may take event `next` from `current` (None: unknown want; the flag: its
+/// SLA was already missed). A want is created once; it is satisfied, fails, expires or is
+/// cancelled while live; its SLA is missed at most once, before it is satisfied.
+pub fn check_want(
+    want_id: &str,
+    current: Option<(databuild_proto::WantStatus, bool)>,
+    next: databuild_proto::WantStatus,
+) -> Result<(), BelError> {
+    use databuild_proto::WantStatus as W;
+    let Some((cur, sla_missed)) = current else {
+        return match next {
+            W::WantActive => Ok(()),
+            _ => Err(BelError::UnknownWant(want_id.to_string())),
+        };
+    };
+    let ok = match (cur, next) {
+        (W::WantActive, W::WantSlaMissed) => !sla_missed,
+        (W::WantActive, W::WantSatisfied) => true,
+        (W::WantActive | W::WantSatisfied, W::WantFailed) => true,
+        (W::WantActive | W::WantSatisfied | W::WantFailed, W::WantExpired | W::WantCancelled) => {
+            true
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BelError::WantState {
+            want_id: want_id.to_string(),
+            current: cur,
+            next,
+        })
     }
 }

@@ -23,18 +23,23 @@ pub struct WireEvent {
     /// A partition event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_event: Option<PartitionEvent>,
+    /// A want event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub want_event: Option<databuild_proto::WantEvent>,
 }
 
 impl From<&LoggedEvent> for WireEvent {
     fn from(e: &LoggedEvent) -> Self {
-        let (job_graph_run_event, partition_event) = match &e.event {
-            Event::Run(r) => (Some(r.clone()), None),
-            Event::Partition(p) => (None, Some(p.clone())),
+        let (job_graph_run_event, partition_event, want_event) = match &e.event {
+            Event::Run(r) => (Some(r.clone()), None, None),
+            Event::Partition(p) => (None, Some(p.clone()), None),
+            Event::Want(w) => (None, None, Some(w.clone())),
         };
         Self {
             seq: e.seq,
             job_graph_run_event,
             partition_event,
+            want_event,
         }
     }
 }
@@ -42,9 +47,10 @@ impl From<&LoggedEvent> for WireEvent {
 impl WireEvent {
     /// Back to a logged event; `None` if neither event is set.
     pub fn into_logged(self) -> Option<LoggedEvent> {
-        let event = match (self.job_graph_run_event, self.partition_event) {
-            (Some(r), None) => Event::Run(r),
-            (None, Some(p)) => Event::Partition(p),
+        let event = match (self.job_graph_run_event, self.partition_event, self.want_event) {
+            (Some(r), None, None) => Event::Run(r),
+            (None, Some(p), None) => Event::Partition(p),
+            (None, None, Some(w)) => Event::Want(w),
             _ => return None,
         };
         Some(LoggedEvent {

@@ -177,6 +177,7 @@ pub fn request(r: &GraphRequestEvent) -> String {
 /// One line per event: position, time, what changed.
 pub fn event_line(e: &LoggedEvent) -> String {
     match &e.event {
+        Event::Want(w) => want_event_line(e.seq, w),
         Event::Run(r) => {
             let ts = r
                 .timestamp
@@ -386,4 +387,32 @@ pub(crate) fn cause_word(cause: databuild_proto::FailureCause) -> Option<String>
             .to_ascii_lowercase()
             .replace('_', " ")
     })
+}
+
+/// One line for a want event: position, time, want, what happened and why.
+pub fn want_event_line(seq: i64, w: &databuild_proto::WantEvent) -> String {
+    let ts = w
+        .timestamp
+        .as_ref()
+        .map(databuild_proto::timestamp_micros)
+        .unwrap_or(0);
+    let status = databuild_proto::WantStatus::try_from(w.status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("?");
+    let r = w
+        .partition_ref
+        .as_ref()
+        .map(|r| r.str.as_str())
+        .unwrap_or("");
+    let mut line = format!("#{seq} {} want {} {status} {r}", timestamp(ts), w.want_id);
+    if w.late {
+        line.push_str(" (late)");
+    }
+    if !w.job_graph_run_id.is_empty() {
+        let _ = write!(line, " [graph run {}]", w.job_graph_run_id);
+    }
+    if !w.reason.is_empty() {
+        let _ = write!(line, ": {}", w.reason);
+    }
+    line
 }

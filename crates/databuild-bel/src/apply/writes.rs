@@ -36,6 +36,7 @@ fn keys(events: &[Event]) -> Keys {
             Event::Run(r) => keys
                 .job_run_ids
                 .extend(r.job_event.as_ref().map(|j| j.job_run_id.clone())),
+            Event::Want(_) => {}
         }
     }
     keys.run_ids.retain(|r| !r.is_empty());

@@ -147,6 +147,13 @@ impl State<'_> {
         for r in futures_util::future::join_all(futs).await {
             r?;
         }
+        let wants: Vec<_> = std::mem::take(&mut self.wants_dirty)
+            .into_iter()
+            .map(|id| self.wants[&id].clone().expect("a written want row"))
+            .collect();
+        if !wants.is_empty() {
+            super::wants::put_tx(self.tx, self.stmts, wants).await?;
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod read;
 mod schema;
 mod state;
 mod tls;
+mod wants;
 
 pub use tls::{pem_certificates, system_bundle};
 
@@ -300,7 +301,7 @@ impl crate::EventRead for PostgresEventLog {
         .await)?;
         Ok(found.and_then(|e| match e.event {
             Event::Partition(p) => Some(p),
-            Event::Run(_) => None,
+            Event::Run(_) | Event::Want(_) => None,
         }))
     }
 
@@ -315,6 +316,18 @@ impl crate::EventRead for PostgresEventLog {
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRow>, BelError> {
         read!(self, |c| read::run(&mut c, run_id).await)
+    }
+
+    async fn wants(&self, filter: &crate::WantFilter) -> Result<Vec<crate::WantRow>, BelError> {
+        read!(self, |c| wants::list(&mut c, filter).await)
+    }
+
+    async fn want(&self, want_id: &str) -> Result<Option<crate::WantRow>, BelError> {
+        read!(self, |c| wants::get(&mut c, want_id).await)
+    }
+
+    async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
+        read!(self, |c| wants::last_tick(&mut c, schedule).await)
     }
 
     async fn run_events(&self, run_id: &str) -> Result<Vec<LoggedEvent>, BelError> {

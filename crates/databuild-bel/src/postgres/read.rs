@@ -70,7 +70,7 @@ fn limit(n: usize) -> Option<i64> {
 }
 
 /// Runs a cached statement.
-async fn query(
+pub(super) async fn query(
     c: &mut Conn,
     sql: &'static str,
     params: &[&(dyn ToSql + Sync)],

@@ -12,7 +12,7 @@ use tokio_postgres::Transaction;
 use super::{conn::Stmts, schema};
 use crate::{
     apply::{EventRow, GraphRow, Holdings, JobRow, Keys, Rows, RunOwner},
-    BelError, BuildRow, Owner, PartitionRow,
+    BelError, BuildRow, Owner, PartitionRow, WantRow,
 };
 
 /// Changes to a keyed set (requesters of a ref, upstreams of a downstream) not yet written:
@@ -33,6 +33,8 @@ pub(super) struct State<'a> {
     pub(super) parts_dirty: BTreeSet<String>,
     pub(super) builds: HashMap<String, Option<BuildRow>>,
     pub(super) builds_dirty: BTreeSet<String>,
+    pub(super) wants: HashMap<String, Option<WantRow>>,
+    pub(super) wants_dirty: BTreeSet<String>,
     pub(super) graphs: HashMap<String, Option<GraphRow>>,
     pub(super) graphs_dirty: BTreeSet<String>,
     pub(super) jobs: HashMap<String, Option<JobRow>>,
@@ -72,6 +74,8 @@ impl<'a> State<'a> {
             parts_dirty: BTreeSet::new(),
             builds: HashMap::new(),
             builds_dirty: BTreeSet::new(),
+            wants: HashMap::new(),
+            wants_dirty: BTreeSet::new(),
             graphs: HashMap::new(),
             graphs_dirty: BTreeSet::new(),
             jobs: HashMap::new(),
@@ -178,6 +182,20 @@ impl Rows for State<'_> {
             self.builds.insert(r.to_string(), row);
         }
         Ok(self.builds[r].clone())
+    }
+
+    async fn want(&mut self, want_id: &str) -> Result<Option<WantRow>, BelError> {
+        if !self.wants.contains_key(want_id) {
+            let row = super::wants::get_tx(self.tx, self.stmts, want_id).await?;
+            self.wants.insert(want_id.to_string(), row);
+        }
+        Ok(self.wants[want_id].clone())
+    }
+
+    fn put_want(&mut self, row: WantRow) -> Result<(), BelError> {
+        self.wants_dirty.insert(row.want_id.clone());
+        self.wants.insert(row.want_id.clone(), Some(row));
+        Ok(())
     }
 
     fn put_build(&mut self, r: &str, row: BuildRow) -> Result<(), BelError> {

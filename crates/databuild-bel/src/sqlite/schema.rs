@@ -12,7 +12,7 @@ use crate::BelError;
 
 /// The schema version this build writes and reads (2 added `builds`; a version-1 log is
 /// upgraded when opened for writing).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -167,6 +167,7 @@ pub(crate) fn migrate(
         }
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(super::wants::SCHEMA_V3)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('application', 'databuild')",
             [SCHEMA_VERSION.to_string()],
@@ -181,9 +182,11 @@ pub(crate) fn migrate(
             |r| r.get(0),
         )
         .optional()?;
-    if check_version(found, path)? < 2 {
-        // Builds recorded before version 2 read as "no version, no digest".
+    if check_version(found, path)? < SCHEMA_VERSION {
+        // Builds recorded before version 2 read as "no version, no digest"; a log before
+        // version 3 has no wants.
         tx.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(super::wants::SCHEMA_V3)?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
             [SCHEMA_VERSION.to_string()],

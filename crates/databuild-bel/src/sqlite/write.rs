@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::partition_row;
 use crate::{
     apply::{EventRow, GraphRow, Holdings, JobRow, Rows, RunOwner},
-    BelError, BuildRow, Owner, PartitionRow,
+    BelError, BuildRow, Owner, PartitionRow, WantRow,
 };
 
 /// The derived rows of the write transaction on this connection.
@@ -148,6 +148,14 @@ impl Rows for TxRows<'_> {
             )?
             .execute(params![r, b.job, b.version, b.digest])?;
         Ok(())
+    }
+
+    async fn want(&mut self, want_id: &str) -> Result<Option<WantRow>, BelError> {
+        super::wants::get(self.0, want_id)
+    }
+
+    fn put_want(&mut self, row: WantRow) -> Result<(), BelError> {
+        super::wants::put(self.0, &row)
     }
 
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {

@@ -57,6 +57,7 @@ pub async fn appended_events_read_back_with_ids_times_and_run_sequences(b: &Back
                     given_ts
                 );
             }
+            Event::Want(w) => panic!("no want event was appended: {w:?}"),
         }
     }
     assert_eq!(sequences, [0, 1, 2]);
@@ -466,7 +467,7 @@ pub async fn a_log_written_by_a_newer_schema_is_refused(b: &Backend) {
     let msg = err.to_string();
     assert!(
         msg.ends_with(
-            "was written by a newer databuild (event log schema version 99, this databuild reads up to 2); upgrade databuild to read it"
+            "was written by a newer databuild (event log schema version 99, this databuild reads up to 3); upgrade databuild to read it"
         ),
         "{msg}"
     );

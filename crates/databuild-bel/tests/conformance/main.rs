@@ -9,6 +9,7 @@ mod coordination;
 mod log;
 mod support;
 mod views;
+mod wants;
 
 /// Declares, for each case, one test per backend: `sqlite::<case>` and `postgres::<case>`.
 macro_rules! conformance {
@@ -53,6 +54,7 @@ conformance!(
     coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,
     coordination::concurrent_writers_claim_each_partition_exactly_once,
     causes::failure_causes_are_kept_and_derived_for_events_without_one,
+    wants::wants_follow_their_events_and_a_tick_is_recorded_once,
 );
 
 type CaseFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;

@@ -108,7 +108,7 @@ pub async fn assert_rejected(bel: &dyn EventLog, events: Vec<Event>, want: &str)
 pub fn partition_event(e: &LoggedEvent) -> &PartitionEvent {
     match &e.event {
         Event::Partition(p) => p,
-        Event::Run(r) => panic!("not a partition event: {r:?}"),
+        other => panic!("not a partition event: {other:?}"),
     }
 }
 
@@ -146,6 +146,7 @@ pub fn at(mut event: Event, ts: i64) -> Event {
     match &mut event {
         Event::Run(r) => r.timestamp = t,
         Event::Partition(p) => p.timestamp = t,
+        Event::Want(w) => w.timestamp = t,
     }
     event
 }

@@ -1,0 +1,84 @@
+//! Applying a want event: checked against the want's state machine, stored with the want
+//! id in `run_id`, and folded into the `wants` view.
+
+use databuild_proto::{WantEvent, WantStatus};
+
+use super::{EventRow, Rows};
+use crate::{common, transitions, BelError, Event, LoggedEvent, WantRow};
+
+/// Stores want event `w` (classified: of `want_id`, about `r`, with status `next`).
+pub(super) async fn store<R: Rows>(
+    rows: &mut R,
+    w: WantEvent,
+    want_id: String,
+    r: String,
+    next: WantStatus,
+    ts: i64,
+) -> Result<LoggedEvent, BelError> {
+    let cur = rows.want(&want_id).await?;
+    transitions::check_want(
+        &want_id,
+        cur.as_ref().map(|c| (c.status, c.sla_missed)),
+        next,
+    )?;
+    if let Some(c) = &cur {
+        if c.partition_ref != r {
+            return Err(BelError::InvalidEvent(format!(
+                "want `{want_id}` is for `{}`, not `{r}`",
+                c.partition_ref
+            )));
+        }
+    }
+    let event = Event::Want(w);
+    let (kind, body) = common::encode(&event);
+    let Event::Want(w) = event else {
+        unreachable!()
+    };
+    let seq = rows.insert_event(EventRow {
+        event_id: w.want_event_id.clone(),
+        kind,
+        run_id: want_id.clone(),
+        run_seq: 0,
+        job_run_id: None,
+        partition_ref: None,
+        status: w.status,
+        ts,
+        body,
+    })?;
+    let micros = |t: &Option<databuild_proto::Timestamp>| {
+        t.as_ref().map(databuild_proto::timestamp_micros)
+    };
+    let row = match cur {
+        None => WantRow {
+            want_id,
+            partition_ref: r,
+            status: next,
+            created_micros: ts,
+            updated_micros: ts,
+            expires_micros: micros(&w.expires_at),
+            sla_micros: micros(&w.sla_deadline),
+            sla_missed: false,
+            schedule: w.schedule.clone(),
+            tick_micros: micros(&w.tick),
+            requesters: w.requesting_clients.clone(),
+            reason: String::new(),
+            seq,
+        },
+        Some(mut row) => {
+            if next == WantStatus::WantSlaMissed {
+                row.sla_missed = true;
+            } else {
+                row.status = next;
+                row.reason = w.reason.clone();
+            }
+            row.updated_micros = ts;
+            row.seq = seq;
+            row
+        }
+    };
+    rows.put_want(row)?;
+    Ok(LoggedEvent {
+        seq,
+        event: Event::Want(w),
+    })
+}

@@ -1,0 +1,138 @@
+//! The PostgreSQL `wants` view: its schema, one want's row inside a write transaction, and
+//! listing wants. Same answers, in the same order, as the SQLite backend.
+
+use databuild_proto::WantStatus;
+use tokio_postgres::{Row, Transaction};
+
+use super::conn::{Conn, Stmts};
+use crate::{BelError, WantFilter, WantRow};
+
+/// What version 3 added: the latest state of every want.
+pub(super) const SCHEMA_V3: &str = r#"
+CREATE TABLE IF NOT EXISTS wants (
+    want_id TEXT COLLATE "C" PRIMARY KEY,
+    ref TEXT COLLATE "C" NOT NULL,
+    status INT NOT NULL,
+    created_ts BIGINT NOT NULL,
+    updated_ts BIGINT NOT NULL,
+    expires_ts BIGINT,
+    sla_ts BIGINT,
+    sla_missed BOOLEAN NOT NULL,
+    schedule TEXT NOT NULL,
+    tick_ts BIGINT,
+    requesters TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    seq BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wants_by_ref ON wants (ref);
+CREATE INDEX IF NOT EXISTS wants_by_status ON wants (status, want_id);
+CREATE INDEX IF NOT EXISTS wants_by_schedule ON wants (schedule, tick_ts) WHERE schedule <> '';
+"#;
+
+const SELECT_ONE: &str = "SELECT want_id, ref, status, created_ts, updated_ts, expires_ts, \
+     sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq FROM wants WHERE want_id = $1";
+
+const SELECT_LIST: &str = "SELECT want_id, ref, status, created_ts, updated_ts, expires_ts, \
+     sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq FROM wants \
+     WHERE ($1::int4[] IS NULL OR status = ANY($1)) AND ($2::text IS NULL OR ref = $2) \
+     AND ($3::text IS NULL OR want_id > $3) ORDER BY want_id LIMIT $4";
+
+const UPSERT: &str = "INSERT INTO wants (want_id, ref, status, created_ts, updated_ts, \
+     expires_ts, sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (want_id) DO UPDATE SET status = excluded.status, \
+     updated_ts = excluded.updated_ts, sla_missed = excluded.sla_missed, \
+     reason = excluded.reason, seq = excluded.seq";
+
+fn read_row(r: &Row) -> WantRow {
+    let requesters: String = r.get(10);
+    WantRow {
+        want_id: r.get(0),
+        partition_ref: r.get(1),
+        status: WantStatus::try_from(r.get::<_, i32>(2)).unwrap_or_default(),
+        created_micros: r.get(3),
+        updated_micros: r.get(4),
+        expires_micros: r.get(5),
+        sla_micros: r.get(6),
+        sla_missed: r.get(7),
+        schedule: r.get(8),
+        tick_micros: r.get(9),
+        requesters: requesters.lines().map(str::to_string).collect(),
+        reason: r.get(11),
+        seq: r.get(12),
+    }
+}
+
+/// The row of want `id`, read inside a write transaction.
+pub(super) async fn get_tx(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    id: &str,
+) -> Result<Option<WantRow>, BelError> {
+    let stmt = stmts.get(tx, SELECT_ONE).await?;
+    Ok(tx.query_opt(&stmt, &[&id]).await?.as_ref().map(read_row))
+}
+
+/// Writes want rows inside a write transaction.
+pub(super) async fn put_tx(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    rows: Vec<WantRow>,
+) -> Result<(), BelError> {
+    let stmt = stmts.get(tx, UPSERT).await?;
+    for w in rows {
+        tx.execute(
+            &stmt,
+            &[
+                &w.want_id,
+                &w.partition_ref,
+                &(w.status as i32),
+                &w.created_micros,
+                &w.updated_micros,
+                &w.expires_micros,
+                &w.sla_micros,
+                &w.sla_missed,
+                &w.schedule,
+                &w.tick_micros,
+                &w.requesters.join("\n"),
+                &w.reason,
+                &w.seq,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The row of want `id`.
+pub(super) async fn get(c: &mut Conn, id: &str) -> Result<Option<WantRow>, BelError> {
+    Ok(super::read::query(c, SELECT_ONE, &[&id])
+        .await?
+        .first()
+        .map(read_row))
+}
+
+/// The wants `filter` selects, by id.
+pub(super) async fn list(c: &mut Conn, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
+    let statuses: Option<Vec<i32>> = (!filter.statuses.is_empty())
+        .then(|| filter.statuses.iter().map(|s| *s as i32).collect());
+    let limit: Option<i64> = (filter.limit != 0).then_some(filter.limit as i64);
+    let rows = super::read::query(
+        c,
+        SELECT_LIST,
+        &[&statuses, &filter.partition_ref, &filter.after, &limit],
+    )
+    .await?;
+    Ok(rows.iter().map(read_row).collect())
+}
+
+/// The latest tick recorded for `schedule`.
+pub(super) async fn last_tick(c: &mut Conn, schedule: &str) -> Result<Option<i64>, BelError> {
+    let rows = super::read::query(
+        c,
+        "SELECT max(tick_ts) FROM wants WHERE schedule = $1 AND schedule <> ''",
+        &[&schedule],
+    )
+    .await?;
+    Ok(rows.first().and_then(|r| r.get(0)))
+}

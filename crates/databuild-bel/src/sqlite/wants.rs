@@ -1,0 +1,124 @@
+//! The SQLite `wants` view: reading and writing one want's row, and listing wants.
+
+use databuild_proto::WantStatus;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{BelError, WantFilter, WantRow};
+
+/// Schema version 3: the derived latest state of every want.
+pub(super) const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS wants (
+    want_id TEXT PRIMARY KEY,
+    ref TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL,
+    expires_ts INTEGER,
+    sla_ts INTEGER,
+    sla_missed INTEGER NOT NULL,
+    schedule TEXT NOT NULL,
+    tick_ts INTEGER,
+    requesters TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wants_by_ref ON wants (ref);
+CREATE INDEX IF NOT EXISTS wants_by_status ON wants (status, want_id);
+CREATE INDEX IF NOT EXISTS wants_by_schedule ON wants (schedule, tick_ts) WHERE schedule <> '';
+";
+
+const COLUMNS: &str = "want_id, ref, status, created_ts, updated_ts, expires_ts, sla_ts, \
+     sla_missed, schedule, tick_ts, requesters, reason, seq";
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<WantRow> {
+    let requesters: String = r.get(10)?;
+    Ok(WantRow {
+        want_id: r.get(0)?,
+        partition_ref: r.get(1)?,
+        status: WantStatus::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        created_micros: r.get(3)?,
+        updated_micros: r.get(4)?,
+        expires_micros: r.get(5)?,
+        sla_micros: r.get(6)?,
+        sla_missed: r.get::<_, i64>(7)? != 0,
+        schedule: r.get(8)?,
+        tick_micros: r.get(9)?,
+        requesters: split(&requesters),
+        reason: r.get(11)?,
+        seq: r.get(12)?,
+    })
+}
+
+/// Requesters are stored one per line (a client name has no line break).
+fn split(s: &str) -> Vec<String> {
+    s.lines().map(str::to_string).collect()
+}
+
+/// The row of want `id`.
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<WantRow>, BelError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM wants WHERE want_id = ?1"))?
+        .query_row([id], read_row)
+        .optional()?)
+}
+
+/// Inserts or replaces the row of a want.
+pub(super) fn put(conn: &Connection, w: &WantRow) -> Result<(), BelError> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO wants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        w.want_id,
+        w.partition_ref,
+        w.status as i32,
+        w.created_micros,
+        w.updated_micros,
+        w.expires_micros,
+        w.sla_micros,
+        w.sla_missed as i64,
+        w.schedule,
+        w.tick_micros,
+        w.requesters.join("\n"),
+        w.reason,
+        w.seq
+    ])?;
+    Ok(())
+}
+
+/// The wants `filter` selects, by id.
+pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM wants WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if !filter.statuses.is_empty() {
+        let list: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|s| (*s as i32).to_string())
+            .collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+    }
+    if let Some(r) = &filter.partition_ref {
+        args.push(r.clone().into());
+        sql.push_str(&format!(" AND ref = ?{}", args.len()));
+    }
+    if let Some(after) = &filter.after {
+        args.push(after.clone().into());
+        sql.push_str(&format!(" AND want_id > ?{}", args.len()));
+    }
+    sql.push_str(" ORDER BY want_id");
+    if filter.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", filter.limit));
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), read_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The latest tick recorded for `schedule`, microseconds.
+pub(super) fn last_tick(conn: &Connection, schedule: &str) -> Result<Option<i64>, BelError> {
+    Ok(conn
+        .prepare_cached("SELECT max(tick_ts) FROM wants WHERE schedule = ?1 AND schedule <> ''")?
+        .query_row([schedule], |r| r.get(0))?)
+}

@@ -1,0 +1,144 @@
+//! Wants: created once per id (so a schedule tick recorded twice is refused), folded into
+//! the `wants` view, with their events readable by want.
+
+use databuild_bel::{BelError, Event, EventRead, WantFilter};
+use databuild_proto::{PartitionRef, WantEvent, WantStatus};
+
+use crate::{backend::Backend, support::*};
+
+fn want(id: &str, r: &str, status: WantStatus) -> Event {
+    Event::Want(WantEvent {
+        want_id: id.into(),
+        status: status as i32,
+        partition_ref: Some(PartitionRef { str: r.into() }),
+        ..Default::default()
+    })
+}
+
+fn scheduled(id: &str, r: &str, schedule: &str, tick: i64) -> Event {
+    let Event::Want(mut w) = want(id, r, WantStatus::WantActive) else {
+        unreachable!()
+    };
+    w.schedule = schedule.into();
+    w.tick = Some(databuild_proto::timestamp_from_micros(tick));
+    w.sla_deadline = Some(databuild_proto::timestamp_from_micros(tick + 10));
+    w.requesting_clients = vec!["alice".into(), "cron".into()];
+    Event::Want(w)
+}
+
+async fn ids(bel: &dyn EventRead, statuses: Vec<WantStatus>) -> Vec<String> {
+    bel.wants(&WantFilter {
+        statuses,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|w| w.want_id)
+    .collect()
+}
+
+pub async fn wants_follow_their_events_and_a_tick_is_recorded_once(b: &Backend) {
+    use WantStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append(vec![
+        want("w1", "a/1", WantActive),
+        scheduled("daily@100", "a/2", "daily", 100),
+        want("w3", "a/3", WantActive),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(bel.last_tick("daily").await.unwrap(), Some(100));
+    assert_eq!(bel.last_tick("hourly").await.unwrap(), None);
+
+    // A second creation of one id (another reconciler firing the same tick) is refused
+    // as a want-state error, and the whole batch with it.
+    let before = event_count(bel).await;
+    let err = bel
+        .append(vec![
+            want("w4", "a/4", WantActive),
+            scheduled("daily@100", "a/2", "daily", 100),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BelError::WantState { want_id, current: WantActive, next: WantActive } if want_id == "daily@100"),
+        "{err:?}"
+    );
+    assert_eq!(event_count(bel).await, before);
+    assert!(bel.want("w4").await.unwrap().is_none());
+    // Events of an unknown want are refused.
+    let err = bel
+        .append(vec![want("nope", "a/9", WantCancelled)])
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, BelError::UnknownWant(id) if id == "nope"), "{err:?}");
+    // A want is about one partition.
+    assert!(bel
+        .append(vec![want("w1", "a/other", WantSatisfied)])
+        .await
+        .is_err());
+
+    bel.append(vec![
+        want("daily@100", "a/2", WantSlaMissed),
+        want("w1", "a/1", WantSatisfied),
+        want("w3", "a/3", WantCancelled),
+    ])
+    .await
+    .unwrap();
+    // The SLA is missed once; a satisfied want cannot miss it.
+    for e in [
+        want("daily@100", "a/2", WantSlaMissed),
+        want("w1", "a/1", WantSlaMissed),
+        want("w3", "a/3", WantSatisfied),
+    ] {
+        let err = bel.append(vec![e]).await.unwrap_err();
+        assert!(matches!(err, BelError::WantState { .. }), "{err:?}");
+    }
+    assert_eq!(ids(bel, vec![WantActive]).await, ["daily@100"]);
+    assert_eq!(
+        ids(bel, vec![WantSatisfied, WantCancelled]).await,
+        ["w1", "w3"]
+    );
+    assert_eq!(ids(bel, vec![]).await, ["daily@100", "w1", "w3"]);
+    let d = bel.want("daily@100").await.unwrap().unwrap();
+    assert_eq!(
+        (d.partition_ref.as_str(), d.status, d.sla_missed, d.schedule.as_str()),
+        ("a/2", WantActive, true, "daily")
+    );
+    assert_eq!((d.tick_micros, d.sla_micros), (Some(100), Some(110)));
+    assert_eq!(d.requesters, ["alice", "cron"]);
+    // By partition, and paged by id.
+    let of_a1 = bel
+        .wants(&WantFilter {
+            partition_ref: Some("a/1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_a1.len(), 1);
+    let page = bel
+        .wants(&WantFilter {
+            after: Some("daily@100".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].want_id, "w1");
+    assert_eq!(page.len(), 1);
+    // A want's events, in order, and nothing else.
+    let events = bel.want_events("daily@100").await.unwrap();
+    let statuses: Vec<i32> = events
+        .iter()
+        .map(|e| match &e.event {
+            Event::Want(w) => w.status,
+            _ => panic!("not a want event"),
+        })
+        .collect();
+    assert_eq!(statuses, [WantActive as i32, WantSlaMissed as i32]);
+    assert_eq!(d.seq, events[1].seq);
+    // Want events are not partition history.
+    assert!(bel.partition_history("a/2").await.unwrap().is_empty());
+}
