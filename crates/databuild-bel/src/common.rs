@@ -170,7 +170,9 @@ pub(crate) fn classify(event: &Event) -> Result<Subject, BelError> {
             let status = WantStatus::try_from(w.status)
                 .ok()
                 .filter(|s| *s != WantStatus::WantUnknown)
-                .ok_or_else(|| BelError::InvalidEvent(format!("unknown want status {}", w.status)))?;
+                .ok_or_else(|| {
+                    BelError::InvalidEvent(format!("unknown want status {}", w.status))
+                })?;
             Ok(Subject::Want {
                 want_id: w.want_id.clone(),
                 partition_ref: r.to_string(),

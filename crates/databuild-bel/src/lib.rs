@@ -154,13 +154,17 @@ pub trait EventRead: Send + Sync + std::fmt::Debug {
     /// them.
     async fn wants(&self, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
         let _ = filter;
-        Err(BelError::Remote("this event log does not serve wants".into()))
+        Err(BelError::Remote(
+            "this event log does not serve wants".into(),
+        ))
     }
 
     /// The latest state of want `want_id`.
     async fn want(&self, want_id: &str) -> Result<Option<WantRow>, BelError> {
         let _ = want_id;
-        Err(BelError::Remote("this event log does not serve wants".into()))
+        Err(BelError::Remote(
+            "this event log does not serve wants".into(),
+        ))
     }
 
     /// The events of want `want_id`, in log order (stored with the want id as their run).
@@ -173,10 +177,19 @@ pub trait EventRead: Send + Sync + std::fmt::Debug {
             .collect())
     }
 
+    /// The position of the last event in the log (0 when empty).
+    async fn last_seq(&self) -> Result<i64, BelError> {
+        Err(BelError::Remote(
+            "this event log does not serve its position".into(),
+        ))
+    }
+
     /// The latest tick recorded for schedule `schedule` (microseconds), if any.
     async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
         let _ = schedule;
-        Err(BelError::Remote("this event log does not serve wants".into()))
+        Err(BelError::Remote(
+            "this event log does not serve wants".into(),
+        ))
     }
 }
 

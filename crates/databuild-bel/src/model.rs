@@ -1,8 +1,8 @@
 //! The values that go into and come out of the event log.
 
 use databuild_proto::{
-    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus,
-    WantEvent, WantStatus,
+    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus, WantEvent,
+    WantStatus,
 };
 
 /// One event to append: a graph-run event (graph or job), a partition event or a want event.

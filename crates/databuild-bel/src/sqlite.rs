@@ -525,6 +525,14 @@ impl crate::EventRead for SqliteEventLog {
         self.with_conn(|conn| wants::get(conn, want_id))
     }
 
+    async fn last_seq(&self) -> Result<i64, BelError> {
+        self.with_conn(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                .query_row([], |r| r.get(0))?)
+        })
+    }
+
     async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
         self.with_conn(|conn| wants::last_tick(conn, schedule))
     }

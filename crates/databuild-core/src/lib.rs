@@ -14,6 +14,7 @@ pub mod register;
 pub mod remote;
 pub mod request;
 pub mod scheduler;
+pub mod wants;
 
 pub use error::{CoreError, ExitKind};
 pub use graph::{Graph, GraphError, JobDef};

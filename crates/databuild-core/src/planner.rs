@@ -30,7 +30,12 @@ pub enum PlanError {
     Configure(#[from] ProtocolError),
     /// Refs that no job produces and that are not available.
     #[error("no job produces {refs} and {they} not registered as available; register external data with `databuild partitions register <ref>`, or check the refs against the graph's `produces` patterns", they = if *count == 1 { "it is" } else { "they are" })]
-    MissingExternal { refs: String, count: usize },
+    MissingExternal {
+        refs: String,
+        count: usize,
+        /// The refs, sorted.
+        missing: Vec<String>,
+    },
     /// The MATERIALIZE inputs form a cycle.
     #[error("dependency cycle: {0} (each partition needs the next as a MATERIALIZE input); change the jobs' `config` so that no partition depends on itself")]
     Cycle(String),
@@ -212,6 +217,7 @@ pub(crate) async fn plan(
         return Err(PlanError::MissingExternal {
             count: missing_external.len(),
             refs: ref_list(&missing_external),
+            missing: missing_external,
         });
     }
     if let Some(cycle) = find_cycle(&tasks, &producer) {

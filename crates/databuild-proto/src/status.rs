@@ -2,7 +2,7 @@
 //! for partitions, `failed` or `GRAPH_FAILED` for graph runs, and the short names shown
 //! in listings. The one place the CLI, the HTTP API and the dashboard take them from.
 
-use crate::{JobGraphRunStatus, PartitionStatus};
+use crate::{JobGraphRunStatus, PartitionStatus, WantStatus};
 
 /// A status name that names no status of its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -10,7 +10,7 @@ use crate::{JobGraphRunStatus, PartitionStatus};
 pub struct StatusError {
     /// What was given.
     pub given: String,
-    /// `partition` or `graph run`.
+    /// `partition`, `graph run` or `want`.
     pub kind: &'static str,
     /// The names that would have been accepted.
     pub expected: Vec<String>,
@@ -91,6 +91,47 @@ impl JobGraphRunStatus {
     }
 
     /// The short names people may give, lowercase (`started`, ..., `failed`).
+    pub fn short_names() -> Vec<String> {
+        Self::ALL
+            .iter()
+            .map(|s| s.short_name().to_ascii_lowercase())
+            .collect()
+    }
+}
+
+impl WantStatus {
+    /// The statuses a want can have (SLA missed is an event, not a status).
+    const ALL: [WantStatus; 5] = [
+        WantStatus::WantActive,
+        WantStatus::WantSatisfied,
+        WantStatus::WantFailed,
+        WantStatus::WantExpired,
+        WantStatus::WantCancelled,
+    ];
+
+    /// Parses `active`, `ACTIVE` or `WANT_ACTIVE` (any case).
+    pub fn parse_name(s: &str) -> Result<Self, StatusError> {
+        let upper = s.to_ascii_uppercase();
+        let name = if upper.starts_with("WANT_") {
+            upper
+        } else {
+            format!("WANT_{upper}")
+        };
+        Self::from_str_name(&name)
+            .filter(|s| Self::ALL.contains(s))
+            .ok_or_else(|| StatusError {
+                given: s.to_string(),
+                kind: "want",
+                expected: Self::short_names(),
+            })
+    }
+
+    /// The name without its `WANT_` prefix (`ACTIVE`).
+    pub fn short_name(&self) -> &'static str {
+        self.as_str_name().trim_start_matches("WANT_")
+    }
+
+    /// The short names people may give, lowercase.
     pub fn short_names() -> Vec<String> {
         Self::ALL
             .iter()

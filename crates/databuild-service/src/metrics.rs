@@ -328,4 +328,22 @@ impl EventRead for TimedLog {
     ) -> Result<(Vec<LoggedEvent>, i64), BelError> {
         self.inner.query_partition_events(q).await
     }
+    async fn wants(
+        &self,
+        filter: &databuild_bel::WantFilter,
+    ) -> Result<Vec<databuild_bel::WantRow>, BelError> {
+        self.inner.wants(filter).await
+    }
+    async fn want(&self, want_id: &str) -> Result<Option<databuild_bel::WantRow>, BelError> {
+        self.inner.want(want_id).await
+    }
+    async fn want_events(&self, want_id: &str) -> Result<Vec<LoggedEvent>, BelError> {
+        self.inner.want_events(want_id).await
+    }
+    async fn last_seq(&self) -> Result<i64, BelError> {
+        self.inner.last_seq().await
+    }
+    async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
+        self.inner.last_tick(schedule).await
+    }
 }

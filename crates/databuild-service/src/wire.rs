@@ -47,7 +47,11 @@ impl From<&LoggedEvent> for WireEvent {
 impl WireEvent {
     /// Back to a logged event; `None` if neither event is set.
     pub fn into_logged(self) -> Option<LoggedEvent> {
-        let event = match (self.job_graph_run_event, self.partition_event, self.want_event) {
+        let event = match (
+            self.job_graph_run_event,
+            self.partition_event,
+            self.want_event,
+        ) {
             (Some(r), None, None) => Event::Run(r),
             (None, Some(p), None) => Event::Partition(p),
             (None, None, Some(w)) => Event::Want(w),

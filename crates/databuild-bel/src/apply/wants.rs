@@ -45,9 +45,8 @@ pub(super) async fn store<R: Rows>(
         ts,
         body,
     })?;
-    let micros = |t: &Option<databuild_proto::Timestamp>| {
-        t.as_ref().map(databuild_proto::timestamp_micros)
-    };
+    let micros =
+        |t: &Option<databuild_proto::Timestamp>| t.as_ref().map(databuild_proto::timestamp_micros);
     let row = match cur {
         None => WantRow {
             want_id,

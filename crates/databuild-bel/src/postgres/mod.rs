@@ -326,6 +326,10 @@ impl crate::EventRead for PostgresEventLog {
         read!(self, |c| wants::get(&mut c, want_id).await)
     }
 
+    async fn last_seq(&self) -> Result<i64, BelError> {
+        read!(self, |c| read::last_seq(&mut c).await)
+    }
+
     async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
         read!(self, |c| wants::last_tick(&mut c, schedule).await)
     }

@@ -114,8 +114,8 @@ pub(super) async fn get(c: &mut Conn, id: &str) -> Result<Option<WantRow>, BelEr
 
 /// The wants `filter` selects, by id.
 pub(super) async fn list(c: &mut Conn, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
-    let statuses: Option<Vec<i32>> = (!filter.statuses.is_empty())
-        .then(|| filter.statuses.iter().map(|s| *s as i32).collect());
+    let statuses: Option<Vec<i32>> =
+        (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| *s as i32).collect());
     let limit: Option<i64> = (filter.limit != 0).then_some(filter.limit as i64);
     let rows = super::read::query(
         c,

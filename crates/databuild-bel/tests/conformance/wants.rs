@@ -73,7 +73,10 @@ pub async fn wants_follow_their_events_and_a_tick_is_recorded_once(b: &Backend) 
         .append(vec![want("nope", "a/9", WantCancelled)])
         .await
         .unwrap_err();
-    assert!(matches!(&err, BelError::UnknownWant(id) if id == "nope"), "{err:?}");
+    assert!(
+        matches!(&err, BelError::UnknownWant(id) if id == "nope"),
+        "{err:?}"
+    );
     // A want is about one partition.
     assert!(bel
         .append(vec![want("w1", "a/other", WantSatisfied)])
@@ -104,7 +107,12 @@ pub async fn wants_follow_their_events_and_a_tick_is_recorded_once(b: &Backend) 
     assert_eq!(ids(bel, vec![]).await, ["daily@100", "w1", "w3"]);
     let d = bel.want("daily@100").await.unwrap().unwrap();
     assert_eq!(
-        (d.partition_ref.as_str(), d.status, d.sla_missed, d.schedule.as_str()),
+        (
+            d.partition_ref.as_str(),
+            d.status,
+            d.sla_missed,
+            d.schedule.as_str()
+        ),
         ("a/2", WantActive, true, "daily")
     );
     assert_eq!((d.tick_micros, d.sla_micros), (Some(100), Some(110)));

@@ -74,6 +74,15 @@ pub enum GraphError {
         entrypoint: String,
         message: String,
     },
+    /// A `[[wants]]` schedule that cannot be used.
+    #[error("in `{}`: {error}", path.display())]
+    InvalidSchedule {
+        path: PathBuf,
+        error: crate::wants::ScheduleError,
+    },
+    /// A `[notify]` value that cannot be used.
+    #[error("`[notify]`: invalid `{key}`: {message}")]
+    InvalidNotify { key: &'static str, message: String },
     /// A `[graph]` value that cannot be used.
     #[error("`[graph]`: invalid `{key}`: {message}")]
     InvalidGraphValue { key: &'static str, message: String },
@@ -94,6 +103,19 @@ struct FileDoc {
     jobs: Vec<JobSection>,
     lookup: Option<LookupSection>,
     service: Option<ServiceSection>,
+    /// Schedules, read by `crate::wants::Schedule`.
+    #[serde(default)]
+    wants: Vec<toml::Table>,
+    notify: Option<NotifySection>,
+}
+
+/// `[notify]`: where notifications about wants go.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifySection {
+    webhook: Option<String>,
+    command: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
 /// `[service]`: how `databuild serve` runs this graph.
@@ -270,7 +292,34 @@ impl Graph {
             }
             None => Lookup::Patterns(PatternLookup::new(&jobs)?),
         };
+        let mut schedules: Vec<crate::wants::Schedule> = Vec::new();
+        for (i, t) in doc.wants.iter().enumerate() {
+            let s = crate::wants::Schedule::parse(i + 1, t).map_err(|error| {
+                GraphError::InvalidSchedule {
+                    path: path.to_path_buf(),
+                    error,
+                }
+            })?;
+            if schedules.iter().any(|o| o.name == s.name) {
+                return Err(GraphError::InvalidSchedule {
+                    path: path.to_path_buf(),
+                    error: crate::wants::ScheduleError {
+                        index: i + 1,
+                        name: Some(s.name.clone()),
+                        key: "name".into(),
+                        message: "another schedule has this name; names must be unique".into(),
+                    },
+                });
+            }
+            schedules.push(s);
+        }
+        let notify = match doc.notify {
+            None => Notify::default(),
+            Some(n) => Notify::parse(n.webhook, n.command, n.timeout)?,
+        };
         Ok(Graph {
+            schedules,
+            notify,
             label: doc.graph.label,
             dir: dir.to_path_buf(),
             bel: doc.graph.bel,
@@ -280,6 +329,58 @@ impl Graph {
             max_config_bytes,
             service_auth: doc.service.and_then(|s| s.auth).map(|a| dir.join(a)),
             remote: None,
+        })
+    }
+}
+
+/// `[notify]`: where notifications about wants go.
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    /// `webhook`: an `http://` or `https://` URL that gets a JSON POST.
+    pub webhook: Option<String>,
+    /// `command`: a program that gets the JSON on stdin.
+    pub command: Option<Vec<String>>,
+    /// `timeout`: how long one delivery may take (default 10 s).
+    pub timeout: Duration,
+}
+
+impl Notify {
+    fn parse(
+        webhook: Option<String>,
+        command: Option<Vec<String>>,
+        timeout: Option<String>,
+    ) -> Result<Notify, GraphError> {
+        if let Some(w) = &webhook {
+            let rest = w
+                .strip_prefix("http://")
+                .or_else(|| w.strip_prefix("https://"))
+                .unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(GraphError::InvalidNotify {
+                    key: "webhook",
+                    message: format!("`{w}` is not an `http://` or `https://` URL"),
+                });
+            }
+        }
+        if command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(GraphError::InvalidNotify {
+                key: "command",
+                message:
+                    "empty; give the program and its arguments, e.g. `command = [\"notify.sh\"]`"
+                        .into(),
+            });
+        }
+        let timeout = match timeout {
+            None => Duration::from_secs(10),
+            Some(t) => parse_duration(&t).ok_or_else(|| GraphError::InvalidNotify {
+                key: "timeout",
+                message: format!("`{t}` is not a duration; use e.g. `10s`"),
+            })?,
+        };
+        Ok(Notify {
+            webhook,
+            command,
+            timeout,
         })
     }
 }
@@ -485,6 +586,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        "w" => n * 7.0 * 86400.0,
         _ => return None,
     };
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))

@@ -8,7 +8,9 @@ mod version;
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 pub use executor::{JobExecutor, SlurmResources, EXECUTORS};
-pub use file::{parse_duration, GraphError, DEFAULT_CONFIG_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES};
+pub use file::{
+    parse_duration, GraphError, Notify, DEFAULT_CONFIG_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES,
+};
 pub use lookup::{LookupError, LookupResult};
 pub use version::config_fingerprint;
 
@@ -78,6 +80,10 @@ pub struct Graph {
     /// `[service] auth`: the access-token file `databuild serve` requires tokens from
     /// (resolved against the graph file's directory).
     pub service_auth: Option<PathBuf>,
+    /// `[[wants]]`: schedules that create wants tick by tick.
+    pub schedules: Vec<crate::wants::Schedule>,
+    /// `[notify]`: where notifications about wants go.
+    pub notify: Notify,
     /// The client for `grpc://` entrypoints (jobs and lookup), if the program has one.
     pub remote: Option<Arc<dyn crate::remote::RemoteJobs>>,
 }

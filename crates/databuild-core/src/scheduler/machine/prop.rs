@@ -210,6 +210,11 @@ impl Checker {
                     }
                     seen.push((p.status(), p.job_run_id));
                 }
+                Event::Want(w) => {
+                    return Err(TestCaseError::fail(format!(
+                        "a graph run wrote a want event: {w:?}"
+                    )))
+                }
             }
         }
         Ok(())

@@ -1,0 +1,703 @@
+//! The reconciler: keeps every live want satisfied. It reacts to events — wants created
+//! or withdrawn, their partitions going STALE, FAILED or AVAILABLE, external data being
+//! registered — and to timers (schedule ticks, SLA deadlines, expiry, retry backoff); it
+//! never rescans every want. Wanted partitions that are not AVAILABLE are built through the
+//! normal path (graph runs, claims, delegation), batched into as few graph runs as it can.
+//! Everything it decides is an event in the log, so two reconcilers on one log agree: a
+//! tick or a want's transition recorded by one is refused to the other.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use databuild_bel::{BelError, Event, EventLog, LoggedEvent, WantFilter, WantRow};
+use databuild_proto::{FailureCause, PartitionStatus, WantStatus};
+use tokio::task::JoinSet;
+
+use super::{event, notify::Notification, NotificationKind, Notifiers, Schedule};
+use crate::{planner::PlanError, BuildOptions, CoreError, Graph, RunOutcome};
+
+/// How the reconciler works.
+#[derive(Clone)]
+pub struct ReconcileOptions {
+    /// How its graph runs build.
+    pub build: BuildOptions,
+    /// Builds of a failed wanted partition after the first, before the want fails.
+    pub retries: u32,
+    /// Wait before the first retry; doubled after each.
+    pub backoff: Duration,
+    /// Most partitions in one graph run.
+    pub batch: usize,
+    /// Longest wait between passes when nothing happens.
+    pub idle: Duration,
+}
+
+impl ReconcileOptions {
+    /// Defaults around `build`: 3 retries from 5 s, 10,000 partitions per graph run.
+    pub fn new(build: BuildOptions) -> Self {
+        Self {
+            build,
+            retries: 3,
+            backoff: Duration::from_secs(5),
+            batch: 10_000,
+            idle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Schedule ticks recorded.
+    pub ticks: usize,
+    /// Wants looked at (those events or timers touched).
+    pub checked: usize,
+    /// Wants newly satisfied.
+    pub satisfied: usize,
+    /// SLA misses recorded.
+    pub sla_missed: usize,
+    /// Wants expired.
+    pub expired: usize,
+    /// Wants failed for good.
+    pub failed: usize,
+    /// Partitions whose build this pass started.
+    pub started: usize,
+    /// Live wants held in memory.
+    pub live: usize,
+}
+
+struct Tracked {
+    row: WantRow,
+    /// Failed builds since it was last AVAILABLE.
+    attempts: u32,
+    retry_at: Option<i64>,
+    /// The unregistered external input it waits for.
+    waiting_on: Option<String>,
+}
+
+type BuildResult = (Vec<String>, Result<RunOutcome, CoreError>);
+
+/// The reconciler of one graph and event log.
+pub struct Reconciler {
+    graph: Arc<Graph>,
+    bel: Arc<dyn EventLog>,
+    opts: ReconcileOptions,
+    notifiers: Notifiers,
+    wants: HashMap<String, Tracked>,
+    by_ref: HashMap<String, Vec<String>>,
+    /// External ref -> wants waiting for it.
+    waiting: HashMap<String, Vec<String>>,
+    dirty: HashSet<String>,
+    timers: BTreeSet<(i64, String)>,
+    after_seq: i64,
+    last_tick: HashMap<String, Option<i64>>,
+    builds: JoinSet<BuildResult>,
+    building: HashSet<String>,
+    loaded: bool,
+    sent: Vec<tokio::task::JoinHandle<()>>,
+    /// Wants this reconciler failed for good.
+    failed: usize,
+}
+
+fn now_micros() -> i64 {
+    databuild_proto::timestamp_micros(&databuild_proto::now())
+}
+
+fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn duration_micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+impl Reconciler {
+    /// A reconciler; it loads the live wants on its first pass.
+    pub fn new(
+        graph: Arc<Graph>,
+        bel: Arc<dyn EventLog>,
+        opts: ReconcileOptions,
+        notifiers: Notifiers,
+    ) -> Self {
+        Self {
+            graph,
+            bel,
+            opts,
+            notifiers,
+            wants: HashMap::new(),
+            by_ref: HashMap::new(),
+            waiting: HashMap::new(),
+            dirty: HashSet::new(),
+            timers: BTreeSet::new(),
+            after_seq: 0,
+            last_tick: HashMap::new(),
+            builds: JoinSet::new(),
+            building: HashSet::new(),
+            loaded: false,
+            sent: Vec::new(),
+            failed: 0,
+        }
+    }
+
+    fn schedules(&self) -> &[Schedule] {
+        &self.graph.schedules
+    }
+
+    /// Reads the live wants and where the log ends; every live want is looked at once.
+    async fn load(&mut self) -> Result<(), CoreError> {
+        self.after_seq = self.bel.last_seq().await?;
+        let mut after = None;
+        loop {
+            let page = self
+                .bel
+                .wants(&WantFilter {
+                    statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
+                    after: after.clone(),
+                    limit: 50_000,
+                    ..Default::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.want_id.clone());
+            for row in page {
+                self.track(row);
+            }
+        }
+        for s in self.graph.schedules.iter() {
+            let t = self.bel.last_tick(&s.name).await?;
+            self.last_tick.insert(s.name.clone(), t);
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    fn track(&mut self, row: WantRow) {
+        let id = row.want_id.clone();
+        self.by_ref
+            .entry(row.partition_ref.clone())
+            .or_default()
+            .push(id.clone());
+        self.dirty.insert(id.clone());
+        self.wants.insert(
+            id,
+            Tracked {
+                row,
+                attempts: 0,
+                retry_at: None,
+                waiting_on: None,
+            },
+        );
+    }
+
+    fn untrack(&mut self, id: &str) {
+        let Some(t) = self.wants.remove(id) else {
+            return;
+        };
+        if let Some(ids) = self.by_ref.get_mut(&t.row.partition_ref) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_ref.remove(&t.row.partition_ref);
+            }
+        }
+        self.dirty.remove(id);
+    }
+
+    /// Records the schedule ticks due at `now`: missed ones back to the catch-up window
+    /// (at least 30 s, so that a slow pass loses none), the latest one for a schedule that
+    /// never ticked.
+    async fn fire_ticks(&mut self, now: i64) -> Result<usize, CoreError> {
+        let mut fired = 0;
+        let graph = self.graph.clone();
+        for s in graph.schedules.iter() {
+            let window = duration_micros(s.catchup.max(Duration::from_secs(30)));
+            let last = self.last_tick.get(&s.name).copied().flatten();
+            let ticks = match last {
+                None => s.ticks(i64::MIN, now, 1),
+                Some(last) => s.ticks(last.max(now - window), now, 100_000),
+            };
+            for t in ticks {
+                let mut w = event(&s.want_id(t), &s.format_ref(t), WantStatus::WantActive);
+                w.schedule = s.name.clone();
+                w.tick = Some(databuild_proto::timestamp_from_micros(t));
+                w.requesting_clients = vec![format!("schedule:{}", s.name)];
+                w.expires_at = s
+                    .ttl
+                    .map(|d| databuild_proto::timestamp_from_micros(t + duration_micros(d)));
+                w.sla_deadline = s
+                    .sla
+                    .map(|d| databuild_proto::timestamp_from_micros(t + duration_micros(d)));
+                match self.bel.append(vec![Event::Want(w)]).await {
+                    Ok(_) => fired += 1,
+                    // Another reconciler recorded this tick first.
+                    Err(BelError::WantState { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.last_tick.insert(s.name.clone(), Some(t));
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Follows the log from where it was read: new and ended wants, and partition events
+    /// of wanted or awaited refs.
+    async fn read_events(&mut self) -> Result<(), CoreError> {
+        loop {
+            let events = self.bel.events_after(self.after_seq, 10_000).await?;
+            let Some(last) = events.last() else { break };
+            self.after_seq = last.seq;
+            for e in events {
+                self.on_event(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, e: LoggedEvent) {
+        match e.event {
+            Event::Want(w) => {
+                let status = WantStatus::try_from(w.status).unwrap_or_default();
+                let r = w.partition_ref.map(|r| r.str).unwrap_or_default();
+                let micros = |t: &Option<databuild_proto::Timestamp>| {
+                    t.as_ref().map(databuild_proto::timestamp_micros)
+                };
+                let ts = micros(&w.timestamp).unwrap_or(0);
+                match status {
+                    WantStatus::WantActive if !self.wants.contains_key(&w.want_id) => {
+                        self.track(WantRow {
+                            want_id: w.want_id.clone(),
+                            partition_ref: r,
+                            status,
+                            created_micros: ts,
+                            updated_micros: ts,
+                            expires_micros: micros(&w.expires_at),
+                            sla_micros: micros(&w.sla_deadline),
+                            sla_missed: false,
+                            schedule: w.schedule.clone(),
+                            tick_micros: micros(&w.tick),
+                            requesters: w.requesting_clients.clone(),
+                            reason: String::new(),
+                            seq: e.seq,
+                        })
+                    }
+                    WantStatus::WantSatisfied => {
+                        if let Some(t) = self.wants.get_mut(&w.want_id) {
+                            t.row.status = status;
+                        }
+                    }
+                    WantStatus::WantSlaMissed => {
+                        if let Some(t) = self.wants.get_mut(&w.want_id) {
+                            t.row.sla_missed = true;
+                        }
+                    }
+                    WantStatus::WantFailed
+                    | WantStatus::WantExpired
+                    | WantStatus::WantCancelled => self.untrack(&w.want_id),
+                    _ => {}
+                }
+            }
+            Event::Partition(p) => {
+                let Some(r) = p.partition_ref.as_ref().map(|r| r.str.as_str()) else {
+                    return;
+                };
+                if let Some(ids) = self.by_ref.get(r) {
+                    self.dirty.extend(ids.iter().cloned());
+                }
+                if p.status == PartitionStatus::PartitionAvailable as i32 {
+                    if let Some(ids) = self.waiting.remove(r) {
+                        for id in ids {
+                            if let Some(t) = self.wants.get_mut(&id) {
+                                t.waiting_on = None;
+                                self.dirty.insert(id);
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Run(_) => {}
+        }
+    }
+
+    /// Appends want events one batch at a time; an event another reconciler made moot
+    /// (the want changed meanwhile) is dropped. Returns the events recorded.
+    async fn record(&self, events: Vec<Event>) -> Result<Vec<Event>, CoreError> {
+        if events.is_empty() {
+            return Ok(events);
+        }
+        match self.bel.append(events.clone()).await {
+            Ok(_) => return Ok(events),
+            Err(BelError::WantState { .. } | BelError::UnknownWant(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut kept = Vec::new();
+        for e in events {
+            match self.bel.append(vec![e.clone()]).await {
+                Ok(_) => kept.push(e),
+                Err(BelError::WantState { .. } | BelError::UnknownWant(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// One pass: ticks, new events, due timers, then what each touched want needs.
+    /// With `start`, builds what is missing.
+    pub async fn pass(&mut self, start: bool) -> Result<PassReport, CoreError> {
+        if !self.loaded {
+            self.load().await?;
+        }
+        let now = now_micros();
+        let mut report = PassReport {
+            ticks: self.fire_ticks(now).await?,
+            ..Default::default()
+        };
+        self.read_events().await?;
+        while let Some((t, id)) = self.timers.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.dirty.insert(id);
+        }
+        let ids: Vec<String> = self
+            .dirty
+            .drain()
+            .filter(|id| self.wants.contains_key(id))
+            .collect();
+        report.checked = ids.len();
+        let refs: Vec<String> = ids
+            .iter()
+            .map(|id| self.wants[id].row.partition_ref.clone())
+            .collect();
+        let statuses = self.bel.statuses(&refs).await?;
+        let mut events = Vec::new();
+        let mut notes = Vec::new();
+        let mut to_build: Vec<String> = Vec::new();
+        let mut queued: HashSet<&str> = HashSet::new();
+        for ((id, r), status) in ids.iter().zip(&refs).zip(statuses) {
+            let t = self.wants.get_mut(id).expect("filtered above");
+            let row = &t.row;
+            if row.expires_micros.is_some_and(|e| e <= now) {
+                let mut e = event(id, r, WantStatus::WantExpired);
+                e.reason = format!(
+                    "its TTL ended at {}",
+                    rfc3339(row.expires_micros.unwrap_or(0))
+                );
+                events.push(Event::Want(e));
+                report.expired += 1;
+                continue;
+            }
+            if let Some(e) = row.expires_micros {
+                self.timers.insert((e, id.clone()));
+            }
+            if status == Some(PartitionStatus::PartitionAvailable) {
+                t.attempts = 0;
+                t.retry_at = None;
+                if row.status == WantStatus::WantActive {
+                    let mut e = event(id, r, WantStatus::WantSatisfied);
+                    e.late = row.sla_micros.is_some_and(|s| s < now);
+                    if e.late {
+                        notes.push((NotificationKind::SatisfiedLate, row.clone()));
+                    }
+                    events.push(Event::Want(e));
+                    report.satisfied += 1;
+                }
+                continue;
+            }
+            if row.status == WantStatus::WantActive && !row.sla_missed {
+                match row.sla_micros {
+                    Some(s) if s <= now => {
+                        let mut e = event(id, r, WantStatus::WantSlaMissed);
+                        e.reason = format!("not AVAILABLE by its deadline {}", rfc3339(s));
+                        events.push(Event::Want(e));
+                        notes.push((NotificationKind::SlaMissed, row.clone()));
+                        report.sla_missed += 1;
+                    }
+                    Some(s) => {
+                        self.timers.insert((s, id.clone()));
+                    }
+                    None => {}
+                }
+            }
+            let in_flight = matches!(
+                status,
+                Some(
+                    PartitionStatus::PartitionRequested
+                        | PartitionStatus::PartitionScheduled
+                        | PartitionStatus::PartitionBuilding
+                        | PartitionStatus::PartitionDelegated
+                )
+            );
+            if in_flight || self.building.contains(r) || t.waiting_on.is_some() {
+                continue;
+            }
+            if let Some(at) = t.retry_at.filter(|at| *at > now) {
+                self.timers.insert((at, id.clone()));
+                continue;
+            }
+            if queued.insert(r.as_str()) {
+                to_build.push(r.clone());
+            }
+        }
+        let recorded = self.record(events).await?;
+        for e in &recorded {
+            if let Event::Want(w) = e {
+                match WantStatus::try_from(w.status) {
+                    Ok(WantStatus::WantExpired) => self.untrack(&w.want_id),
+                    Ok(WantStatus::WantSatisfied) => {
+                        if let Some(t) = self.wants.get_mut(&w.want_id) {
+                            t.row.status = WantStatus::WantSatisfied;
+                        }
+                    }
+                    Ok(WantStatus::WantSlaMissed) => {
+                        if let Some(t) = self.wants.get_mut(&w.want_id) {
+                            t.row.sla_missed = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let sent: HashSet<(String, i32)> = recorded
+            .iter()
+            .filter_map(|e| match e {
+                Event::Want(w) => Some((w.want_id.clone(), w.status)),
+                _ => None,
+            })
+            .collect();
+        for (kind, row) in notes {
+            let status = match kind {
+                NotificationKind::SlaMissed => WantStatus::WantSlaMissed,
+                _ => WantStatus::WantSatisfied,
+            };
+            // Only the reconciler whose event was recorded notifies.
+            if sent.contains(&(row.want_id.clone(), status as i32)) {
+                self.notify(kind, &row).await;
+            }
+        }
+        if start && !to_build.is_empty() {
+            report.started = to_build.len();
+            for chunk in to_build.chunks(self.opts.batch.max(1)) {
+                self.start_build(chunk.to_vec());
+            }
+        }
+        report.live = self.wants.len();
+        Ok(report)
+    }
+
+    fn start_build(&mut self, refs: Vec<String>) {
+        self.building.extend(refs.iter().cloned());
+        let graph = self.graph.clone();
+        let bel = self.bel.clone();
+        let opts = self.opts.build.clone();
+        self.builds.spawn(async move {
+            let progress: crate::scheduler::ProgressFn = Arc::new(|_| {});
+            let r = crate::build(&graph, bel, &refs, &opts, progress).await;
+            (refs, r)
+        });
+    }
+
+    /// What a finished build means for the wants of its refs: an unregistered input makes
+    /// them wait for it (a batch is split until each such want is found); a failure counts
+    /// an attempt, retried with backoff until the want fails for good.
+    async fn finished(&mut self, (refs, result): BuildResult) -> Result<(), CoreError> {
+        for r in &refs {
+            self.building.remove(r);
+        }
+        if let Err(CoreError::Plan(PlanError::MissingExternal { missing, .. })) = &result {
+            if refs.len() > 1 {
+                let half = refs.len() / 2;
+                self.start_build(refs[..half].to_vec());
+                self.start_build(refs[half..].to_vec());
+                return Ok(());
+            }
+            for id in self.by_ref.get(&refs[0]).cloned().unwrap_or_default() {
+                if let Some(t) = self.wants.get_mut(&id) {
+                    t.waiting_on = missing.first().cloned();
+                }
+                for m in missing {
+                    self.waiting.entry(m.clone()).or_default().push(id.clone());
+                }
+            }
+            return Ok(());
+        }
+        if let Err(e) = &result {
+            tracing::warn!(
+                "a reconciler build of {} partitions failed: {e}",
+                refs.len()
+            );
+        }
+        let statuses = self.bel.statuses(&refs).await?;
+        let now = now_micros();
+        let mut events = Vec::new();
+        let mut notes = Vec::new();
+        for (r, status) in refs.iter().zip(statuses) {
+            let ids = self.by_ref.get(r).cloned().unwrap_or_default();
+            if status == Some(PartitionStatus::PartitionAvailable) || ids.is_empty() {
+                self.dirty.extend(ids);
+                continue;
+            }
+            let (cause, root) = root_failure(self.bel.as_ref(), r).await?;
+            for id in ids {
+                let Some(t) = self.wants.get_mut(&id) else {
+                    continue;
+                };
+                if cause == FailureCause::InputMissing {
+                    if let Some(m) = &root {
+                        t.waiting_on = Some(m.clone());
+                        self.waiting.entry(m.clone()).or_default().push(id);
+                        continue;
+                    }
+                }
+                t.attempts += 1;
+                if t.attempts > self.opts.retries {
+                    let mut e = event(&id, r, WantStatus::WantFailed);
+                    e.failure_cause = cause as i32;
+                    e.reason = format!("its build failed {} times", t.attempts);
+                    e.job_graph_run_id = result
+                        .as_ref()
+                        .map(|o| o.run_id.clone())
+                        .unwrap_or_default();
+                    events.push(Event::Want(e));
+                    notes.push(t.row.clone());
+                } else {
+                    let wait = self.opts.backoff * 2u32.saturating_pow(t.attempts - 1);
+                    let at = now + duration_micros(wait);
+                    t.retry_at = Some(at);
+                    self.timers.insert((at, id));
+                }
+            }
+        }
+        let recorded = self.record(events).await?;
+        self.failed += recorded.len();
+        for e in &recorded {
+            if let Event::Want(w) = e {
+                self.untrack(&w.want_id);
+            }
+        }
+        for row in notes {
+            if recorded
+                .iter()
+                .any(|e| matches!(e, Event::Want(w) if w.want_id == row.want_id))
+            {
+                self.notify(NotificationKind::WantFailed, &row).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn notify(&mut self, kind: NotificationKind, row: &WantRow) {
+        if self.notifiers.is_empty() {
+            return;
+        }
+        let root_cause = super::waiting_for(&self.graph, self.bel.as_ref(), row)
+            .await
+            .unwrap_or_else(|e| e.to_string());
+        let n = Notification {
+            kind,
+            want_id: row.want_id.clone(),
+            partition_ref: row.partition_ref.clone(),
+            deadline: row.sla_micros.map(rfc3339),
+            at: rfc3339(now_micros()),
+            schedule: row.schedule.clone(),
+            root_cause,
+            graph: self.graph.label.clone(),
+        };
+        self.sent.extend(self.notifiers.send(n));
+    }
+
+    /// When the next timer or schedule tick is due (microseconds), if any.
+    fn next_due(&self) -> Option<i64> {
+        let now = now_micros();
+        let ticks = self.schedules().iter().filter_map(|s| s.next_tick(now));
+        self.timers
+            .first()
+            .map(|(t, _)| *t)
+            .into_iter()
+            .chain(ticks)
+            .min()
+    }
+
+    /// Runs until `stop` resolves: a pass whenever events arrive, a build finishes or a
+    /// timer is due.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), CoreError> {
+        tokio::pin!(stop);
+        loop {
+            let report = self.pass(true).await?;
+            if report != PassReport::default() && report.checked + report.ticks > 0 {
+                tracing::debug!(?report, "reconciler pass");
+            }
+            let wait = self
+                .next_due()
+                .map(|t| Duration::from_micros((t - now_micros()).max(0) as u64))
+                .unwrap_or(self.opts.idle)
+                .min(self.opts.idle);
+            let bel = self.bel.clone();
+            let after = self.after_seq;
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(done) = self.builds.join_next(), if !self.builds.is_empty() => {
+                    if let Ok(done) = done {
+                        self.finished(done).await?;
+                    }
+                }
+                r = bel.wait_for_events(after, wait) => r?,
+            }
+        }
+        self.builds.shutdown().await;
+        Ok(())
+    }
+
+    /// One pass that starts builds, then waits for them (and retries due meanwhile, and
+    /// parts of a batch split to find missing inputs), records what they made of the
+    /// wants, and waits for the notifications it sent.
+    pub async fn once(&mut self) -> Result<PassReport, CoreError> {
+        let failed_before = self.failed;
+        let mut report = self.pass(true).await?;
+        while let Some(done) = self.builds.join_next().await {
+            if let Ok(done) = done {
+                self.finished(done).await?;
+            }
+        }
+        let after = self.pass(false).await?;
+        report.satisfied += after.satisfied;
+        report.sla_missed += after.sla_missed;
+        report.expired += after.expired;
+        report.failed = self.failed - failed_before;
+        report.live = after.live;
+        for h in std::mem::take(&mut self.sent) {
+            let _ = h.await;
+        }
+        Ok(report)
+    }
+}
+
+/// The cause of `r`'s failure at its root: follows FAILED partitions upstream while the
+/// cause is upstream. Returns the cause and, for a missing input, the missing ref.
+async fn root_failure(
+    bel: &dyn EventLog,
+    r: &str,
+) -> Result<(FailureCause, Option<String>), CoreError> {
+    let mut current = r.to_string();
+    for _ in 0..64 {
+        let Some(p) = bel.latest_partition_event(&current).await? else {
+            return Ok((FailureCause::Unknown, None));
+        };
+        let upstream = p.upstream_deps.first().map(|u| u.str.clone());
+        match p.failure_cause() {
+            FailureCause::InputMissing => return Ok((FailureCause::InputMissing, upstream)),
+            FailureCause::UpstreamFailed if upstream.is_some() => {
+                current = upstream.expect("checked");
+            }
+            other => return Ok((other, None)),
+        }
+    }
+    Ok((FailureCause::Unknown, None))
+}
