@@ -10,6 +10,7 @@ pub mod graph;
 pub mod logs;
 pub mod planner;
 pub mod protocol;
+pub mod ranges;
 pub mod register;
 pub mod remote;
 pub mod request;
