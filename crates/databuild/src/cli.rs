@@ -62,11 +62,13 @@ pub enum Command {
     /// Example: databuild analyze --format dot reports/weekly/week=2025-01-06 | dot -Tsvg > g.svg
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Analyze {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also plan the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -85,11 +87,13 @@ pub enum Command {
     /// Example: databuild lookup --from-file refs.txt
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Lookup {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also look up the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
     Execute(ExecArgs),
@@ -336,10 +340,24 @@ pub struct ExecArgs {
     pub log_cap_bytes: u64,
 }
 
+/// How refs on the command line and in `--from-file` are read.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RefSyntax {
+    /// Take refs as written. Without it, a ref expands its ranges — days
+    /// `[2025-01-01..2025-01-31]`, months `[2025-01..2025-12]`, hours
+    /// `[2025-01-01T00..2025-01-01T23]`, integers `[0..63]` (`[000..063]` keeps the
+    /// zeros) — and lists `{red,green,blue}`, both ends included; several make every
+    /// combination, the first varying slowest. At most 10,000,000 refs in all.
+    #[arg(long)]
+    pub literal: bool,
+}
+
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
 pub struct BuildArgs {
-    /// Partition refs to build.
+    /// Partition refs to build (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
+    ///
+    /// Example: databuild build 'reviews/daily/date=[2025-01-01..2025-01-31]'
     pub refs: Vec<String>,
     /// Also build the refs listed in FILE, one per line (`-`: read them from stdin), for
     /// more refs than a command line holds.
@@ -354,6 +372,8 @@ pub struct BuildArgs {
     /// build only what is missing, failed or stale.
     #[arg(long)]
     pub keep_outdated: bool,
+    #[command(flatten)]
+    pub syntax: RefSyntax,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -412,7 +432,7 @@ pub enum PartitionsCommand {
     /// Example: databuild partitions register catalog/podcasts
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Register {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also register the refs listed in FILE, one per line (`-`: read them from
         /// stdin), for more refs than a command line holds.
@@ -423,6 +443,8 @@ pub enum PartitionsCommand {
         /// Register even if a job of the graph produces the ref.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Remove partitions that never had a successful build (e.g. a typo) from the listings.
     ///
@@ -433,11 +455,13 @@ pub enum PartitionsCommand {
     /// Example: databuild partitions forget reviews/daily/date=2025-13-45
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Forget {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also forget the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
 }
 

@@ -26,7 +26,7 @@ pub(super) fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOpti
 }
 
 pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
-    let refs = super::refs_and_file(&args.refs, args.from_file.as_deref())?;
+    let refs = super::refs_and_file(&args.refs, args.from_file.as_deref(), args.syntax)?;
     let graph = context::graph(cli)?;
     for r in &refs {
         databuild_proto::validate_ref(r)

@@ -140,8 +140,12 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 println!("  {r}");
             }
         }
-        PartitionsCommand::Forget { refs, from_file } => {
-            let refs = super::refs_and_file(refs, from_file.as_deref())?;
+        PartitionsCommand::Forget {
+            refs,
+            from_file,
+            syntax,
+        } => {
+            let refs = super::refs_and_file(refs, from_file.as_deref(), *syntax)?;
             let bel = context::writable_bel(cli, None).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());
             let forgotten =
@@ -166,8 +170,9 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             refs,
             from_file,
             force,
+            syntax,
         } => {
-            let refs = super::refs_and_file(refs, from_file.as_deref())?;
+            let refs = super::refs_and_file(refs, from_file.as_deref(), *syntax)?;
             let graph = context::graph(cli)?;
             let bel = context::writable_bel(cli, Some(&graph)).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());

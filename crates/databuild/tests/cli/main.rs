@@ -25,6 +25,7 @@ mod preconfigured;
 mod processes;
 mod procs;
 mod protocol_limits;
+mod ranges;
 mod ray;
 mod scale;
 mod service;
