@@ -4,6 +4,7 @@
 
 pub mod catalog;
 mod error;
+pub mod estimate;
 pub mod events;
 pub mod forget;
 pub mod graph;
