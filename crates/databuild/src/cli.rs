@@ -75,6 +75,17 @@ pub enum Command {
         /// Plan the requested partitions even if they are available.
         #[arg(long)]
         force: bool,
+        /// Instead of the graph, print what building would take: partitions wanted and
+        /// already available, job runs, job time and wall time at `-j`, and the critical
+        /// path, from the median duration of each job's past successful job runs.
+        ///
+        /// Example: databuild analyze --estimate -j 8 'reviews/daily/date=[2025-01-01..2025-03-31]'
+        #[arg(long)]
+        estimate: bool,
+        /// The parallelism the `--estimate` wall time is for, as `build -j` (default:
+        /// number of CPUs).
+        #[arg(short = 'j', long, requires = "estimate")]
+        jobs: Option<usize>,
     },
     /// Check the graph file without building: parse it, resolve every entrypoint (present and
     /// executable) and parse every `produces` pattern. Exit 0 when it loads, 2 with the

@@ -124,6 +124,30 @@ pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) ->
     Ok(ExitKind::Success)
 }
 
+/// `analyze --estimate`: plans `refs`, then prints what building them would take.
+pub async fn estimate(
+    cli: &Cli,
+    refs: &[String],
+    force: bool,
+    parallelism: usize,
+) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    let bel = context::bel(cli, Some(&graph)).await?;
+    let g = databuild_core::analyze(&graph, bel.log.as_ref(), refs, force)
+        .await
+        .map_err(CoreError::from)?;
+    let wanted: Vec<String> = g.outputs.iter().map(|o| o.str.clone()).collect();
+    let statuses = bel.log.statuses(&wanted).await?;
+    let history = databuild_core::estimate::history(bel.log.as_ref(), &g).await?;
+    let e = databuild_core::estimate::estimate(&g, &statuses, &history, parallelism);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", render::estimate_text(&e));
+    }
+    Ok(ExitKind::Success)
+}
+
 /// `check`: the graph file loads (entrypoints and patterns included).
 pub fn check(cli: &Cli) -> Result<ExitKind> {
     let graph = crate::context::graph(cli)?;

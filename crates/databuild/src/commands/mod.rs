@@ -31,8 +31,15 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             syntax,
             format,
             force,
+            estimate,
+            jobs,
         } => {
             let refs = refs_and_file(refs, from_file.as_deref(), *syntax)?;
+            if *estimate {
+                let parallelism =
+                    jobs.unwrap_or(databuild_core::BuildOptions::default().parallelism);
+                return build::estimate(&cli, &refs, *force, parallelism).await;
+            }
             build::analyze(&cli, &refs, *format, *force).await
         }
         Command::Lookup {

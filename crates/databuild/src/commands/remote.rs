@@ -39,9 +39,14 @@ pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
             syntax,
             format,
             force,
+            estimate,
+            jobs: _,
         } => {
             if *force {
                 bail!("`analyze --force` is not available with `--remote`; the service plans like `AnalyzeGraph`, without force");
+            }
+            if *estimate {
+                bail!("`analyze --estimate` is not available with `--remote`; run it where the graph file and the event log are");
             }
             let all = super::refs_and_file(r, from_file.as_deref(), *syntax)?;
             let resp: GraphAnalyzeResponse = client

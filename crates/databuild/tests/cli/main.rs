@@ -13,6 +13,7 @@ mod chaos;
 mod coordination;
 mod dashboard;
 mod disk_full;
+mod estimate;
 mod example;
 mod execution;
 mod flights;
