@@ -78,7 +78,10 @@ fn estimate_is_within_twice_a_measured_build() {
     assert_eq!(e["criticalPathTasks"], 2, "{e}");
     for job in ["raw", "sum"] {
         let p50 = e["p50Micros"][job].as_u64().expect("a median per job");
-        assert!(p50 >= 500_000, "{job} p50 {p50} µs is less than it sleeps: {e}");
+        assert!(
+            p50 >= 500_000,
+            "{job} p50 {p50} µs is less than it sleeps: {e}"
+        );
     }
     let micros = |k: &str| Duration::from_micros(e[k].as_u64().unwrap());
     let (job_time, wall) = (micros("jobTimeMicros"), micros("wallTimeMicros"));
@@ -101,8 +104,14 @@ fn estimate_is_within_twice_a_measured_build() {
 
     // Now everything wanted is there: nothing to run.
     let e = estimate_json(&g, &["-j", "2", "sum/[3..10]"]);
-    assert_eq!((e["wanted"].as_u64(), e["available"].as_u64()), (Some(8), Some(8)));
-    assert_eq!((e["jobRuns"].as_u64(), e["wallTimeMicros"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (e["wanted"].as_u64(), e["available"].as_u64()),
+        (Some(8), Some(8))
+    );
+    assert_eq!(
+        (e["jobRuns"].as_u64(), e["wallTimeMicros"].as_u64()),
+        (Some(0), Some(0))
+    );
     g.assert_bel_intact();
 }
 
