@@ -80,7 +80,7 @@ pub enum Command {
         /// path, from the median duration of each job's past successful job runs.
         ///
         /// Example: databuild analyze --estimate -j 8 'reviews/daily/date=[2025-01-01..2025-03-31]'
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         estimate: bool,
         /// The parallelism the `--estimate` wall time is for, as `build -j` (default:
         /// number of CPUs).
