@@ -424,9 +424,15 @@ pub enum PartitionsCommand {
         partition_ref: String,
     },
     /// Explain why a partition is missing, stale or failed, down to the root cause.
+    ///
+    /// Example: databuild partitions why 'reviews/daily/date=[2025-01-01..2025-01-07]'
     Why {
-        /// The partition ref.
-        partition_ref: String,
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`); one
+        /// explanation each, separated by a blank line.
+        #[arg(required = true)]
+        refs: Vec<String>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Mark an available partition stale, and everything built from it.
     ///

@@ -117,13 +117,19 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
             }
         }
-        PartitionsCommand::Why { partition_ref } => {
+        PartitionsCommand::Why { refs, syntax } => {
+            let refs = super::refs_and_file(refs, None, *syntax)?;
             let graph = context::graph(cli).ok();
             let bel = context::bel(cli, graph.as_ref()).await?;
-            println!(
-                "{}",
-                catalog::why(graph.as_ref(), bel.log.as_ref(), partition_ref).await?
-            );
+            for (i, r) in refs.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!(
+                    "{}",
+                    catalog::why(graph.as_ref(), bel.log.as_ref(), r).await?
+                );
+            }
         }
         PartitionsCommand::Invalidate {
             partition_ref,

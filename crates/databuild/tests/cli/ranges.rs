@@ -180,3 +180,27 @@ fn range_of_refs_no_job_produces_lists_the_first_ones() {
     assert!(execs(&g).is_empty());
     g.assert_bel_intact();
 }
+
+/// `partitions why` explains every ref of a range, one paragraph each, in order.
+#[test]
+fn why_explains_each_ref_of_a_range() {
+    let g = graph();
+    assert_code(
+        &g.run(&["build", "reviews/daily/date=[2025-01-01..2025-01-02]"]),
+        0,
+    );
+    let out = g.run(&[
+        "partitions",
+        "why",
+        "reviews/daily/date=[2025-01-01..2025-01-03]",
+    ]);
+    assert_code(&out, 0);
+    let paragraphs: Vec<&str> = out.stdout.trim_end().split("\n\n").collect();
+    assert_eq!(paragraphs.len(), 3, "{}", out.stdout);
+    for (p, day) in paragraphs.iter().zip(["01", "02", "03"]) {
+        let r = format!("reviews/daily/date=2025-01-{day}");
+        assert!(p.contains(&r), "{p}");
+        let single = g.run(&["partitions", "why", &r]);
+        assert_eq!(single.stdout.trim_end(), *p);
+    }
+}
