@@ -106,7 +106,8 @@ fn refs_and_file(
     syntax: RefSyntax,
 ) -> Result<Vec<String>> {
     let all = read_refs(refs, from_file)?;
-    if syntax.literal {
+    // Most refs have nothing to expand: keep them without copying.
+    if syntax.literal || !all.iter().any(|r| r.contains(['[', ']', '{', '}'])) {
         return Ok(all);
     }
     Ok(databuild_core::ranges::expand_refs(&all)?)
