@@ -4,12 +4,14 @@
 
 pub mod catalog;
 mod error;
+pub mod estimate;
 pub mod events;
 pub mod forget;
 pub mod graph;
 pub mod logs;
 pub mod planner;
 pub mod protocol;
+pub mod ranges;
 pub mod register;
 pub mod remote;
 pub mod request;

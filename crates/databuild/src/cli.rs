@@ -62,17 +62,30 @@ pub enum Command {
     /// Example: databuild analyze --format dot reports/weekly/week=2025-01-06 | dot -Tsvg > g.svg
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Analyze {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also plan the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Plan the requested partitions even if they are available.
         #[arg(long)]
         force: bool,
+        /// Instead of the graph, print what building would take: partitions wanted and
+        /// already available, job runs, job time and wall time at `-j`, and the critical
+        /// path, from the median duration of each job's past successful job runs.
+        ///
+        /// Example: databuild analyze --estimate -j 8 'reviews/daily/date=[2025-01-01..2025-03-31]'
+        #[arg(long, conflicts_with = "format")]
+        estimate: bool,
+        /// The parallelism the `--estimate` wall time is for, as `build -j` (default:
+        /// number of CPUs).
+        #[arg(short = 'j', long, requires = "estimate")]
+        jobs: Option<usize>,
     },
     /// Check the graph file without building: parse it, resolve every entrypoint (present and
     /// executable) and parse every `produces` pattern. Exit 0 when it loads, 2 with the
@@ -85,11 +98,13 @@ pub enum Command {
     /// Example: databuild lookup --from-file refs.txt
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Lookup {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also look up the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Execute a job graph (`JobGraph` JSON, as printed by `analyze --format json`) read from stdin.
     Execute(ExecArgs),
@@ -336,10 +351,24 @@ pub struct ExecArgs {
     pub log_cap_bytes: u64,
 }
 
+/// How refs on the command line and in `--from-file` are read.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RefSyntax {
+    /// Take refs as written. Without it, a ref expands its ranges — days
+    /// `[2025-01-01..2025-01-31]`, months `[2025-01..2025-12]`, hours
+    /// `[2025-01-01T00..2025-01-01T23]`, integers `[0..63]` (`[000..063]` keeps the
+    /// zeros) — and lists `{red,green,blue}`, both ends included; several make every
+    /// combination, the first varying slowest. At most 10,000,000 refs in all.
+    #[arg(long)]
+    pub literal: bool,
+}
+
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
 pub struct BuildArgs {
-    /// Partition refs to build.
+    /// Partition refs to build (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
+    ///
+    /// Example: databuild build 'reviews/daily/date=[2025-01-01..2025-01-31]'
     pub refs: Vec<String>,
     /// Also build the refs listed in FILE, one per line (`-`: read them from stdin), for
     /// more refs than a command line holds.
@@ -354,6 +383,8 @@ pub struct BuildArgs {
     /// build only what is missing, failed or stale.
     #[arg(long)]
     pub keep_outdated: bool,
+    #[command(flatten)]
+    pub syntax: RefSyntax,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -393,9 +424,15 @@ pub enum PartitionsCommand {
         partition_ref: String,
     },
     /// Explain why a partition is missing, stale or failed, down to the root cause.
+    ///
+    /// Example: databuild partitions why 'reviews/daily/date=[2025-01-01..2025-01-07]'
     Why {
-        /// The partition ref.
-        partition_ref: String,
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`); one
+        /// explanation each, separated by a blank line.
+        #[arg(required = true)]
+        refs: Vec<String>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Mark an available partition stale, and everything built from it.
     ///
@@ -412,7 +449,7 @@ pub enum PartitionsCommand {
     /// Example: databuild partitions register catalog/podcasts
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Register {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also register the refs listed in FILE, one per line (`-`: read them from
         /// stdin), for more refs than a command line holds.
@@ -423,6 +460,8 @@ pub enum PartitionsCommand {
         /// Register even if a job of the graph produces the ref.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
     /// Remove partitions that never had a successful build (e.g. a typo) from the listings.
     ///
@@ -433,11 +472,13 @@ pub enum PartitionsCommand {
     /// Example: databuild partitions forget reviews/daily/date=2025-13-45
     #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
     Forget {
-        /// Partition refs.
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
         refs: Vec<String>,
         /// Also forget the refs listed in FILE, one per line (`-`: read them from stdin).
         #[arg(long, value_name = "FILE")]
         from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
     },
 }
 

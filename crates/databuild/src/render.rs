@@ -416,3 +416,64 @@ pub fn want_event_line(seq: i64, w: &databuild_proto::WantEvent) -> String {
     }
     line
 }
+
+/// `analyze --estimate` as lines of text.
+pub fn estimate_text(e: &databuild_core::estimate::Estimate) -> String {
+    use crate::output::{count, secs};
+    let micros = std::time::Duration::from_micros;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "wanted: {}, {} already available",
+        count(e.wanted, "partition"),
+        e.available
+    );
+    let _ = writeln!(
+        out,
+        "plan: {} building {}",
+        count(e.job_runs, "job run"),
+        count(e.partitions_built, "partition")
+    );
+    let medians: Vec<String> = e
+        .p50_micros
+        .iter()
+        .map(|(job, d)| format!("{job} {}", secs(micros(*d))))
+        .collect();
+    let _ = writeln!(
+        out,
+        "job time: {}{}",
+        secs(micros(e.job_time_micros)),
+        if medians.is_empty() {
+            String::new()
+        } else {
+            format!(" (median job run: {})", medians.join(", "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "wall time at -j {}: {}",
+        e.parallelism,
+        secs(micros(e.wall_time_micros))
+    );
+    let _ = writeln!(
+        out,
+        "critical path: {} over {}",
+        secs(micros(e.critical_path_micros)),
+        count(e.critical_path_tasks, "job run")
+    );
+    for n in &e.no_history {
+        let _ = writeln!(
+            out,
+            "no history for job `{}` ({})",
+            n.job,
+            count(n.job_runs, "run")
+        );
+    }
+    if e.partial {
+        let _ = writeln!(
+            out,
+            "partial estimate: the times leave out the job runs of jobs without history"
+        );
+    }
+    out
+}

@@ -26,7 +26,7 @@ pub(super) fn options(args: &ExecArgs, log_dir: std::path::PathBuf) -> BuildOpti
 }
 
 pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
-    let refs = super::refs_and_file(&args.refs, args.from_file.as_deref())?;
+    let refs = super::refs_and_file(&args.refs, args.from_file.as_deref(), args.syntax)?;
     let graph = context::graph(cli)?;
     for r in &refs {
         databuild_proto::validate_ref(r)
@@ -120,6 +120,30 @@ pub async fn analyze(cli: &Cli, refs: &[String], format: Format, force: bool) ->
         Format::Text => print!("{}", render::graph_text(&g)),
         Format::Dot => print!("{}", render::graph_dot(&g)),
         Format::Mermaid => print!("{}", render::graph_mermaid(&g)),
+    }
+    Ok(ExitKind::Success)
+}
+
+/// `analyze --estimate`: plans `refs`, then prints what building them would take.
+pub async fn estimate(
+    cli: &Cli,
+    refs: &[String],
+    force: bool,
+    parallelism: usize,
+) -> Result<ExitKind> {
+    let graph = context::graph(cli)?;
+    let bel = context::bel(cli, Some(&graph)).await?;
+    let g = databuild_core::analyze(&graph, bel.log.as_ref(), refs, force)
+        .await
+        .map_err(CoreError::from)?;
+    let wanted: Vec<String> = g.outputs.iter().map(|o| o.str.clone()).collect();
+    let statuses = bel.log.statuses(&wanted).await?;
+    let history = databuild_core::estimate::history(bel.log.as_ref(), &g).await?;
+    let e = databuild_core::estimate::estimate(&g, &statuses, &history, parallelism);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", render::estimate_text(&e));
     }
     Ok(ExitKind::Success)
 }

@@ -117,13 +117,19 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 }
             }
         }
-        PartitionsCommand::Why { partition_ref } => {
+        PartitionsCommand::Why { refs, syntax } => {
+            let refs = super::refs_and_file(refs, None, *syntax)?;
             let graph = context::graph(cli).ok();
             let bel = context::bel(cli, graph.as_ref()).await?;
-            println!(
-                "{}",
-                catalog::why(graph.as_ref(), bel.log.as_ref(), partition_ref).await?
-            );
+            for (i, r) in refs.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!(
+                    "{}",
+                    catalog::why(graph.as_ref(), bel.log.as_ref(), r).await?
+                );
+            }
         }
         PartitionsCommand::Invalidate {
             partition_ref,
@@ -140,8 +146,12 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
                 println!("  {r}");
             }
         }
-        PartitionsCommand::Forget { refs, from_file } => {
-            let refs = super::refs_and_file(refs, from_file.as_deref())?;
+        PartitionsCommand::Forget {
+            refs,
+            from_file,
+            syntax,
+        } => {
+            let refs = super::refs_and_file(refs, from_file.as_deref(), *syntax)?;
             let bel = context::writable_bel(cli, None).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());
             let forgotten =
@@ -166,8 +176,9 @@ pub async fn partitions(cli: &Cli, cmd: &PartitionsCommand) -> Result<ExitKind> 
             refs,
             from_file,
             force,
+            syntax,
         } => {
-            let refs = super::refs_and_file(refs, from_file.as_deref())?;
+            let refs = super::refs_and_file(refs, from_file.as_deref(), *syntax)?;
             let graph = context::graph(cli)?;
             let bel = context::writable_bel(cli, Some(&graph)).await?;
             let client = format!("cli@{}", databuild_core::scheduler::hostname());

@@ -14,7 +14,7 @@ use std::{io::Read as _, path::Path};
 use anyhow::{Context as _, Result};
 use databuild_core::ExitKind;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RefSyntax};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitKind> {
@@ -28,15 +28,25 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Analyze {
             refs,
             from_file,
+            syntax,
             format,
             force,
+            estimate,
+            jobs,
         } => {
-            let refs = refs_and_file(refs, from_file.as_deref())?;
+            let refs = refs_and_file(refs, from_file.as_deref(), *syntax)?;
+            if *estimate {
+                let parallelism =
+                    jobs.unwrap_or(databuild_core::BuildOptions::default().parallelism);
+                return build::estimate(&cli, &refs, *force, parallelism).await;
+            }
             build::analyze(&cli, &refs, *format, *force).await
         }
-        Command::Lookup { refs, from_file } => {
-            build::lookup(&cli, &refs_and_file(refs, from_file.as_deref())?).await
-        }
+        Command::Lookup {
+            refs,
+            from_file,
+            syntax,
+        } => build::lookup(&cli, &refs_and_file(refs, from_file.as_deref(), *syntax)?).await,
         Command::Check => build::check(&cli),
         Command::Execute(args) => build::execute(&cli, args).await,
         Command::Partitions(cmd) => catalog::partitions(&cli, cmd).await,
@@ -88,8 +98,23 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
 }
 
 /// The refs given as arguments followed by those listed in `from_file`, one per line
-/// (`-`: stdin); blank lines are skipped.
-fn refs_and_file(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String>> {
+/// (`-`: stdin); blank lines are skipped. Ranges and lists are expanded unless
+/// `--literal`.
+fn refs_and_file(
+    refs: &[String],
+    from_file: Option<&Path>,
+    syntax: RefSyntax,
+) -> Result<Vec<String>> {
+    let all = read_refs(refs, from_file)?;
+    // Most refs have nothing to expand: keep them without copying.
+    if syntax.literal || !all.iter().any(|r| r.contains(['[', ']', '{', '}'])) {
+        return Ok(all);
+    }
+    Ok(databuild_core::ranges::expand_refs(&all)?)
+}
+
+/// The refs given as arguments followed by those listed in `from_file`, as written.
+fn read_refs(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String>> {
     let Some(path) = from_file else {
         return Ok(refs.to_vec());
     };

@@ -30,19 +30,25 @@ fn refs(v: &[String]) -> Vec<PartitionRef> {
 pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
     Ok(Some(match &cli.command {
         Command::Build(args) => {
-            let all = super::refs_and_file(&args.refs, args.from_file.as_deref())?;
+            let all = super::refs_and_file(&args.refs, args.from_file.as_deref(), args.syntax)?;
             build(cli, client, &all, args.force).await?
         }
         Command::Analyze {
             refs: r,
             from_file,
+            syntax,
             format,
             force,
+            estimate,
+            jobs: _,
         } => {
             if *force {
                 bail!("`analyze --force` is not available with `--remote`; the service plans like `AnalyzeGraph`, without force");
             }
-            let all = super::refs_and_file(r, from_file.as_deref())?;
+            if *estimate {
+                bail!("`analyze --estimate` is not available with `--remote`; run it where the graph file and the event log are");
+            }
+            let all = super::refs_and_file(r, from_file.as_deref(), *syntax)?;
             let resp: GraphAnalyzeResponse = client
                 .post(
                     "/api/v1/analyze",
@@ -60,8 +66,12 @@ pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
             }
             ExitKind::Success
         }
-        Command::Lookup { refs: r, from_file } => {
-            let all = super::refs_and_file(r, from_file.as_deref())?;
+        Command::Lookup {
+            refs: r,
+            from_file,
+            syntax,
+        } => {
+            let all = super::refs_and_file(r, from_file.as_deref(), *syntax)?;
             let resp: GraphLookupResponse = client
                 .post(
                     "/api/v1/lookup",
