@@ -279,3 +279,25 @@ pub struct WantFilter {
     /// At most this many (0: no limit).
     pub limit: usize,
 }
+
+impl WantRow {
+    /// The `databuild.v1.Want` of this row.
+    pub fn to_proto(&self) -> databuild_proto::Want {
+        let ts = databuild_proto::timestamp_from_micros;
+        databuild_proto::Want {
+            want_id: self.want_id.clone(),
+            partition_ref: Some(databuild_proto::PartitionRef {
+                str: self.partition_ref.clone(),
+            }),
+            status: self.status as i32,
+            created_at: Some(ts(self.created_micros)),
+            expires_at: self.expires_micros.map(ts),
+            sla_deadline: self.sla_micros.map(ts),
+            sla_missed: self.sla_missed,
+            schedule: self.schedule.clone(),
+            tick: self.tick_micros.map(ts),
+            requesting_clients: self.requesters.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}

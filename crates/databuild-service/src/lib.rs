@@ -11,6 +11,7 @@ pub mod example_job;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod ops;
 pub mod remote;

@@ -189,6 +189,59 @@ pub enum Command {
     ///
     /// Example: databuild serve --addr 127.0.0.1:50051 -j 4
     Serve(ServeArgs),
+    /// Want partitions: record wants that the reconciler (`serve`, or `reconcile`) keeps
+    /// satisfied — builds them, rebuilds them when they go stale, retries failures — until
+    /// they expire. Prints the want ids.
+    ///
+    /// Example: databuild want reviews/daily/date=2025-01-07 --ttl 7d --sla 6h
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
+    Want {
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand; see `--literal`).
+        refs: Vec<String>,
+        /// Also want the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        #[command(flatten)]
+        syntax: RefSyntax,
+        /// How long the wants stay active (default: until withdrawn), e.g. `30d`.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// The partitions must be AVAILABLE within this, e.g. `6h`; a miss is recorded and
+        /// notified (`[notify]`).
+        #[arg(long, value_parser = parse_duration)]
+        sla: Option<std::time::Duration>,
+    },
+    /// Withdraw wants, by want id or by partition ref (every active want of it).
+    ///
+    /// Example: databuild unwant want-0192...
+    Unwant {
+        /// Want ids or partition refs.
+        #[arg(required = true)]
+        wants: Vec<String>,
+    },
+    /// Wants: list, show.
+    #[command(subcommand)]
+    Wants(WantsCommand),
+    /// Keep wanted partitions built, in the foreground, without the service: record
+    /// schedule ticks, build what active wants lack, retry failures, record SLA misses,
+    /// send notifications. `--once` does one pass, waits for the builds it started, and
+    /// exits (for running from cron).
+    ///
+    /// Example: databuild reconcile --once -j 4
+    Reconcile {
+        /// One pass, then wait for its builds and exit.
+        #[arg(long)]
+        once: bool,
+        /// Builds of a failed wanted partition after the first, before its want fails.
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        /// Wait before the first retry, doubled after each.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        retry_backoff: std::time::Duration,
+        /// Options of the builds it runs.
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
     /// Start a graph: write a `databuild.toml` and one sample job into DIR.
     ///
     /// The sample job (POSIX sh, or Python with `--python`) builds the partitions
@@ -319,6 +372,10 @@ pub struct ServeArgs {
     /// The private key (PEM) of `--tls-cert`.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Do not run the reconciler (which keeps wanted partitions built and records
+    /// schedule ticks) in this service.
+    #[arg(long)]
+    pub no_reconcile: bool,
     /// Options of the builds the service runs.
     #[command(flatten)]
     pub exec: ExecArgs,
@@ -479,6 +536,27 @@ pub enum PartitionsCommand {
         from_file: Option<PathBuf>,
         #[command(flatten)]
         syntax: RefSyntax,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WantsCommand {
+    /// List wants, by id.
+    ///
+    /// Example: databuild wants list --status active
+    List {
+        /// Only wants with this status: active, satisfied, failed, expired, cancelled
+        /// (repeatable; default: all).
+        #[arg(long)]
+        status: Vec<String>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show a want: its status, deadlines, history, and what it waits for.
+    Show {
+        /// The want id.
+        want_id: String,
     },
 }
 

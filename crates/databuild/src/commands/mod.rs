@@ -8,6 +8,7 @@ mod init;
 mod remote;
 mod runs;
 mod serve;
+mod wants;
 
 use std::{io::Read as _, path::Path};
 
@@ -94,6 +95,24 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Completions { shell } => generate::completions(*shell),
         Command::Man => generate::man(),
         Command::Auth(cmd) => auth::auth(cmd),
+        Command::Want {
+            refs,
+            from_file,
+            syntax,
+            ttl,
+            sla,
+        } => {
+            let refs = refs_and_file(refs, from_file.as_deref(), *syntax)?;
+            wants::want(&cli, &refs, *ttl, *sla).await
+        }
+        Command::Unwant { wants: ids } => wants::unwant(&cli, ids).await,
+        Command::Wants(cmd) => wants::wants(&cli, cmd).await,
+        Command::Reconcile {
+            once,
+            retries,
+            retry_backoff,
+            exec,
+        } => wants::reconcile(&cli, *once, *retries, *retry_backoff, exec).await,
     }
 }
 

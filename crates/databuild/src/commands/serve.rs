@@ -118,9 +118,28 @@ or, on a network you trust entirely, pass `--insecure-no-auth`",
         },
         if scheme == "https" { "; TLS" } else { "" }
     );
+    let notifiers = databuild_service::notify::notifiers(&graph).map_err(anyhow::Error::msg)?;
     let app = App::new(graph, bel.log, opts);
-    databuild_service::serve(app, listener, signals())
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let reconciler = (!args.no_reconcile).then(|| {
+        tokio::spawn(databuild_service::notify::reconcile(
+            app.clone(),
+            notifiers,
+            until(stopped.clone()),
+        ))
+    });
+    tokio::spawn(async move {
+        signals().await;
+        let _ = stop.send(true);
+    });
+    databuild_service::serve(app, listener, until(stopped))
         .await
         .context("the service stopped")?;
+    if let Some(r) = reconciler {
+        let _ = r.await;
+    }
     Ok(ExitKind::Success)
 }

@@ -1,0 +1,200 @@
+//! `want`, `unwant`, `wants list|show` and `reconcile`: wants and the reconciler that keeps
+//! them satisfied.
+
+use anyhow::{bail, Result};
+use databuild_bel::{Event, WantFilter, WantRow};
+use databuild_core::{
+    wants::{self, ReconcileOptions, Reconciler},
+    CoreError, ExitKind,
+};
+use databuild_proto::WantStatus;
+
+use crate::{
+    cli::{Cli, ExecArgs, WantsCommand},
+    context,
+    output::timestamp,
+    render,
+};
+
+fn local_only(cli: &Cli, what: &str) -> Result<()> {
+    if cli.remote.is_some() {
+        bail!("`{what}` works on a local graph and event log; with `--remote`, use the service's HTTP API (`/api/wants`)");
+    }
+    Ok(())
+}
+
+fn line(w: &WantRow) -> String {
+    let mut s = format!(
+        "{}  {:<9}  {}",
+        w.want_id,
+        w.status.short_name(),
+        w.partition_ref
+    );
+    if let Some(d) = w.sla_micros {
+        s.push_str(&format!(
+            "  sla {}{}",
+            timestamp(d),
+            if w.sla_missed { " (missed)" } else { "" }
+        ));
+    }
+    if let Some(e) = w.expires_micros {
+        s.push_str(&format!("  expires {}", timestamp(e)));
+    }
+    if !w.schedule.is_empty() {
+        s.push_str(&format!("  schedule {}", w.schedule));
+    }
+    s
+}
+
+fn print_wants(cli: &Cli, rows: &[WantRow]) {
+    if cli.json {
+        let resp = databuild_proto::ListWantsResponse {
+            wants: rows.iter().map(WantRow::to_proto).collect(),
+        };
+        println!("{}", databuild_proto::to_json_pretty(&resp));
+    } else {
+        for w in rows {
+            println!("{}", line(w));
+        }
+    }
+}
+
+pub async fn want(
+    cli: &Cli,
+    refs: &[String],
+    ttl: Option<std::time::Duration>,
+    sla: Option<std::time::Duration>,
+) -> Result<ExitKind> {
+    local_only(cli, "want")?;
+    let graph = context::graph(cli)?;
+    for r in refs {
+        databuild_proto::validate_ref(r)
+            .map_err(databuild_core::PlanError::from)
+            .map_err(CoreError::from)?;
+    }
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
+    let client = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let rows = wants::create(&graph, bel.log.as_ref(), refs, ttl, sla, &client).await?;
+    print_wants(cli, &rows);
+    if !cli.json {
+        eprintln!(
+            "recorded {} want{}; `databuild serve` or `databuild reconcile` builds them",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn unwant(cli: &Cli, ids: &[String]) -> Result<ExitKind> {
+    local_only(cli, "unwant")?;
+    let graph = context::graph(cli)?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
+    let rows = wants::cancel(bel.log.as_ref(), ids, "withdrawn with `databuild unwant`").await?;
+    print_wants(cli, &rows);
+    Ok(ExitKind::Success)
+}
+
+pub async fn wants(cli: &Cli, cmd: &WantsCommand) -> Result<ExitKind> {
+    local_only(cli, "wants")?;
+    let graph = context::graph(cli)?;
+    let bel = context::bel(cli, Some(&graph)).await?;
+    match cmd {
+        WantsCommand::List { status, limit } => {
+            let statuses = status
+                .iter()
+                .map(|s| WantStatus::parse_name(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = bel
+                .log
+                .wants(&WantFilter {
+                    statuses,
+                    limit: *limit,
+                    ..Default::default()
+                })
+                .await
+                .map_err(CoreError::from)?;
+            print_wants(cli, &rows);
+        }
+        WantsCommand::Show { want_id } => {
+            let Some(w) = bel.log.want(want_id).await.map_err(CoreError::from)? else {
+                bail!("no want `{want_id}`; see `databuild wants list`");
+            };
+            let events = bel
+                .log
+                .want_events(want_id)
+                .await
+                .map_err(CoreError::from)?;
+            let waiting = wants::waiting_for(&graph, bel.log.as_ref(), &w).await?;
+            if cli.json {
+                let resp = databuild_proto::GetWantResponse {
+                    want: Some(w.to_proto()),
+                    events: events
+                        .iter()
+                        .filter_map(|e| match &e.event {
+                            Event::Want(w) => Some(w.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    waiting_for: waiting,
+                };
+                println!("{}", databuild_proto::to_json_pretty(&resp));
+            } else {
+                println!("{}", line(&w));
+                println!(
+                    "created {} by {}",
+                    timestamp(w.created_micros),
+                    w.requesters.join(", ")
+                );
+                println!("waiting for: {waiting}");
+                for e in &events {
+                    if let Event::Want(ev) = &e.event {
+                        println!("  {}", render::want_event_line(e.seq, ev));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitKind::Success)
+}
+
+pub async fn reconcile(
+    cli: &Cli,
+    once: bool,
+    retries: u32,
+    retry_backoff: std::time::Duration,
+    exec: &ExecArgs,
+) -> Result<ExitKind> {
+    local_only(cli, "reconcile")?;
+    let graph = std::sync::Arc::new(context::graph(cli)?);
+    let notifiers = databuild_service::notify::notifiers(&graph).map_err(anyhow::Error::msg)?;
+    let bel = context::writable_bel(cli, Some(&graph)).await?;
+    let mut build = super::build::options(exec, bel.log_dir);
+    build.client_id = "reconciler".into();
+    build.handle_signals = false;
+    let mut opts = ReconcileOptions::new(build);
+    opts.retries = retries;
+    opts.backoff = retry_backoff;
+    let mut r = Reconciler::new(graph, bel.log, opts, notifiers);
+    if once {
+        let report = r.once().await?;
+        eprintln!(
+            "reconciled {} live wants: {} ticks recorded, {} partitions built or rebuilt, {} wants satisfied, {} SLA misses, {} expired, {} failed",
+            report.live, report.ticks, report.started, report.satisfied, report.sla_missed, report.expired, report.failed
+        );
+        return Ok(if report.failed > 0 {
+            ExitKind::BuildFailed
+        } else {
+            ExitKind::Success
+        });
+    }
+    eprintln!("reconciling (Ctrl-C stops)");
+    r.run(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitKind::Success)
+}
