@@ -177,10 +177,19 @@ pub async fn waiting_for(
         return Ok(format!("nothing: `{}` is AVAILABLE", w.partition_ref));
     }
     if status.is_none() {
-        return Ok(format!(
-            "`{}` has not been built yet: the reconciler builds it",
-            w.partition_ref
-        ));
+        // Never built: planning it says whether external data is missing.
+        let r = std::slice::from_ref(&w.partition_ref);
+        return Ok(match crate::planner::analyze(graph, bel, r, false).await {
+            Err(crate::PlanError::MissingExternal { refs, count, .. }) => format!(
+                "waiting for external data: {refs} {} not registered (`databuild partitions register <ref>` when it lands)",
+                if count == 1 { "is" } else { "are" }
+            ),
+            Err(e) => format!("`{}` cannot be planned: {e}", w.partition_ref),
+            Ok(_) => format!(
+                "`{}` has not been built yet: the reconciler builds it",
+                w.partition_ref
+            ),
+        });
     }
     let chain = crate::catalog::why_chain(Some(graph), bel, &w.partition_ref).await?;
     Ok(chain.join("; "))

@@ -377,6 +377,7 @@ impl Reconciler {
         let mut events = Vec::new();
         let mut notes = Vec::new();
         let mut to_build: Vec<String> = Vec::new();
+        let mut failing: Vec<WantRow> = Vec::new();
         let mut queued: HashSet<&str> = HashSet::new();
         for ((id, r), status) in ids.iter().zip(&refs).zip(statuses) {
             let t = self.wants.get_mut(id).expect("filtered above");
@@ -435,6 +436,27 @@ impl Reconciler {
             if in_flight || self.building.contains(r) || t.waiting_on.is_some() {
                 continue;
             }
+            if status == Some(PartitionStatus::PartitionFailed) && t.attempts == 0 {
+                // A reconciler that starts again (or `reconcile --once` from cron) counts
+                // the failed builds since the want was created or last satisfied.
+                let since = match row.status {
+                    WantStatus::WantSatisfied => row.updated_micros,
+                    _ => row.created_micros,
+                };
+                let failed = failed_builds_since(self.bel.as_ref(), r, since).await?;
+                let t = self.wants.get_mut(id).expect("filtered above");
+                t.attempts = failed;
+                if failed > self.opts.retries {
+                    let mut e = event(id, r, WantStatus::WantFailed);
+                    e.reason = format!("its build failed {failed} times");
+                    let (cause, _) = root_failure(self.bel.as_ref(), r).await?;
+                    e.failure_cause = cause as i32;
+                    events.push(Event::Want(e));
+                    failing.push(t.row.clone());
+                    continue;
+                }
+            }
+            let t = self.wants.get_mut(id).expect("filtered above");
             if let Some(at) = t.retry_at.filter(|at| *at > now) {
                 self.timers.insert((at, id.clone()));
                 continue;
@@ -448,6 +470,11 @@ impl Reconciler {
             if let Event::Want(w) = e {
                 match WantStatus::try_from(w.status) {
                     Ok(WantStatus::WantExpired) => self.untrack(&w.want_id),
+                    Ok(WantStatus::WantFailed) => {
+                        self.failed += 1;
+                        report.failed += 1;
+                        self.untrack(&w.want_id);
+                    }
                     Ok(WantStatus::WantSatisfied) => {
                         if let Some(t) = self.wants.get_mut(&w.want_id) {
                             t.row.status = WantStatus::WantSatisfied;
@@ -469,6 +496,11 @@ impl Reconciler {
                 _ => None,
             })
             .collect();
+        for row in failing {
+            if sent.contains(&(row.want_id.clone(), WantStatus::WantFailed as i32)) {
+                self.notify(NotificationKind::WantFailed, &row).await;
+            }
+        }
         for (kind, row) in notes {
             let status = match kind {
                 NotificationKind::SlaMissed => WantStatus::WantSlaMissed,
@@ -700,4 +732,19 @@ async fn root_failure(
         }
     }
     Ok((FailureCause::Unknown, None))
+}
+
+/// How many times `r` failed since `since` (microseconds).
+async fn failed_builds_since(bel: &dyn EventLog, r: &str, since: i64) -> Result<u32, CoreError> {
+    let history = bel.partition_history(r).await?;
+    Ok(history
+        .iter()
+        .filter(|e| match &e.event {
+            Event::Partition(p) => {
+                p.status == PartitionStatus::PartitionFailed as i32
+                    && e.event.timestamp_micros() >= since
+            }
+            _ => false,
+        })
+        .count() as u32)
 }

@@ -33,3 +33,4 @@ mod service;
 mod slurm;
 mod stopping;
 mod versions;
+mod wants;
