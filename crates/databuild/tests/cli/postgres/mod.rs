@@ -6,3 +6,4 @@ mod builds;
 mod faults;
 mod harness;
 mod tls;
+mod wants;
