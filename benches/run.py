@@ -422,18 +422,21 @@ def main():
         reps = args.reps or 1
         sizes = {"W1": 5, "W2": 5, "W3": "3x4"}
         w4, w5 = [200], (2, 20)
+        wanted = [200]
         w6 = None
     elif args.quick:
         reps = args.reps or 3
         sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
         w4, w5 = [100_000], (10, 1000)
         w6 = 100_000
+        wanted = [100_000]
     else:
         reps = args.reps or 5
         sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
         w4, w5 = [100_000, 1_000_000], (10, 1000)
-        w6 = 0  # the bench's default, 1,000,000
-    only = set((args.only or "W1,W2,W3,W4,W5,W6").upper().split(","))
+        w6 = 0
+        wanted = [1_000_000]  # the bench's default, 1,000,000
+    only = set((args.only or "W1,W2,W3,W4,W5,W6,WANTS").upper().split(","))
 
     tools, notes = ensure_tools(args.smoke)
     db = os.path.abspath(args.databuild) if args.databuild else build_databuild()
@@ -503,6 +506,12 @@ def main():
         say("### W6: event log (`cargo bench -p databuild-bel --bench bel%s`)" % (" -- %d" % w6 if w6 else ""))
         say("")
         out.extend(bench_bel(w6))
+
+    if "WANTS" in only:
+        import wants
+
+        say("")
+        out.extend(wants.section(db, root, wanted, min(reps, 3), timed, check))
 
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])

@@ -232,6 +232,10 @@ pub enum Command {
         /// One pass, then wait for its builds and exit.
         #[arg(long)]
         once: bool,
+        /// With `--once`: decide only — print what the pass would build and how long it
+        /// took, record nothing and build nothing.
+        #[arg(long, requires = "once")]
+        dry_run: bool,
         /// Builds of a failed wanted partition after the first, before its want fails.
         #[arg(long, default_value_t = 3)]
         retries: u32,

@@ -32,6 +32,8 @@ pub struct ReconcileOptions {
     pub batch: usize,
     /// Longest wait between passes when nothing happens.
     pub idle: Duration,
+    /// Decide only: record nothing (no ticks, no want events), build nothing.
+    pub dry_run: bool,
 }
 
 impl ReconcileOptions {
@@ -43,6 +45,7 @@ impl ReconcileOptions {
             backoff: Duration::from_secs(5),
             batch: 10_000,
             idle: Duration::from_secs(1),
+            dry_run: false,
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct PassReport {
     pub started: usize,
     /// Live wants held in memory.
     pub live: usize,
+    /// Partitions a pass would build (a dry run's answer).
+    pub would_build: usize,
 }
 
 struct Tracked {
@@ -149,7 +154,7 @@ impl Reconciler {
     }
 
     /// Reads the live wants and where the log ends; every live want is looked at once.
-    async fn load(&mut self) -> Result<(), CoreError> {
+    pub async fn load(&mut self) -> Result<(), CoreError> {
         self.after_seq = self.bel.last_seq().await?;
         let mut after = None;
         loop {
@@ -212,6 +217,9 @@ impl Reconciler {
     /// never ticked.
     async fn fire_ticks(&mut self, now: i64) -> Result<usize, CoreError> {
         let mut fired = 0;
+        if self.opts.dry_run {
+            return Ok(0);
+        }
         let graph = self.graph.clone();
         for s in graph.schedules.iter() {
             let window = duration_micros(s.catchup.max(Duration::from_secs(30)));
@@ -325,7 +333,7 @@ impl Reconciler {
     /// Appends want events one batch at a time; an event another reconciler made moot
     /// (the want changed meanwhile) is dropped. Returns the events recorded.
     async fn record(&self, events: Vec<Event>) -> Result<Vec<Event>, CoreError> {
-        if events.is_empty() {
+        if events.is_empty() || self.opts.dry_run {
             return Ok(events);
         }
         match self.bel.append(events.clone()).await {
@@ -511,7 +519,8 @@ impl Reconciler {
                 self.notify(kind, &row).await;
             }
         }
-        if start && !to_build.is_empty() {
+        report.would_build = to_build.len();
+        if start && !self.opts.dry_run && !to_build.is_empty() {
             report.started = to_build.len();
             for chunk in to_build.chunks(self.opts.batch.max(1)) {
                 self.start_build(chunk.to_vec());

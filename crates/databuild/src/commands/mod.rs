@@ -109,10 +109,19 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         Command::Wants(cmd) => wants::wants(&cli, cmd).await,
         Command::Reconcile {
             once,
+            dry_run,
             retries,
             retry_backoff,
             exec,
-        } => wants::reconcile(&cli, *once, *retries, *retry_backoff, exec).await,
+        } => {
+            let how = wants::How {
+                once: *once,
+                dry_run: *dry_run,
+                retries: *retries,
+                retry_backoff: *retry_backoff,
+            };
+            wants::reconcile(&cli, how, exec).await
+        }
     }
 }
 

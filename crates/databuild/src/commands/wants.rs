@@ -161,13 +161,21 @@ pub async fn wants(cli: &Cli, cmd: &WantsCommand) -> Result<ExitKind> {
     Ok(ExitKind::Success)
 }
 
-pub async fn reconcile(
-    cli: &Cli,
-    once: bool,
-    retries: u32,
-    retry_backoff: std::time::Duration,
-    exec: &ExecArgs,
-) -> Result<ExitKind> {
+/// How `reconcile` runs.
+pub struct How {
+    pub once: bool,
+    pub dry_run: bool,
+    pub retries: u32,
+    pub retry_backoff: std::time::Duration,
+}
+
+pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind> {
+    let How {
+        once,
+        dry_run,
+        retries,
+        retry_backoff,
+    } = how;
     local_only(cli, "reconcile")?;
     let graph = std::sync::Arc::new(context::graph(cli)?);
     let notifiers = databuild_service::notify::notifiers(&graph).map_err(anyhow::Error::msg)?;
@@ -178,7 +186,35 @@ pub async fn reconcile(
     let mut opts = ReconcileOptions::new(build);
     opts.retries = retries;
     opts.backoff = retry_backoff;
+    opts.dry_run = dry_run;
     let mut r = Reconciler::new(graph, bel.log, opts, notifiers);
+    if dry_run {
+        let started = std::time::Instant::now();
+        r.load().await?;
+        let loaded = started.elapsed();
+        let report = r.pass(false).await?;
+        let passed = started.elapsed() - loaded;
+        if cli.json {
+            println!(
+                "{{\"live\":{},\"checked\":{},\"wouldBuild\":{},\"loadMs\":{:.1},\"passMs\":{:.1}}}",
+                report.live,
+                report.checked,
+                report.would_build,
+                loaded.as_secs_f64() * 1e3,
+                passed.as_secs_f64() * 1e3
+            );
+        } else {
+            println!(
+                "{} live wants, {} looked at: {} partitions to build (loaded in {:.0} ms, decided in {:.0} ms; nothing recorded)",
+                report.live,
+                report.checked,
+                report.would_build,
+                loaded.as_secs_f64() * 1e3,
+                passed.as_secs_f64() * 1e3
+            );
+        }
+        return Ok(ExitKind::Success);
+    }
     if once {
         let report = r.once().await?;
         eprintln!(

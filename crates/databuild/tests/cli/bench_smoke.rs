@@ -32,6 +32,9 @@ fn bench_runner_smoke_prints_tables() {
         "### W4: no-op request of already-available partitions",
         "| 200 |",
         "| 2 × 20, 50 % overlap | 30 |",
+        "### Wants: the reconciler",
+        "| 200 | 2 |",
+        "From a wanted partition going STALE",
     ] {
         assert!(
             stdout.contains(heading),

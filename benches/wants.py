@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The reconciler's cost (PRODUCT §8, "Wants"), with the real binary:
+
+* one pass over N active wants of which 1 % are unsatisfied: `databuild reconcile --once
+  --dry-run` on a log holding N wants and 99 % of their partitions AVAILABLE — the time
+  to load the live wants, the time to decide what to build, wall, CPU and peak RSS;
+* from a wanted partition going STALE to its rebuild starting: `databuild serve` keeps one
+  want built; an upstream partition is invalidated; the time between the STALE event and
+  the reconciler's GRAPH_STARTED event, both read from the event log.
+
+Usage: python3 benches/wants.py --databuild target/release/databuild [--wants N] [--reps R]
+(also run by benches/run.py as its "Wants" section).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workloads  # noqa: E402
+
+# `up/N` (made by job up) <- `w/N` (made by job w, from up/N).
+JOB = r"""#!/bin/sh
+if [ "$1" = config ]; then
+    shift
+    if [ -n "$DATABUILD_REFS_FILE" ]; then set -- $(cat "$DATABUILD_REFS_FILE"); fi
+    sep=""
+    printf '{"configs":['
+    for r in "$@"; do
+        case "$r" in
+        w/*) printf '%s{"outputs":[{"str":"%s"}],"inputs":[{"depType":"MATERIALIZE","partitionRef":{"str":"up/%s"}}]}' "$sep" "$r" "${r#w/}" ;;
+        *) printf '%s{"outputs":[{"str":"%s"}]}' "$sep" "$r" ;;
+        esac
+        sep=,
+    done
+    printf ']}\n'
+fi
+"""
+
+TOML = """[graph]
+label = "bench_wants"
+
+[[jobs]]
+label = "w"
+entrypoint = ["jobs/job"]
+produces = ['w/\\d+']
+
+[[jobs]]
+label = "up"
+entrypoint = ["jobs/job"]
+produces = ['up/\\d+']
+"""
+
+
+def setup(root, n):
+    d = os.path.join(root, "wants-%d" % n)
+    shutil.rmtree(d, ignore_errors=True)
+    workloads.write(os.path.join(d, "jobs", "job"), JOB, executable=True)
+    workloads.write(os.path.join(d, "databuild.toml"), TOML)
+    refs = os.path.join(d, "wanted.txt")
+    available = os.path.join(d, "available.txt")
+    satisfied = n - max(1, n // 100)
+    with open(refs, "w") as f:
+        for i in range(n):
+            f.write("w/%d\n" % i)
+    with open(available, "w") as f:
+        for i in range(satisfied):
+            f.write("w/%d\n" % i)
+    return d, refs, available, satisfied
+
+
+def bench_pass(db, root, n, reps, timed, check):
+    d, refs, available, satisfied = setup(root, n)
+    t0 = time.perf_counter()
+    check(timed([db, "partitions", "register", "--force", "--from-file", available], d), "register")
+    check(timed([db, "want", "--from-file", refs], d), "want")
+    setup_s = time.perf_counter() - t0
+    rows = []
+    for _ in range(reps):
+        res = check(timed([db, "--json", "reconcile", "--once", "--dry-run"], d), "reconcile --dry-run")
+        line = [l for l in res.out.splitlines() if l.startswith("{")][-1]
+        rows.append((res, json.loads(line)))
+    rows.sort(key=lambda r: r[0].wall)
+    res, report = rows[len(rows) // 2]
+    assert report["live"] == n and report["wouldBuild"] == n - satisfied, report
+    return (
+        "| %s | %s | %.2f s | %.0f ms | %.0f ms | %.2f s | %.2f s | %.0f MiB | %s |"
+        % (
+            format(n, ","),
+            format(n - satisfied, ","),
+            setup_s,
+            report["loadMs"],
+            report["passMs"],
+            res.wall,
+            res.cpu,
+            res.rss_kib / 1024,
+            report["wouldBuild"],
+        )
+    )
+
+
+def bench_stale(db, root, reps):
+    d = os.path.join(root, "wants-stale")
+    shutil.rmtree(d, ignore_errors=True)
+    workloads.write(os.path.join(d, "jobs", "job"), JOB, executable=True)
+    workloads.write(os.path.join(d, "databuild.toml"), TOML)
+    serve = subprocess.Popen(
+        [db, "serve", "--addr", "127.0.0.1:0"],
+        cwd=d,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    latencies = []
+    try:
+        serve.stdout.readline()
+        subprocess.run([db, "want", "w/1"], cwd=d, check=True, capture_output=True)
+        for i in range(reps + 1):
+            wait_runs(db, d, i + 1)
+            if i == reps:
+                break
+            subprocess.run(
+                [db, "partitions", "invalidate", "up/1"], cwd=d, check=True, capture_output=True
+            )
+        latencies = stale_to_start(db, d)
+    finally:
+        serve.terminate()
+        serve.wait()
+    latencies.sort()
+    return latencies
+
+
+def wait_runs(db, d, count, deadline=60):
+    end = time.time() + deadline
+    while time.time() < end:
+        out = subprocess.run(
+            [db, "--json", "runs", "list", "--limit", "0"], cwd=d, capture_output=True, text=True
+        )
+        if out.returncode == 0:
+            runs = json.loads(out.stdout)["runs"]
+            if len(runs) >= count and all(r["status"] in ("GRAPH_SUCCESS", "GRAPH_FAILED") for r in runs):
+                return
+        time.sleep(0.05)
+    sys.exit("benches/wants.py: the reconciler did not rebuild within %ds" % deadline)
+
+
+def stale_to_start(db, d):
+    """For each STALE of the wanted partition, the time to the next GRAPH_STARTED (ms)."""
+    out = subprocess.run([db, "events", "--json"], cwd=d, capture_output=True, text=True, check=True)
+    events = [json.loads(l) for l in out.stdout.splitlines()]
+
+    def micros(ts):
+        from datetime import datetime
+
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1e6
+
+    stale, started = [], []
+    for e in events:
+        p = e.get("partitionEvent")
+        g = (e.get("jobGraphRunEvent") or {}).get("graphEvent")
+        if p and p.get("status") == "PARTITION_STALE" and p["partitionRef"]["str"] == "w/1":
+            stale.append(micros(p["timestamp"]))
+        # GRAPH_STARTED is the enum's zero: proto3 JSON leaves it out.
+        if g and g.get("status", "GRAPH_STARTED") == "GRAPH_STARTED":
+            started.append(micros(e["jobGraphRunEvent"]["timestamp"]))
+    out = []
+    for s in stale:
+        after = [t for t in started if t >= s]
+        if after:
+            out.append((min(after) - s) / 1000)
+    return out
+
+
+def section(db, root, sizes, reps, timed, check):
+    lines = [
+        "### Wants: the reconciler",
+        "",
+        "One pass over every active want (`reconcile --once --dry-run`), 1 % of them unsatisfied:",
+        "",
+        "| active wants | unsatisfied | setup (register + want, once) | load live wants | decide | wall | CPU | peak RSS | to build |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in sizes:
+        lines.append(bench_pass(db, root, n, reps, timed, check))
+    lat = bench_stale(db, root, max(3, reps))
+    lines += [
+        "",
+        "From a wanted partition going STALE (an upstream invalidated) to its rebuild's graph run starting, "
+        "in `databuild serve` (event timestamps): median %.0f ms, max %.0f ms over %d rebuilds."
+        % (lat[len(lat) // 2], lat[-1], len(lat)),
+    ]
+    return lines
+
+
+def main():
+    import run  # noqa: E402  (timed, check)
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--databuild", required=True)
+    ap.add_argument("--wants", type=int, default=1_000_000)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="databuild-bench-wants-")
+    try:
+        db = os.path.abspath(args.databuild)
+        print("\n".join(section(db, root, [args.wants], args.reps, run.timed, run.check)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
