@@ -1,11 +1,12 @@
 //! Applying events to the log, for every backend: validating each event against the
 //! current state, storing it, and keeping the derived views (partitions, graph runs, job
-//! runs, requesters, lineage, wants) in step, with staleness propagated downstream. The rules live
+//! runs, requesters, lineage, wants, backfills) in step, with staleness propagated downstream. The rules live
 //! here once; a backend supplies only [`Rows`], its SQL for reading and writing one row
 //! at a time inside a write transaction. The writes built on it (append, claim,
 //! invalidation, lost runs, leases) are in `apply/writes.rs`, and the rules that need no
 //! rows (the events a write makes, what an event does to the views) in `apply/rules.rs`.
 
+mod backfills;
 mod rules;
 mod wants;
 mod writes;
@@ -17,7 +18,7 @@ use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 use crate::{
     common::{self, Subject},
     transitions::{self, PartitionEffect},
-    BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow, WantRow,
+    BackfillRow, BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow, WantRow,
 };
 
 pub use rules::owner_lost;
@@ -125,6 +126,12 @@ pub(crate) trait Rows {
 
     /// Sets the latest state of a want.
     fn put_want(&mut self, row: WantRow) -> Result<(), BelError>;
+
+    /// The latest state of backfill `backfill_id`.
+    async fn backfill(&mut self, backfill_id: &str) -> Result<Option<BackfillRow>, BelError>;
+
+    /// Sets the latest state of a backfill.
+    fn put_backfill(&mut self, row: BackfillRow) -> Result<(), BelError>;
 
     /// Removes partition `r` from the latest-status view.
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError>;
@@ -268,6 +275,16 @@ async fn store<R: Rows>(
                 unreachable!("a want subject comes from a want event")
             };
             let logged = wants::store(rows, w, want_id, partition_ref, status, ts).await?;
+            return Ok((logged, None));
+        }
+        Subject::Backfill {
+            backfill_id,
+            status,
+        } => {
+            let Event::Backfill(b) = event else {
+                unreachable!("a backfill subject comes from a backfill event")
+            };
+            let logged = backfills::store(rows, b, backfill_id, status, ts).await?;
             return Ok((logged, None));
         }
     };

@@ -31,7 +31,7 @@ pub fn cluster_job(event: &Event) -> Option<ClusterJob<'_>> {
                 id: &h.id,
             })
         }
-        Event::Want(_) => None,
+        Event::Want(_) | Event::Backfill(_) => None,
         Event::Partition(p) => {
             if p.status != PartitionStatus::PartitionBuilding as i32 {
                 return None;

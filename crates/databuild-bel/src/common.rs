@@ -3,8 +3,8 @@
 //! events.
 
 use databuild_proto::{
-    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus, WantEvent,
-    WantStatus,
+    BackfillEvent, BackfillStatus, JobGraphRunEvent, JobGraphRunStatus, JobRunStatus,
+    PartitionEvent, PartitionStatus, WantEvent, WantStatus,
 };
 use prost::Message as _;
 
@@ -18,6 +18,8 @@ pub(crate) const KIND_JOB: i64 = 2;
 pub(crate) const KIND_PARTITION: i64 = 3;
 /// `events.kind` of a want event (stored with the want id in `run_id`).
 pub(crate) const KIND_WANT: i64 = 4;
+/// `events.kind` of a backfill event (stored with the backfill id in `run_id`).
+pub(crate) const KIND_BACKFILL: i64 = 5;
 
 /// The reason written on the claims of a graph run whose owner is gone (with
 /// [`databuild_proto::FailureCause::OwnerRunLost`]).
@@ -60,6 +62,12 @@ pub(crate) fn stamp(event: &mut Event) -> i64 {
                 w.want_event_id = crate::new_id();
             }
         }
+        Event::Backfill(b) => {
+            b.timestamp = timestamp;
+            if b.backfill_event_id.is_empty() {
+                b.backfill_event_id = crate::new_id();
+            }
+        }
     }
     ts
 }
@@ -70,6 +78,7 @@ pub(crate) fn event_id(event: &Event) -> &str {
         Event::Run(e) => &e.job_graph_run_event_id,
         Event::Partition(p) => &p.partition_event_id,
         Event::Want(w) => &w.want_event_id,
+        Event::Backfill(b) => &b.backfill_event_id,
     }
 }
 
@@ -100,6 +109,11 @@ pub(crate) enum Subject {
         want_id: String,
         partition_ref: String,
         status: WantStatus,
+    },
+    /// A backfill event of backfill `backfill_id` (non-empty).
+    Backfill {
+        backfill_id: String,
+        status: BackfillStatus,
     },
 }
 
@@ -179,6 +193,24 @@ pub(crate) fn classify(event: &Event) -> Result<Subject, BelError> {
                 status,
             })
         }
+        Event::Backfill(b) => {
+            if b.backfill_id.is_empty() || b.backfill_id.len() > 256 || b.backfill_id.contains('#')
+            {
+                return Err(BelError::InvalidEvent(
+                    "a backfill event needs a backfill_id of 1 to 256 bytes without `#`".into(),
+                ));
+            }
+            let status = BackfillStatus::try_from(b.status)
+                .ok()
+                .filter(|s| *s != BackfillStatus::BackfillUnknown)
+                .ok_or_else(|| {
+                    BelError::InvalidEvent(format!("unknown backfill status {}", b.status))
+                })?;
+            Ok(Subject::Backfill {
+                backfill_id: b.backfill_id.clone(),
+                status,
+            })
+        }
     }
 }
 
@@ -200,6 +232,7 @@ pub(crate) fn encode(event: &Event) -> (i64, Vec<u8>) {
         Event::Run(e) => (KIND_JOB, e.encode_to_vec()),
         Event::Partition(p) => (KIND_PARTITION, p.encode_to_vec()),
         Event::Want(w) => (KIND_WANT, w.encode_to_vec()),
+        Event::Backfill(b) => (KIND_BACKFILL, b.encode_to_vec()),
     }
 }
 
@@ -212,6 +245,10 @@ pub(crate) fn decode(seq: i64, kind: i64, body: &[u8]) -> Result<LoggedEvent, Be
         Event::Partition(e)
     } else if kind == KIND_WANT {
         Event::Want(WantEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?)
+    } else if kind == KIND_BACKFILL {
+        Event::Backfill(
+            BackfillEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
+        )
     } else {
         Event::Run(
             JobGraphRunEvent::decode(body).map_err(|error| BelError::Corrupt { seq, error })?,
@@ -226,6 +263,6 @@ pub(crate) fn run_request(
 ) -> Option<databuild_proto::GraphRequestEvent> {
     match &first?.event {
         crate::Event::Run(r) => r.graph_event.as_ref()?.request.clone(),
-        crate::Event::Partition(_) | crate::Event::Want(_) => None,
+        crate::Event::Partition(_) | crate::Event::Want(_) | crate::Event::Backfill(_) => None,
     }
 }

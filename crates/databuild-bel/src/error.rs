@@ -78,6 +78,16 @@ pub enum BelError {
         current: databuild_proto::WantStatus,
         next: databuild_proto::WantStatus,
     },
+    /// A backfill event for a backfill the log has never heard of.
+    #[error("no backfill `{0}` in the event log; see `databuild backfill list`")]
+    UnknownBackfill(String),
+    /// A backfill event its backfill's state does not allow.
+    #[error("backfill `{backfill_id}` is {} and cannot become {}", .current.as_str_name(), .next.as_str_name())]
+    BackfillState {
+        backfill_id: String,
+        current: databuild_proto::BackfillStatus,
+        next: databuild_proto::BackfillStatus,
+    },
     /// An event that cannot be stored as given.
     #[error("invalid event: {0}")]
     InvalidEvent(String),

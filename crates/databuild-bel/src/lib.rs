@@ -23,8 +23,9 @@ pub use cluster::{cluster_job, ClusterJob};
 pub use databuild_proto::ActiveBuild;
 pub use error::BelError;
 pub use model::{
-    BuildRow, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
-    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount, WantFilter, WantRow,
+    backfill_want_id, BackfillRow, BuildRow, ClaimGroup, ClaimOutcome, Event, JobRunRow,
+    LoggedEvent, Owner, PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow,
+    StatusCount, WantFilter, WantRow,
 };
 pub use postgres::{pem_certificates, system_bundle, PostgresEventLog, POSTGRES_SCHEMA_VERSION};
 pub use sqlite::{SqliteEventLog, SqliteOptions, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION};
@@ -175,6 +176,32 @@ pub trait EventRead: Send + Sync + std::fmt::Debug {
             .into_iter()
             .filter(|e| matches!(e.event, Event::Want(_)))
             .collect())
+    }
+
+    /// The latest state of backfill `backfill_id`.
+    async fn backfill(&self, backfill_id: &str) -> Result<Option<BackfillRow>, BelError> {
+        let _ = backfill_id;
+        Err(BelError::Remote(
+            "this event log does not serve backfills".into(),
+        ))
+    }
+
+    /// Every backfill, newest first.
+    async fn backfills(&self) -> Result<Vec<BackfillRow>, BelError> {
+        Err(BelError::Remote(
+            "this event log does not serve backfills".into(),
+        ))
+    }
+
+    /// How many wants of backfill `backfill_id` have each status.
+    async fn backfill_counts(
+        &self,
+        backfill_id: &str,
+    ) -> Result<Vec<(databuild_proto::WantStatus, u64)>, BelError> {
+        let _ = backfill_id;
+        Err(BelError::Remote(
+            "this event log does not serve backfills".into(),
+        ))
     }
 
     /// The position of the last event in the log (0 when empty).

@@ -1,8 +1,8 @@
 //! The values that go into and come out of the event log.
 
 use databuild_proto::{
-    JobGraphRunEvent, JobGraphRunStatus, JobRunStatus, PartitionEvent, PartitionStatus, WantEvent,
-    WantStatus,
+    BackfillEvent, BackfillStatus, JobGraphRunEvent, JobGraphRunStatus, JobRunStatus,
+    PartitionEvent, PartitionStatus, WantEvent, WantStatus,
 };
 
 /// One event to append: a graph-run event (graph or job), a partition event or a want event.
@@ -14,6 +14,8 @@ pub enum Event {
     Partition(PartitionEvent),
     /// A `WantEvent`.
     Want(WantEvent),
+    /// A `BackfillEvent`.
+    Backfill(BackfillEvent),
 }
 
 impl Event {
@@ -30,7 +32,7 @@ impl Event {
                 }
             }
             Event::Partition(p) => &p.job_graph_run_id,
-            Event::Want(_) => "",
+            Event::Want(_) | Event::Backfill(_) => "",
         }
     }
 
@@ -40,6 +42,7 @@ impl Event {
             Event::Run(e) => e.timestamp.as_ref(),
             Event::Partition(p) => p.timestamp.as_ref(),
             Event::Want(w) => w.timestamp.as_ref(),
+            Event::Backfill(b) => b.timestamp.as_ref(),
         };
         ts.map(databuild_proto::timestamp_micros).unwrap_or(0)
     }
@@ -255,6 +258,8 @@ pub struct WantRow {
     pub reason: String,
     /// Log position of its latest event.
     pub seq: i64,
+    /// The backfill it belongs to ("" if none).
+    pub backfill: String,
 }
 
 impl WantRow {
@@ -278,6 +283,37 @@ pub struct WantFilter {
     pub after: Option<String>,
     /// At most this many (0: no limit).
     pub limit: usize,
+    /// Only wants of this backfill.
+    pub backfill: Option<String>,
+}
+
+/// Latest state of one backfill (the derived view of its [`BackfillEvent`]s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillRow {
+    /// The backfill id.
+    pub backfill_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its latest status.
+    pub status: BackfillStatus,
+    /// The refs as given (ranges unexpanded).
+    pub refs: Vec<String>,
+    /// How many partitions they expand to.
+    pub total: u64,
+    /// Pause after this many failed partitions (0: never).
+    pub max_failures: u32,
+    /// Jobs at once.
+    pub parallelism: u32,
+    /// Who started it.
+    pub requesters: Vec<String>,
+    /// Why it paused, was cancelled or completed.
+    pub reason: String,
+    /// When it was created, microseconds.
+    pub created_micros: i64,
+    /// When its latest event was written, microseconds.
+    pub updated_micros: i64,
+    /// Log position of its latest event.
+    pub seq: i64,
 }
 
 impl WantRow {
@@ -300,4 +336,10 @@ impl WantRow {
             reason: self.reason.clone(),
         }
     }
+}
+
+/// A backfill's want ids are `<backfill id>#<index in its expanded refs, 9 digits>`, so
+/// that creating a chunk twice is refused and they sort in order.
+pub fn backfill_want_id(backfill_id: &str, index: u64) -> String {
+    format!("{backfill_id}#{index:09}")
 }

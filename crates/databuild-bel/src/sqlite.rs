@@ -449,7 +449,7 @@ impl crate::EventRead for SqliteEventLog {
             )?;
             Ok(found.into_iter().next().and_then(|e| match e.event {
                 Event::Partition(p) => Some(p),
-                Event::Run(_) | Event::Want(_) => None,
+                Event::Run(_) | Event::Want(_) | Event::Backfill(_) => None,
             }))
         })
     }
@@ -523,6 +523,21 @@ impl crate::EventRead for SqliteEventLog {
 
     async fn want(&self, want_id: &str) -> Result<Option<crate::WantRow>, BelError> {
         self.with_conn(|conn| wants::get(conn, want_id))
+    }
+
+    async fn backfill(&self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
+        self.with_conn(|conn| wants::get_backfill(conn, id))
+    }
+
+    async fn backfills(&self) -> Result<Vec<crate::BackfillRow>, BelError> {
+        self.with_conn(|conn| wants::list_backfills(conn))
+    }
+
+    async fn backfill_counts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(databuild_proto::WantStatus, u64)>, BelError> {
+        self.with_conn(|conn| wants::backfill_counts(conn, id))
     }
 
     async fn last_seq(&self) -> Result<i64, BelError> {

@@ -1,5 +1,5 @@
 //! The state machines every write is validated against: graph runs, job runs,
-//! partitions and wants. Pure functions over the current derived state, shared by every backend.
+//! partitions, wants and backfills. Pure functions over the current derived state, shared by every backend.
 
 use databuild_proto::{JobGraphRunStatus as G, JobRunStatus as J, PartitionStatus as P};
 
@@ -272,6 +272,40 @@ pub fn check_want(
     } else {
         Err(BelError::WantState {
             want_id: want_id.to_string(),
+            current: cur,
+            next,
+        })
+    }
+}
+
+/// Whether a backfill may move from `current` (None: unknown backfill) to `next`: created
+/// RUNNING; RUNNING pauses, is cancelled or completes; PAUSED resumes or is cancelled; a
+/// COMPLETED one runs again (retrying its failures); CANCELLED is final.
+pub fn check_backfill(
+    backfill_id: &str,
+    current: Option<databuild_proto::BackfillStatus>,
+    next: databuild_proto::BackfillStatus,
+) -> Result<(), BelError> {
+    use databuild_proto::BackfillStatus as B;
+    let Some(cur) = current else {
+        return match next {
+            B::BackfillRunning => Ok(()),
+            _ => Err(BelError::UnknownBackfill(backfill_id.to_string())),
+        };
+    };
+    let ok = matches!(
+        (cur, next),
+        (
+            B::BackfillRunning,
+            B::BackfillPaused | B::BackfillCancelled | B::BackfillCompleted
+        ) | (B::BackfillPaused, B::BackfillRunning | B::BackfillCancelled)
+            | (B::BackfillCompleted, B::BackfillRunning)
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(BelError::BackfillState {
+            backfill_id: backfill_id.to_string(),
             current: cur,
             next,
         })

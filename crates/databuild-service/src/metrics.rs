@@ -343,6 +343,18 @@ impl EventRead for TimedLog {
     async fn last_seq(&self) -> Result<i64, BelError> {
         self.inner.last_seq().await
     }
+    async fn backfill(&self, id: &str) -> Result<Option<databuild_bel::BackfillRow>, BelError> {
+        self.inner.backfill(id).await
+    }
+    async fn backfills(&self) -> Result<Vec<databuild_bel::BackfillRow>, BelError> {
+        self.inner.backfills().await
+    }
+    async fn backfill_counts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(databuild_proto::WantStatus, u64)>, BelError> {
+        self.inner.backfill_counts(id).await
+    }
     async fn last_tick(&self, schedule: &str) -> Result<Option<i64>, BelError> {
         self.inner.last_tick(schedule).await
     }

@@ -26,35 +26,43 @@ pub struct WireEvent {
     /// A want event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub want_event: Option<databuild_proto::WantEvent>,
+    /// A backfill event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_event: Option<databuild_proto::BackfillEvent>,
 }
 
 impl From<&LoggedEvent> for WireEvent {
     fn from(e: &LoggedEvent) -> Self {
-        let (job_graph_run_event, partition_event, want_event) = match &e.event {
-            Event::Run(r) => (Some(r.clone()), None, None),
-            Event::Partition(p) => (None, Some(p.clone()), None),
-            Event::Want(w) => (None, None, Some(w.clone())),
-        };
-        Self {
+        let mut out = Self {
             seq: e.seq,
-            job_graph_run_event,
-            partition_event,
-            want_event,
+            job_graph_run_event: None,
+            partition_event: None,
+            want_event: None,
+            backfill_event: None,
+        };
+        match &e.event {
+            Event::Run(r) => out.job_graph_run_event = Some(r.clone()),
+            Event::Partition(p) => out.partition_event = Some(p.clone()),
+            Event::Want(w) => out.want_event = Some(w.clone()),
+            Event::Backfill(b) => out.backfill_event = Some(b.clone()),
         }
+        out
     }
 }
 
 impl WireEvent {
-    /// Back to a logged event; `None` if neither event is set.
+    /// Back to a logged event; `None` unless exactly one event is set.
     pub fn into_logged(self) -> Option<LoggedEvent> {
         let event = match (
             self.job_graph_run_event,
             self.partition_event,
             self.want_event,
+            self.backfill_event,
         ) {
-            (Some(r), None, None) => Event::Run(r),
-            (None, Some(p), None) => Event::Partition(p),
-            (None, None, Some(w)) => Event::Want(w),
+            (Some(r), None, None, None) => Event::Run(r),
+            (None, Some(p), None, None) => Event::Partition(p),
+            (None, None, Some(w), None) => Event::Want(w),
+            (None, None, None, Some(b)) => Event::Backfill(b),
             _ => return None,
         };
         Some(LoggedEvent {

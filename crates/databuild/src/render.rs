@@ -178,6 +178,29 @@ pub fn request(r: &GraphRequestEvent) -> String {
 pub fn event_line(e: &LoggedEvent) -> String {
     match &e.event {
         Event::Want(w) => want_event_line(e.seq, w),
+        Event::Backfill(b) => {
+            let ts = b
+                .timestamp
+                .as_ref()
+                .map(databuild_proto::timestamp_micros)
+                .unwrap_or(0);
+            let status = databuild_proto::BackfillStatus::try_from(b.status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("?");
+            let mut line = format!(
+                "#{} {} backfill {} {status}",
+                e.seq,
+                timestamp(ts),
+                b.backfill_id
+            );
+            if !b.name.is_empty() {
+                let _ = write!(line, " `{}` ({} partitions)", b.name, b.total);
+            }
+            if !b.reason.is_empty() {
+                let _ = write!(line, ": {}", b.reason);
+            }
+            line
+        }
         Event::Run(r) => {
             let ts = r
                 .timestamp

@@ -62,6 +62,7 @@ pub(super) async fn store<R: Rows>(
             requesters: w.requesting_clients.clone(),
             reason: String::new(),
             seq,
+            backfill: w.backfill_id.clone(),
         },
         Some(mut row) => {
             if next == WantStatus::WantSlaMissed {

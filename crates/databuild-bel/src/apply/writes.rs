@@ -36,7 +36,7 @@ fn keys(events: &[Event]) -> Keys {
             Event::Run(r) => keys
                 .job_run_ids
                 .extend(r.job_event.as_ref().map(|j| j.job_run_id.clone())),
-            Event::Want(_) => {}
+            Event::Want(_) | Event::Backfill(_) => {}
         }
     }
     keys.run_ids.retain(|r| !r.is_empty());

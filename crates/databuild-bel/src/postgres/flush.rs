@@ -154,6 +154,13 @@ impl State<'_> {
         if !wants.is_empty() {
             super::wants::put_tx(self.tx, self.stmts, wants).await?;
         }
+        let backfills: Vec<_> = std::mem::take(&mut self.backfills_dirty)
+            .into_iter()
+            .map(|id| self.backfills[&id].clone().expect("a written backfill row"))
+            .collect();
+        if !backfills.is_empty() {
+            super::wants::put_backfills_tx(self.tx, backfills).await?;
+        }
         Ok(())
     }
 

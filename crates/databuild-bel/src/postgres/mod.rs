@@ -301,7 +301,7 @@ impl crate::EventRead for PostgresEventLog {
         .await)?;
         Ok(found.and_then(|e| match e.event {
             Event::Partition(p) => Some(p),
-            Event::Run(_) | Event::Want(_) => None,
+            Event::Run(_) | Event::Want(_) | Event::Backfill(_) => None,
         }))
     }
 
@@ -324,6 +324,21 @@ impl crate::EventRead for PostgresEventLog {
 
     async fn want(&self, want_id: &str) -> Result<Option<crate::WantRow>, BelError> {
         read!(self, |c| wants::get(&mut c, want_id).await)
+    }
+
+    async fn backfill(&self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
+        read!(self, |c| wants::get_backfill(&mut c, id).await)
+    }
+
+    async fn backfills(&self) -> Result<Vec<crate::BackfillRow>, BelError> {
+        read!(self, |c| wants::list_backfills(&mut c).await)
+    }
+
+    async fn backfill_counts(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(databuild_proto::WantStatus, u64)>, BelError> {
+        read!(self, |c| wants::backfill_counts(&mut c, id).await)
     }
 
     async fn last_seq(&self) -> Result<i64, BelError> {

@@ -35,6 +35,8 @@ pub(super) struct State<'a> {
     pub(super) builds_dirty: BTreeSet<String>,
     pub(super) wants: HashMap<String, Option<WantRow>>,
     pub(super) wants_dirty: BTreeSet<String>,
+    pub(super) backfills: HashMap<String, Option<crate::BackfillRow>>,
+    pub(super) backfills_dirty: BTreeSet<String>,
     pub(super) graphs: HashMap<String, Option<GraphRow>>,
     pub(super) graphs_dirty: BTreeSet<String>,
     pub(super) jobs: HashMap<String, Option<JobRow>>,
@@ -76,6 +78,8 @@ impl<'a> State<'a> {
             builds_dirty: BTreeSet::new(),
             wants: HashMap::new(),
             wants_dirty: BTreeSet::new(),
+            backfills: HashMap::new(),
+            backfills_dirty: BTreeSet::new(),
             graphs: HashMap::new(),
             graphs_dirty: BTreeSet::new(),
             jobs: HashMap::new(),
@@ -190,6 +194,20 @@ impl Rows for State<'_> {
             self.wants.insert(want_id.to_string(), row);
         }
         Ok(self.wants[want_id].clone())
+    }
+
+    async fn backfill(&mut self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
+        if !self.backfills.contains_key(id) {
+            let row = super::wants::get_backfill_tx(self.tx, self.stmts, id).await?;
+            self.backfills.insert(id.to_string(), row);
+        }
+        Ok(self.backfills[id].clone())
+    }
+
+    fn put_backfill(&mut self, row: crate::BackfillRow) -> Result<(), BelError> {
+        self.backfills_dirty.insert(row.backfill_id.clone());
+        self.backfills.insert(row.backfill_id.clone(), Some(row));
+        Ok(())
     }
 
     fn put_want(&mut self, row: WantRow) -> Result<(), BelError> {

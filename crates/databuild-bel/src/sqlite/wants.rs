@@ -1,9 +1,9 @@
-//! The SQLite `wants` view: reading and writing one want's row, and listing wants.
+//! The SQLite `wants` and `backfills` views: reading and writing one row, and listing.
 
 use databuild_proto::WantStatus;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::{BelError, WantFilter, WantRow};
+use crate::{BackfillRow, BelError, WantFilter, WantRow};
 
 /// Schema version 3: the derived latest state of every want.
 pub(super) const SCHEMA_V3: &str = "
@@ -20,15 +20,31 @@ CREATE TABLE IF NOT EXISTS wants (
     tick_ts INTEGER,
     requesters TEXT NOT NULL,
     reason TEXT NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    backfill TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS wants_by_ref ON wants (ref);
+CREATE INDEX IF NOT EXISTS wants_by_backfill ON wants (backfill, want_id) WHERE backfill <> '';
+CREATE TABLE IF NOT EXISTS backfills (
+    backfill_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    refs TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    max_failures INTEGER NOT NULL,
+    parallelism INTEGER NOT NULL,
+    requesters TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_ts INTEGER NOT NULL,
+    updated_ts INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS wants_by_status ON wants (status, want_id);
 CREATE INDEX IF NOT EXISTS wants_by_schedule ON wants (schedule, tick_ts) WHERE schedule <> '';
 ";
 
 const COLUMNS: &str = "want_id, ref, status, created_ts, updated_ts, expires_ts, sla_ts, \
-     sla_missed, schedule, tick_ts, requesters, reason, seq";
+     sla_missed, schedule, tick_ts, requesters, reason, seq, backfill";
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<WantRow> {
     let requesters: String = r.get(10)?;
@@ -46,6 +62,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<WantRow> {
         requesters: split(&requesters),
         reason: r.get(11)?,
         seq: r.get(12)?,
+        backfill: r.get(13)?,
     })
 }
 
@@ -65,7 +82,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<WantRow>, BelErr
 /// Inserts or replaces the row of a want.
 pub(super) fn put(conn: &Connection, w: &WantRow) -> Result<(), BelError> {
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO wants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT OR REPLACE INTO wants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
         w.want_id,
@@ -80,7 +97,8 @@ pub(super) fn put(conn: &Connection, w: &WantRow) -> Result<(), BelError> {
         w.tick_micros,
         w.requesters.join("\n"),
         w.reason,
-        w.seq
+        w.seq,
+        w.backfill
     ])?;
     Ok(())
 }
@@ -100,6 +118,10 @@ pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow
     if let Some(r) = &filter.partition_ref {
         args.push(r.clone().into());
         sql.push_str(&format!(" AND ref = ?{}", args.len()));
+    }
+    if let Some(b) = &filter.backfill {
+        args.push(b.clone().into());
+        sql.push_str(&format!(" AND backfill = ?{}", args.len()));
     }
     if let Some(after) = &filter.after {
         args.push(after.clone().into());
@@ -121,4 +143,88 @@ pub(super) fn last_tick(conn: &Connection, schedule: &str) -> Result<Option<i64>
     Ok(conn
         .prepare_cached("SELECT max(tick_ts) FROM wants WHERE schedule = ?1 AND schedule <> ''")?
         .query_row([schedule], |r| r.get(0))?)
+}
+
+const BACKFILL_COLUMNS: &str = "backfill_id, name, status, refs, total, max_failures, \
+     parallelism, requesters, reason, created_ts, updated_ts, seq";
+
+fn read_backfill(r: &Row<'_>) -> rusqlite::Result<BackfillRow> {
+    let refs: String = r.get(3)?;
+    let requesters: String = r.get(7)?;
+    Ok(BackfillRow {
+        backfill_id: r.get(0)?,
+        name: r.get(1)?,
+        status: databuild_proto::BackfillStatus::try_from(r.get::<_, i32>(2)?).unwrap_or_default(),
+        refs: split(&refs),
+        total: r.get::<_, i64>(4)? as u64,
+        max_failures: r.get::<_, i64>(5)? as u32,
+        parallelism: r.get::<_, i64>(6)? as u32,
+        requesters: split(&requesters),
+        reason: r.get(8)?,
+        created_micros: r.get(9)?,
+        updated_micros: r.get(10)?,
+        seq: r.get(11)?,
+    })
+}
+
+/// The row of backfill `id`.
+pub(super) fn get_backfill(conn: &Connection, id: &str) -> Result<Option<BackfillRow>, BelError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {BACKFILL_COLUMNS} FROM backfills WHERE backfill_id = ?1"
+        ))?
+        .query_row([id], read_backfill)
+        .optional()?)
+}
+
+/// Inserts or replaces the row of a backfill.
+pub(super) fn put_backfill(conn: &Connection, b: &BackfillRow) -> Result<(), BelError> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO backfills ({BACKFILL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        b.backfill_id,
+        b.name,
+        b.status as i32,
+        b.refs.join("\n"),
+        b.total as i64,
+        b.max_failures as i64,
+        b.parallelism as i64,
+        b.requesters.join("\n"),
+        b.reason,
+        b.created_micros,
+        b.updated_micros,
+        b.seq
+    ])?;
+    Ok(())
+}
+
+/// Every backfill, newest first.
+pub(super) fn list_backfills(conn: &Connection) -> Result<Vec<BackfillRow>, BelError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {BACKFILL_COLUMNS} FROM backfills ORDER BY created_ts DESC, backfill_id"
+    ))?;
+    let rows = stmt
+        .query_map([], read_backfill)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// How many wants of backfill `id` have each status.
+pub(super) fn backfill_counts(
+    conn: &Connection,
+    id: &str,
+) -> Result<Vec<(databuild_proto::WantStatus, u64)>, BelError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, count(*) FROM wants WHERE backfill = ?1 GROUP BY status ORDER BY status",
+    )?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((
+                databuild_proto::WantStatus::try_from(r.get::<_, i32>(0)?).unwrap_or_default(),
+                r.get::<_, i64>(1)? as u64,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

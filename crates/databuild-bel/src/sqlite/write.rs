@@ -158,6 +158,14 @@ impl Rows for TxRows<'_> {
         super::wants::put(self.0, &row)
     }
 
+    async fn backfill(&mut self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
+        super::wants::get_backfill(self.0, id)
+    }
+
+    fn put_backfill(&mut self, row: crate::BackfillRow) -> Result<(), BelError> {
+        super::wants::put_backfill(self.0, &row)
+    }
+
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {
         self.0
             .prepare_cached("DELETE FROM partitions WHERE ref = ?1")?

@@ -57,7 +57,9 @@ pub async fn appended_events_read_back_with_ids_times_and_run_sequences(b: &Back
                     given_ts
                 );
             }
-            Event::Want(w) => panic!("no want event was appended: {w:?}"),
+            other @ (Event::Want(_) | Event::Backfill(_)) => {
+                panic!("only run and partition events were appended: {other:?}")
+            }
         }
     }
     assert_eq!(sequences, [0, 1, 2]);

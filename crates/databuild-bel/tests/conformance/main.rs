@@ -55,6 +55,7 @@ conformance!(
     coordination::concurrent_writers_claim_each_partition_exactly_once,
     causes::failure_causes_are_kept_and_derived_for_events_without_one,
     wants::wants_follow_their_events_and_a_tick_is_recorded_once,
+    wants::backfills_follow_their_events_and_count_their_wants,
 );
 
 type CaseFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;

@@ -147,6 +147,7 @@ pub fn at(mut event: Event, ts: i64) -> Event {
         Event::Run(r) => r.timestamp = t,
         Event::Partition(p) => p.timestamp = t,
         Event::Want(w) => w.timestamp = t,
+        Event::Backfill(b) => b.timestamp = t,
     }
     event
 }

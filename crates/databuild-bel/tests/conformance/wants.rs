@@ -1,8 +1,8 @@
 //! Wants: created once per id (so a schedule tick recorded twice is refused), folded into
-//! the `wants` view, with their events readable by want.
+//! the `wants` view, with their events readable by want; backfills and their wants.
 
 use databuild_bel::{BelError, Event, EventRead, WantFilter};
-use databuild_proto::{PartitionRef, WantEvent, WantStatus};
+use databuild_proto::{BackfillEvent, BackfillStatus, PartitionRef, WantEvent, WantStatus};
 
 use crate::{backend::Backend, support::*};
 
@@ -149,4 +149,108 @@ pub async fn wants_follow_their_events_and_a_tick_is_recorded_once(b: &Backend) 
     assert_eq!(d.seq, events[1].seq);
     // Want events are not partition history.
     assert!(bel.partition_history("a/2").await.unwrap().is_empty());
+}
+
+fn backfill(id: &str, status: BackfillStatus) -> Event {
+    Event::Backfill(BackfillEvent {
+        backfill_id: id.into(),
+        status: status as i32,
+        ..Default::default()
+    })
+}
+
+pub async fn backfills_follow_their_events_and_count_their_wants(b: &Backend) {
+    use BackfillStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let Event::Backfill(mut first) = backfill("bf1", BackfillRunning) else {
+        unreachable!()
+    };
+    first.name = "year".into();
+    first.refs = vec!["a/[1..3]".into()];
+    first.total = 3;
+    first.max_failures = 2;
+    first.parallelism = 4;
+    bel.append(vec![Event::Backfill(first)]).await.unwrap();
+    let mut members = Vec::new();
+    for i in 0..3u64 {
+        let Event::Want(mut w) = want(
+            &databuild_bel::backfill_want_id("bf1", i),
+            &format!("a/{}", i + 1),
+            WantStatus::WantActive,
+        ) else {
+            unreachable!()
+        };
+        w.backfill_id = "bf1".into();
+        members.push(Event::Want(w));
+    }
+    bel.append(members.clone()).await.unwrap();
+    // A chunk created twice is refused whole.
+    let err = bel.append(members).await.unwrap_err();
+    assert!(matches!(err, BelError::WantState { .. }), "{err:?}");
+    bel.append(vec![want("bf1#000000001", "a/2", WantStatus::WantFailed)])
+        .await
+        .unwrap();
+    bel.append(vec![want(
+        "bf1#000000000",
+        "a/1",
+        WantStatus::WantSatisfied,
+    )])
+    .await
+    .unwrap();
+    let counts = bel.backfill_counts("bf1").await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            (WantStatus::WantActive, 1),
+            (WantStatus::WantSatisfied, 1),
+            (WantStatus::WantFailed, 1)
+        ]
+    );
+    let of_bf = bel
+        .wants(&WantFilter {
+            backfill: Some("bf1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_bf.len(), 3);
+    assert!(of_bf.iter().all(|w| w.backfill == "bf1"));
+    assert_eq!(of_bf[0].want_id, "bf1#000000000");
+    // Its state machine: paused, resumed, completed, run again; cancelled is final.
+    for s in [
+        BackfillPaused,
+        BackfillRunning,
+        BackfillCompleted,
+        BackfillRunning,
+        BackfillCancelled,
+    ] {
+        bel.append(vec![backfill("bf1", s)]).await.unwrap();
+    }
+    for s in [BackfillRunning, BackfillPaused, BackfillCompleted] {
+        let err = bel.append(vec![backfill("bf1", s)]).await.unwrap_err();
+        assert!(matches!(err, BelError::BackfillState { .. }), "{err:?}");
+    }
+    let err = bel
+        .append(vec![backfill("nope", BackfillPaused)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BelError::UnknownBackfill(id) if id == "nope"),
+        "{err:?}"
+    );
+    let row = bel.backfill("bf1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.name.as_str(),
+            row.status,
+            row.total,
+            row.max_failures,
+            row.parallelism
+        ),
+        ("year", BackfillCancelled, 3, 2, 4)
+    );
+    assert_eq!(row.refs, ["a/[1..3]"]);
+    assert_eq!(bel.backfills().await.unwrap().len(), 1);
+    assert_eq!(bel.run_events("bf1").await.unwrap().len(), 6);
 }

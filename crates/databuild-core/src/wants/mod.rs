@@ -105,13 +105,16 @@ fn created_row(e: &databuild_bel::LoggedEvent) -> Option<WantRow> {
     let Event::Want(w) = &e.event else {
         return None;
     };
-    let micros = |t: &Option<databuild_proto::Timestamp>| {
-        t.as_ref().map(databuild_proto::timestamp_micros)
-    };
+    let micros =
+        |t: &Option<databuild_proto::Timestamp>| t.as_ref().map(databuild_proto::timestamp_micros);
     let ts = e.event.timestamp_micros();
     Some(WantRow {
         want_id: w.want_id.clone(),
-        partition_ref: w.partition_ref.as_ref().map(|r| r.str.clone()).unwrap_or_default(),
+        partition_ref: w
+            .partition_ref
+            .as_ref()
+            .map(|r| r.str.clone())
+            .unwrap_or_default(),
         status: WantStatus::WantActive,
         created_micros: ts,
         updated_micros: ts,
@@ -123,6 +126,7 @@ fn created_row(e: &databuild_bel::LoggedEvent) -> Option<WantRow> {
         requesters: w.requesting_clients.clone(),
         reason: String::new(),
         seq: e.seq,
+        backfill: w.backfill_id.clone(),
     })
 }
 

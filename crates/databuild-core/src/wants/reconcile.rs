@@ -290,6 +290,7 @@ impl Reconciler {
                             requesters: w.requesting_clients.clone(),
                             reason: String::new(),
                             seq: e.seq,
+                            backfill: w.backfill_id.clone(),
                         })
                     }
                     WantStatus::WantSatisfied => {
@@ -326,7 +327,7 @@ impl Reconciler {
                     }
                 }
             }
-            Event::Run(_) => {}
+            Event::Run(_) | Event::Backfill(_) => {}
         }
     }
 

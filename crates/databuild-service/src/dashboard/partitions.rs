@@ -186,7 +186,9 @@ pub async fn partition_page(app: &App, p: &Params) -> Result<(String, Nav, Strin
     let history = app.bel.partition_history(&r).await?;
     let manifest = history.iter().rev().find_map(|e| match &e.event {
         databuild_bel::Event::Partition(p) => p.manifest.as_ref().map(|m| (&p.job_run_id, m)),
-        databuild_bel::Event::Run(_) | databuild_bel::Event::Want(_) => None,
+        databuild_bel::Event::Run(_)
+        | databuild_bel::Event::Want(_)
+        | databuild_bel::Event::Backfill(_) => None,
     });
     body.push_str(&manifest_section(manifest));
     body.push_str(&lineage_section(app, &r, depth).await?);

@@ -104,7 +104,7 @@ fn read_run(events: &[LoggedEvent]) -> RunView {
                     }
                 }
             }
-            Event::Want(_) => {}
+            Event::Want(_) | Event::Backfill(_) => {}
             Event::Partition(p) => {
                 let Some(r) = p.partition_ref.as_ref().map(|r| r.str.clone()) else {
                     continue;
@@ -493,7 +493,7 @@ pub async fn job_run_page(app: &App, id: &str) -> Result<(String, Nav, String), 
     let mut lines: Vec<String> = Vec::new();
     for j in events.iter().filter_map(|e| match &e.event {
         Event::Run(r) => r.job_event.as_ref(),
-        Event::Partition(_) | Event::Want(_) => None,
+        Event::Partition(_) | Event::Want(_) | Event::Backfill(_) => None,
     }) {
         if let Some(c) = j.config.as_ref().and_then(|c| c.config.clone()) {
             config = Some(c);

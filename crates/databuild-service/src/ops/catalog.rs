@@ -108,7 +108,7 @@ pub async fn query_events(
             .into_iter()
             .filter_map(|e| match e.event {
                 Event::Partition(p) => Some(p),
-                Event::Run(_) | Event::Want(_) => None,
+                Event::Run(_) | Event::Want(_) | Event::Backfill(_) => None,
             })
             .collect(),
         total_count,

@@ -79,7 +79,7 @@ async fn show(cli: &Cli, bel: &context::Bel, run_id: &str) -> Result<()> {
     let graph_events = || {
         events.iter().filter_map(|e| match &e.event {
             Event::Run(r) => r.graph_event.as_ref(),
-            Event::Partition(_) | Event::Want(_) => None,
+            Event::Partition(_) | Event::Want(_) | Event::Backfill(_) => None,
         })
     };
     if cli.json {

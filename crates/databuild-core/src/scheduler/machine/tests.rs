@@ -122,7 +122,7 @@ fn partition_events(m: &mut Machine) -> Vec<(String, PartitionStatus, FailureCau
                 p.status(),
                 p.failure_cause(),
             )),
-            Event::Run(_) | Event::Want(_) => None,
+            Event::Run(_) | Event::Want(_) | Event::Backfill(_) => None,
         })
         .collect()
 }
@@ -132,7 +132,7 @@ fn job_statuses(events: &[Event]) -> Vec<JobRunStatus> {
         .iter()
         .filter_map(|e| match e {
             Event::Run(r) => r.job_event.as_ref().map(|j| j.status()),
-            Event::Partition(_) | Event::Want(_) => None,
+            Event::Partition(_) | Event::Want(_) | Event::Backfill(_) => None,
         })
         .collect()
 }
@@ -584,7 +584,7 @@ fn the_graph_status_follows_the_work() {
             .into_iter()
             .filter_map(|e| match e {
                 Event::Run(r) => r.graph_event.map(|g| g.status()),
-                Event::Partition(_) | Event::Want(_) => None,
+                Event::Partition(_) | Event::Want(_) | Event::Backfill(_) => None,
             })
             .collect()
     };

@@ -25,10 +25,17 @@ fn two_services_build_each_wanted_partition_and_each_tick_once() {
     let out = run(&g, &db.url, &["want", "a/[0..199]"]);
     assert_code(&out, 0);
     assert_eq!(out.stdout.lines().count(), 200);
-    wait_for("200 wanted partitions built", Duration::from_secs(120), || {
-        let p = partitions(&g, &db.url);
-        (0..200).all(|i| p.get(&format!("a/{i}")).is_some_and(|s| s == "PARTITION_AVAILABLE"))
-    });
+    wait_for(
+        "200 wanted partitions built",
+        Duration::from_secs(120),
+        || {
+            let p = partitions(&g, &db.url);
+            (0..200).all(|i| {
+                p.get(&format!("a/{i}"))
+                    .is_some_and(|s| s == "PARTITION_AVAILABLE")
+            })
+        },
+    );
     // Let both run through a few more ticks together.
     wait_for("five ticks", Duration::from_secs(30), || {
         scheduled(&g, &db.url).len() >= 5
@@ -57,7 +64,11 @@ fn two_services_build_each_wanted_partition_and_each_tick_once() {
                 .args(["-u", "-d", &t, "+%s"])
                 .output()
                 .unwrap();
-            String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
         })
         .collect();
     for pair in seconds.windows(2) {
