@@ -495,13 +495,30 @@ fn the_dashboard_lists_wants_and_shows_each_with_its_history() {
     assert!(detail.contains("id=\"cancel-want\""), "{detail}");
     assert!(detail.contains("data-status=\"ACTIVE\""), "{detail}");
 
-    let cancelled = svc.post_json("/api/v1/wants/cancel", &format!(r#"{{"wants": ["{id}"]}}"#));
-    assert_eq!(cancelled["wants"][0]["status"], "WANT_CANCELLED");
+    // The Cancel button's form: refused without the page's CSRF token, then done.
+    let form = |body: &str| {
+        super::raw_request_as(
+            &svc.addr,
+            "POST",
+            "/actions/unwant",
+            "application/x-www-form-urlencoded",
+            body,
+        )
+        .unwrap()
+    };
+    let (status, body) = form(&format!("want={id}"));
+    assert_eq!(status, 403, "{body}");
+    let csrf = crate::dashboard::csrf_token(&svc.addr);
+    let (status, body) = form(&format!("want={id}&csrf={csrf}"));
+    assert_eq!(status, 303, "{body}");
+    let (status, body) = form(&format!("want={id}&csrf={csrf}"));
+    assert_eq!(status, 404, "only a live want is cancelled: {body}");
+    assert!(body.contains("no active want"), "{body}");
     let detail = page(&format!("/wants/{id}"), 200);
     let history = detail.split("id=\"want-history\"").nth(1).unwrap();
     assert!(history.contains("data-status=\"CANCELLED\""), "{history}");
     assert!(
-        history.contains("cancelled by anonymous@loopback"),
+        history.contains("cancelled by anonymous@loopback (dashboard)"),
         "{history}"
     );
     assert!(!detail.contains("id=\"cancel-want\""), "{detail}");
