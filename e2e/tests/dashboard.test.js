@@ -171,7 +171,7 @@ test("the wants page lists a want with its status, and the want's page cancels i
   // Served with a reconciler, the want may already be satisfied.
   assert.match(await row.locator(".badge").textContent(), /^(ACTIVE|SATISFIED)$/);
   assert.equal(await row.locator("a.ref").first().textContent(), REPORT);
-  await shot(page, "12-wants");
+  await shot(page, "14-wants");
   await row.locator("a.want").click();
   await page.waitForURL(/\/wants\/want-/);
   assert.match(await page.locator("#waiting-for").textContent(), /^waiting for /);
@@ -179,7 +179,7 @@ test("the wants page lists a want with its status, and the want's page cancels i
   await page.waitForFunction(() => document.querySelector("#want-status")?.textContent.includes("CANCELLED"));
   const history = await page.locator("#want-history tbody tr").allTextContents();
   assert.ok(history.some((r) => r.includes("cancelled by anonymous@loopback (dashboard)")), history.join("\n"));
-  await shot(page, "13-want-cancelled");
+  await shot(page, "15-want-cancelled");
   await page.goto(server.url + "/wants?status=cancelled");
   assert.equal(await page.locator(`#wants tr[data-want="${id}"]`).count(), 1);
 });

@@ -37,7 +37,8 @@ pub fn countdown(micros: i64) -> String {
     }
 }
 
-/// The SLA of want `w` at `now`: none, `due in ...`, `missed`, `met`, or the deadline.
+/// The SLA of want `w` at `now`: none, `due in ...`, `missed`, `met`, or `no longer due`
+/// (the want ended otherwise); the deadline is its title.
 pub fn sla_cell(w: &WantRow, now: i64) -> String {
     let Some(due) = w.sla_micros else {
         return "<span class=\"muted\">–</span>".to_string();
@@ -50,7 +51,7 @@ pub fn sla_cell(w: &WantRow, now: i64) -> String {
     } else if w.status == WantStatus::WantSatisfied {
         ("sla-met", "met".to_string())
     } else {
-        ("muted", format!("was due {}", html::time(due)))
+        ("muted", "no longer due".to_string())
     };
     format!(
         "<span class=\"{class}\" title=\"{}\">{}</span>",
@@ -340,6 +341,8 @@ mod tests {
         let met = want(WantStatus::WantSatisfied, Some(10 * h), false);
         assert!(sla_cell(&met, 11 * h).contains(">met<"));
         assert!(sla_cell(&want(WantStatus::WantActive, None, false), 0).contains("–"));
+        let gone = want(WantStatus::WantCancelled, Some(10 * h), false);
+        assert!(sla_cell(&gone, 8 * h).contains(">no longer due<"));
     }
 
     #[test]
