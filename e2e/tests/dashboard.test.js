@@ -160,6 +160,30 @@ test("refs with markup are shown as text and odd characters survive links", asyn
   await shot(page, "09-partition-odd-ref");
 });
 
+test("the wants page lists a want with its status, and the want's page cancels it", async () => {
+  const res = await page.request.post(server.url + "/api/v1/wants", { data: { refs: [REPORT], sla: "6h" } });
+  assert.equal(res.status(), 200, await res.text());
+  const id = (await res.json()).wants[0].wantId;
+  await page.goto(server.url + "/");
+  await page.click("header nav a[href='/wants']");
+  await page.waitForURL(/\/wants$/);
+  const row = page.locator(`#wants tr[data-want="${id}"]`);
+  // Served with a reconciler, the want may already be satisfied.
+  assert.match(await row.locator(".badge").textContent(), /^(ACTIVE|SATISFIED)$/);
+  assert.equal(await row.locator("a.ref").first().textContent(), REPORT);
+  await shot(page, "14-wants");
+  await row.locator("a.want").click();
+  await page.waitForURL(/\/wants\/want-/);
+  assert.match(await page.locator("#waiting-for").textContent(), /^waiting for /);
+  await page.click("#cancel-want");
+  await page.waitForFunction(() => document.querySelector("#want-status")?.textContent.includes("CANCELLED"));
+  const history = await page.locator("#want-history tbody tr").allTextContents();
+  assert.ok(history.some((r) => r.includes("cancelled by anonymous@loopback (dashboard)")), history.join("\n"));
+  await shot(page, "15-want-cancelled");
+  await page.goto(server.url + "/wants?status=cancelled");
+  assert.equal(await page.locator(`#wants tr[data-want="${id}"]`).count(), 1);
+});
+
 test("unknown runs, job runs, refs and pages get a friendly 404 page", async () => {
   for (const [path, text] of [
     ["/runs/no-such-run", "There is no graph run `no-such-run`"],
@@ -170,7 +194,7 @@ test("unknown runs, job runs, refs and pages get a friendly 404 page", async () 
     const res = await page.goto(server.url + path);
     assert.equal(res.status(), 404, path);
     assert.match(await page.locator("main").textContent(), new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")), path);
-    assert.equal(await page.locator("header nav a").count(), 3, "the page keeps its navigation");
+    assert.equal(await page.locator("header nav a").count(), 4, "the page keeps its navigation");
   }
   await shot(page, "10-not-found");
   const res = await page.goto(server.url + "/partition?ref=" + encodeURIComponent("bad\u0001ref"));

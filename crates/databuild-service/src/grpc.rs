@@ -1,5 +1,5 @@
-//! The gRPC services (`databuild.v1.DataBuildService`, `Catalog`, `GraphLookup`) as thin
-//! wrappers over [`crate::ops`]; plus server reflection and health.
+//! The gRPC services (`databuild.v1.DataBuildService`, `Catalog`, `GraphLookup`, `Wants`)
+//! as thin wrappers over [`crate::ops`]; plus server reflection and health.
 
 use databuild_proto as pb;
 use futures_util::StreamExt as _;
@@ -13,6 +13,7 @@ use crate::{
         catalog_server::{Catalog, CatalogServer},
         data_build_service_server::{DataBuildService, DataBuildServiceServer},
         graph_lookup_server::{GraphLookup, GraphLookupServer},
+        wants_server::{Wants, WantsServer},
     },
     state::{App, CLIENT_HEADER},
     stream,
@@ -158,12 +159,42 @@ impl Catalog for Grpc {
     }
 }
 
+#[tonic::async_trait]
+impl Wants for Grpc {
+    async fn create_wants(
+        &self,
+        req: Request<pb::CreateWantsRequest>,
+    ) -> Reply<pb::CreateWantsResponse> {
+        let (req, client) = self.begin(req);
+        reply(ops::wants::create(&self.0, req, &client).await)
+    }
+
+    async fn cancel_wants(
+        &self,
+        req: Request<pb::CancelWantsRequest>,
+    ) -> Reply<pb::CancelWantsResponse> {
+        let (req, client) = self.begin(req);
+        reply(ops::wants::cancel(&self.0, req, &client).await)
+    }
+
+    async fn list_wants(&self, req: Request<pb::ListWantsRequest>) -> Reply<pb::ListWantsResponse> {
+        let (req, _) = self.begin(req);
+        reply(ops::wants::list(&self.0, req).await)
+    }
+
+    async fn get_want(&self, req: Request<pb::GetWantRequest>) -> Reply<pb::GetWantResponse> {
+        let (req, _) = self.begin(req);
+        reply(ops::wants::get(&self.0, req).await)
+    }
+}
+
 /// The services whose health is reported (`""` is the whole server).
-const HEALTH: [&str; 4] = [
+const HEALTH: [&str; 5] = [
     "",
     "databuild.v1.DataBuildService",
     "databuild.v1.Catalog",
     "databuild.v1.GraphLookup",
+    "databuild.v1.Wants",
 ];
 
 /// Every gRPC service of `app` (with reflection and health) as one set of routes. Health
@@ -191,7 +222,8 @@ pub async fn routes(app: &App) -> tonic::service::Routes {
     });
     tonic::service::Routes::new(DataBuildServiceServer::new(grpc.clone()))
         .add_service(CatalogServer::new(grpc.clone()))
-        .add_service(GraphLookupServer::new(grpc))
+        .add_service(GraphLookupServer::new(grpc.clone()))
+        .add_service(WantsServer::new(grpc))
         .add_service(reflection)
         .add_service(health)
 }

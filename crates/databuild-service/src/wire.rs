@@ -358,3 +358,19 @@ pub struct WireSubmitted {
     /// Where its events stream (Server-Sent Events).
     pub events_url: String,
 }
+
+/// The body of `POST /api/v1/wants`: the refs to keep built, with an optional time to live
+/// and SLA in the graph file's duration syntax (`30d`, `6h`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireWantRequest {
+    /// Partition refs, one want each.
+    #[serde(default)]
+    pub refs: Vec<String>,
+    /// How long the wants live (none: until cancelled).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ttl: String,
+    /// How soon their partitions must be AVAILABLE (none: no deadline).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sla: String,
+}

@@ -1,6 +1,6 @@
 //! The web dashboard, served by `databuild serve` on the API's port: server-rendered pages
 //! (runs, a run's job graph and timeline, job logs, partition search, a partition's status,
-//! history and lineage, job statistics) with one small script that follows the SSE
+//! history and lineage, job statistics, wants and a want's history) with one small script that follows the SSE
 //! endpoints for live updates. No assets come from elsewhere at run time.
 
 mod dag;
@@ -9,6 +9,7 @@ pub mod html;
 mod jobs;
 mod partitions;
 mod runs;
+mod wants;
 
 use axum::{
     extract::{Form, Path, RawQuery, State},
@@ -169,12 +170,30 @@ pub fn router() -> Router<App> {
             get(|State(app): State<App>| async move { render(&app, jobs::page(&app).await) }),
         )
         .route(
+            "/wants",
+            get(
+                |State(app): State<App>, RawQuery(q): RawQuery| async move {
+                    let p = Params::parse(q.as_deref());
+                    render(&app, wants::list_page(&app, &p).await)
+                },
+            ),
+        )
+        .route(
+            "/wants/{want_id}",
+            get(
+                |State(app): State<App>, Path(id): Path<String>| async move {
+                    render(&app, wants::want_page(&app, &id).await)
+                },
+            ),
+        )
+        .route(
             "/sign-in",
             get(crate::security::session::sign_in_form).post(crate::security::session::sign_in),
         )
         .route("/sign-out", post(crate::security::session::sign_out))
         .route("/actions/build", post(build))
         .route("/actions/invalidate", post(invalidate))
+        .route("/actions/unwant", post(unwant))
         .route(
             "/assets/dashboard.css",
             get(|| async { asset("text/css", include_str!("assets/dashboard.css")) }),
@@ -272,5 +291,25 @@ async fn invalidate(
     match done {
         Ok(()) => Redirect::to(&html::partition_url(&f.partition_ref)).into_response(),
         Err(e) => error_page(&app, e),
+    }
+}
+
+/// The form of the Cancel button of a want's page.
+#[derive(Debug, Deserialize)]
+struct UnwantForm {
+    want: String,
+}
+
+async fn unwant(
+    State(app): State<App>,
+    p: Option<Extension<Principal>>,
+    Form(f): Form<UnwantForm>,
+) -> Response {
+    let req = databuild_proto::CancelWantsRequest {
+        wants: vec![f.want.clone()],
+    };
+    match ops::wants::cancel(&app, req, &who(p.as_deref())).await {
+        Ok(_) => Redirect::to(&wants::want_url(&f.want)).into_response(),
+        Err(e) => error_page(&app, e.into()),
     }
 }

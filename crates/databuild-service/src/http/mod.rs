@@ -198,7 +198,7 @@ async fn fallback(app: App, headers: HeaderMap, uri: axum::http::Uri) -> Respons
         .is_some_and(|v| v.starts_with("application/grpc"));
     if grpc {
         let (parts, ()) = tonic::Status::unimplemented(format!(
-            "no gRPC method `{}`; the services are databuild.v1.DataBuildService, databuild.v1.Catalog and databuild.v1.GraphLookup",
+            "no gRPC method `{}`; the services are databuild.v1.DataBuildService, databuild.v1.Catalog, databuild.v1.GraphLookup and databuild.v1.Wants",
             uri.path()
         ))
         .into_http::<()>()

@@ -18,7 +18,7 @@ use crate::{
     ops,
     security::Principal,
     state::App,
-    wire::{WireBuild, WireError, WireHealth, WireOutcome, WireSubmitted},
+    wire::{WireBuild, WireError, WireHealth, WireOutcome, WireSubmitted, WireWantRequest},
 };
 
 /// One documented route.
@@ -107,6 +107,10 @@ pub const ROUTES: &[RouteDoc] = &[
     get_doc("/api/v1/runs/{run_id}/jobs", "The job runs of one graph run", "WireJobRuns", &[]),
     get_doc("/api/v1/jobs/{job_run_id}", "One job run", "WireJobRun", &[]),
     get_doc("/api/v1/jobs/{job_run_id}/events", "Every event of one job run", "WireEvents", &[]),
+    get_doc("/api/v1/wants", "Wants.ListWants: wants in id order (oldest first)", "ListWantsResponse", &[("status", "a want status such as `active`"), ("limit", "at most this many (default 1000, at most 10000)")]),
+    RouteDoc { method: "POST", path: "/api/v1/wants", summary: "Wants.CreateWants: keep the refs built, one want each (a ref no job produces and not registered is refused)", request: Some("WireWantRequest"), response: "CreateWantsResponse", params: &[] },
+    get_doc("/api/v1/wants/{want_id}", "Wants.GetWant: one want, its events and what it waits for (404 for an unknown id)", "GetWantResponse", &[]),
+    post_rpc("/api/v1/wants/cancel", "Wants.CancelWants: withdraw wants, each named by its id or by its partition ref (all live wants of the ref); 404 if one names no live want, and then none is withdrawn", "CancelWantsRequest", "CancelWantsResponse"),
     get_doc("/api/v1/health", "Whether the service serves (503 while shutting down)", "WireHealth", &[]),
     get_doc("/api/v1/openapi.json", "This document", "OpenAPI", &[]),
     get_doc("/metrics", "Prometheus metrics", "text/plain", &[]),
@@ -173,6 +177,16 @@ fn handler(doc: &RouteDoc) -> MethodRouter<App> {
         "/api/v1/runs/{run_id}/jobs" => get(log::job_runs),
         "/api/v1/jobs/{job_run_id}" => get(log::job_run),
         "/api/v1/jobs/{job_run_id}/events" => get(log::job_run_events),
+        // Two routes share this path; the router merges their methods.
+        "/api/v1/wants" if doc.method == "GET" => get(list_wants),
+        "/api/v1/wants" => post(create_wants),
+        "/api/v1/wants/{want_id}" => get(
+            |State(app): State<App>, Path(id): Path<String>| async move {
+                let req = databuild_proto::GetWantRequest { want_id: id };
+                respond(ops::wants::get(&app, req).await)
+            },
+        ),
+        "/api/v1/wants/cancel" => mirror!(client ops::wants::cancel),
         "/api/v1/health" => get(health),
         "/api/v1/openapi.json" => get(|| async { json_response(&crate::openapi::document()) }),
         "/metrics" => get(metrics),
@@ -207,6 +221,43 @@ async fn submit(
         Ok(s) => (StatusCode::ACCEPTED, json_response(&s)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+async fn list_wants(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
+    let go = async {
+        let p = Params::parse(q.as_deref());
+        let status = match p.get("status").filter(|s| !s.is_empty()) {
+            None => databuild_proto::WantStatus::WantUnknown,
+            Some(s) => databuild_proto::WantStatus::parse_name(s)
+                .map_err(|e| ApiError::invalid(e.to_string()))?,
+        };
+        let limit = p.int("limit", 0, i64::from(ops::wants::MAX_LIMIT))? as u32;
+        let req = databuild_proto::ListWantsRequest {
+            status: status as i32,
+            limit,
+        };
+        ops::wants::list(&app, req).await
+    };
+    respond(go.await)
+}
+
+async fn create_wants(
+    State(app): State<App>,
+    p: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let go = async {
+        let req: WireWantRequest = parse(body)?;
+        if req.refs.is_empty() {
+            return Err(ApiError::invalid(
+                "`refs` is empty; name at least one partition ref, e.g. {\"refs\": [\"reviews/date=2025-01-01\"], \"ttl\": \"30d\", \"sla\": \"6h\"}",
+            ));
+        }
+        let who = client(p.as_deref(), &headers);
+        ops::wants::record(&app, &req.refs, &req.ttl, &req.sla, &who).await
+    };
+    respond(go.await)
 }
 
 /// The state of build `id`: from the registry for builds run here, else from the log.

@@ -177,6 +177,13 @@ mod tests {
         let event = |e: Event| json(&WireEvent::from(&LoggedEvent { seq: 7, event: e }));
         let p_event = event(Event::Partition(partition_event()));
         let r_event = event(Event::Run(run_event()));
+        let w_event = event(Event::Want(databuild_proto::WantEvent {
+            want_id: "want-1".into(),
+            status: databuild_proto::WantStatus::WantActive as i32,
+            partition_ref: Some(PartitionRef::new("a/1")),
+            sla_deadline: Some(databuild_proto::now()),
+            ..Default::default()
+        }));
         let partition = json(&WirePartition::from(&PartitionRow {
             partition_ref: "a/1".into(),
             status: PartitionStatus::PartitionAvailable,
@@ -234,6 +241,7 @@ mod tests {
             ("WireError", json(&error), json(&error)),
             ("WireHealth", json(&health), json(&health)),
             ("WireEvent", p_event.clone(), r_event),
+            ("WireEvent", w_event.clone(), w_event),
             (
                 "WireEvents",
                 wrap("events", p_event),
@@ -273,6 +281,15 @@ mod tests {
             ("WireOutcome", json(&outcome(true)), json(&outcome(false))),
             ("WireBuild", json(&build(true)), json(&build(false))),
             ("WireSubmitted", json(&submitted), json(&submitted)),
+            (
+                "WireWantRequest",
+                json(&WireWantRequest {
+                    refs: vec!["a/1".into()],
+                    ttl: "30d".into(),
+                    sla: "6h".into(),
+                }),
+                json(&WireWantRequest::default()),
+            ),
         ]
     }
 

@@ -65,7 +65,7 @@ pub fn document() -> Value {
         "info": {
             "title": "databuild",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": format!("The HTTP JSON API of `databuild serve`, mirroring the gRPC services `databuild.v1.DataBuildService`, `Catalog` and `GraphLookup` (same port). Messages use the proto3 JSON mapping. A service started with `--auth` requires `Authorization: Bearer TOKEN` (roles `read`, `build`, `admin`); the requester recorded is the token's principal (`anonymous@loopback` without `--auth`), and `x-databuild-client: NAME` adds a label to it. POST bodies must be sent as `Content-Type: application/json`.\n\n{errors}")
+            "description": format!("The HTTP JSON API of `databuild serve`, mirroring the gRPC services `databuild.v1.DataBuildService`, `Catalog`, `GraphLookup` and `Wants` (same port). Messages use the proto3 JSON mapping. A service started with `--auth` requires `Authorization: Bearer TOKEN` (roles `read`, `build`, `admin`); the requester recorded is the token's principal (`anonymous@loopback` without `--auth`), and `x-databuild-client: NAME` adds a label to it. POST bodies must be sent as `Content-Type: application/json`.\n\n{errors}")
         },
         "paths": paths,
         "components": {"schemas": schemas}
@@ -208,6 +208,7 @@ fn wire_schemas() -> Map<String, Value> {
                 ("seq", "integer"),
                 ("jobGraphRunEvent", "JobGraphRunEvent?"),
                 ("partitionEvent", "PartitionEvent?"),
+                ("wantEvent", "WantEvent?"),
             ],
         ),
     );
@@ -325,6 +326,13 @@ fn wire_schemas() -> Map<String, Value> {
                 ("outcome", "WireOutcome?"),
                 ("error", "WireError?"),
             ],
+        ),
+    );
+    add(
+        "WireWantRequest",
+        obj(
+            "refs to keep built, one want each; `ttl` and `sla` are durations such as `30d` or `6h` (left out: none)",
+            &[("refs", "[string]"), ("ttl", "string?"), ("sla", "string?")],
         ),
     );
     add(

@@ -3,6 +3,7 @@
 //! both transports behave the same.
 
 pub mod catalog;
+pub mod wants;
 
 use databuild_proto::{
     GraphAnalyzeRequest, GraphAnalyzeResponse, GraphBuildRequest, GraphBuildResponse,

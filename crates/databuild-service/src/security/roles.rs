@@ -8,7 +8,7 @@ use axum::http::Method;
 pub enum Role {
     /// Every read and stream.
     Read,
-    /// Also build, request partitions, execute job graphs.
+    /// Also build, request partitions, execute job graphs, create and cancel wants.
     Build,
     /// Also invalidate, register external data, append events, cancel.
     Admin,
@@ -53,6 +53,8 @@ const GRPC_BUILD: &[&str] = &[
     "/databuild.v1.DataBuildService/Build",
     "/databuild.v1.DataBuildService/Execute",
     "/databuild.v1.Catalog/RequestPartition",
+    "/databuild.v1.Wants/CreateWants",
+    "/databuild.v1.Wants/CancelWants",
 ];
 
 /// gRPC methods (and HTTP routes) that only read, although they are POSTs.
@@ -66,6 +68,8 @@ const GRPC_READ_PREFIXES: &[&str] = &[
     "/databuild.v1.Catalog/StreamPartitionEvents",
     "/databuild.v1.Catalog/GetActiveBuildStatus",
     "/databuild.v1.Catalog/GetDependencyGraph",
+    "/databuild.v1.Wants/ListWants",
+    "/databuild.v1.Wants/GetWant",
     "/grpc.health.v1.Health/",
     "/grpc.reflection.",
 ];
@@ -86,7 +90,10 @@ const HTTP_BUILD_POSTS: &[&str] = &[
     "/api/v1/build",
     "/api/v1/builds",
     "/api/v1/partitions/request",
+    "/api/v1/wants",
+    "/api/v1/wants/cancel",
     "/actions/build",
+    "/actions/unwant",
 ];
 
 /// What `method path` needs. Anything not listed as a read or a build needs `admin`.
@@ -147,6 +154,28 @@ mod tests {
         assert_eq!(
             required_role(&post, "/anything/new"),
             Need::Role(Role::Admin)
+        );
+        for build in [
+            "/api/v1/wants",
+            "/api/v1/wants/cancel",
+            "/databuild.v1.Wants/CreateWants",
+            "/databuild.v1.Wants/CancelWants",
+        ] {
+            assert_eq!(
+                required_role(&post, build),
+                Need::Role(Role::Build),
+                "{build}"
+            );
+        }
+        for read in [
+            "/databuild.v1.Wants/ListWants",
+            "/databuild.v1.Wants/GetWant",
+        ] {
+            assert_eq!(required_role(&post, read), Need::Role(Role::Read), "{read}");
+        }
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/wants/want-1"),
+            Need::Role(Role::Read)
         );
         assert_eq!(required_role(&Method::GET, "/api/v1/health"), Need::Public);
         assert!(Role::Read < Role::Build && Role::Build < Role::Admin);

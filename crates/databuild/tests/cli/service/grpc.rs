@@ -293,6 +293,7 @@ fn every_rpc_answers_over_grpc() {
             "databuild.v1.DataBuildService",
             "databuild.v1.Catalog",
             "databuild.v1.GraphLookup",
+            "databuild.v1.Wants",
         ] {
             assert!(names.iter().any(|n| n == s), "{names:?}");
         }

@@ -250,6 +250,22 @@ fn every_http_route_answers() {
         "{metrics}"
     );
 
+    // Wants: created, listed, shown with their events, cancelled.
+    let wanted = post(
+        "/api/v1/wants",
+        &format!(r#"{{"refs":["{DAY}"],"ttl":"1d"}}"#),
+    );
+    let want = wanted["wants"][0]["wantId"].as_str().unwrap().to_string();
+    let wants = get("/api/v1/wants", "/api/v1/wants?limit=10");
+    assert_eq!(wants["wants"][0]["wantId"], want.as_str(), "{wants}");
+    let shown = get("/api/v1/wants/{want_id}", &format!("/api/v1/wants/{want}"));
+    assert_eq!(shown["events"][0]["wantId"], want.as_str(), "{shown}");
+    let cancelled = post(
+        "/api/v1/wants/cancel",
+        &format!(r#"{{"wants":["{want}"]}}"#),
+    );
+    assert_eq!(cancelled["wants"][0]["status"], "WANT_CANCELLED");
+
     // The partition event stream (SSE): history since a time, then live.
     covered
         .borrow_mut()

@@ -12,6 +12,7 @@ mod python;
 mod remote;
 mod security;
 mod tls;
+mod wants;
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
