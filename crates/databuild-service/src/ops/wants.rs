@@ -6,9 +6,8 @@ use std::time::Duration;
 use databuild_bel::{Event, WantFilter, WantRow};
 use databuild_core::wants::{self, WantError};
 use databuild_proto::{
-    timestamp_from_micros, CancelWantsRequest, CancelWantsResponse, CreateWantsRequest,
-    CreateWantsResponse, GetWantRequest, GetWantResponse, ListWantsRequest, ListWantsResponse,
-    PartitionRef, Want, WantStatus,
+    CancelWantsRequest, CancelWantsResponse, CreateWantsRequest, CreateWantsResponse,
+    GetWantRequest, GetWantResponse, ListWantsRequest, ListWantsResponse, Want, WantStatus,
 };
 
 use crate::{errors::ApiError, state::App};
@@ -21,19 +20,7 @@ pub const MAX_LIMIT: u32 = 10_000;
 
 /// The message of want row `w`.
 pub fn want_of(w: &WantRow) -> Want {
-    Want {
-        want_id: w.want_id.clone(),
-        partition_ref: Some(PartitionRef::new(w.partition_ref.clone())),
-        status: w.status as i32,
-        created_at: Some(timestamp_from_micros(w.created_micros)),
-        expires_at: w.expires_micros.map(timestamp_from_micros),
-        sla_deadline: w.sla_micros.map(timestamp_from_micros),
-        sla_missed: w.sla_missed,
-        schedule: w.schedule.clone(),
-        tick: w.tick_micros.map(timestamp_from_micros),
-        requesting_clients: w.requesters.clone(),
-        reason: w.reason.clone(),
-    }
+    w.to_proto()
 }
 
 impl From<WantError> for ApiError {
@@ -191,7 +178,7 @@ pub async fn get(app: &App, req: GetWantRequest) -> Result<GetWantResponse, ApiE
         .into_iter()
         .filter_map(|e| match e.event {
             Event::Want(w) => Some(w),
-            Event::Run(_) | Event::Partition(_) => None,
+            Event::Run(_) | Event::Partition(_) | Event::Backfill(_) => None,
         })
         .collect();
     let waiting_for = wants::waiting_for(&app.graph, app.bel.as_ref(), &w).await?;
