@@ -317,6 +317,7 @@ mod tests {
             requesters: Vec::new(),
             reason: String::new(),
             seq: 1,
+            backfill: String::new(),
         }
     }
 

@@ -184,6 +184,14 @@ mod tests {
             sla_deadline: Some(databuild_proto::now()),
             ..Default::default()
         }));
+        let b_event = event(Event::Backfill(databuild_proto::BackfillEvent {
+            backfill_id: "bf-1".into(),
+            status: databuild_proto::BackfillStatus::BackfillRunning as i32,
+            name: "year".into(),
+            refs: vec!["a/[1..3]".into()],
+            total: 3,
+            ..Default::default()
+        }));
         let partition = json(&WirePartition::from(&PartitionRow {
             partition_ref: "a/1".into(),
             status: PartitionStatus::PartitionAvailable,
@@ -242,6 +250,7 @@ mod tests {
             ("WireHealth", json(&health), json(&health)),
             ("WireEvent", p_event.clone(), r_event),
             ("WireEvent", w_event.clone(), w_event),
+            ("WireEvent", b_event.clone(), b_event),
             (
                 "WireEvents",
                 wrap("events", p_event),

@@ -203,12 +203,13 @@ fn wire_schemas() -> Map<String, Value> {
     add(
         "WireEvent",
         obj(
-            "an event with its log position; one of the two events is set",
+            "an event with its log position; exactly one of the events is set",
             &[
                 ("seq", "integer"),
                 ("jobGraphRunEvent", "JobGraphRunEvent?"),
                 ("partitionEvent", "PartitionEvent?"),
                 ("wantEvent", "WantEvent?"),
+                ("backfillEvent", "BackfillEvent?"),
             ],
         ),
     );
