@@ -245,7 +245,8 @@ mod tests {
 
 /// Whether a want may take event `next` from `current` (None: unknown want; the flag: its
 /// SLA was already missed). A want is created once; it is satisfied, fails, expires or is
-/// cancelled while live; its SLA is missed at most once, before it is satisfied.
+/// cancelled while live; a failed one may be retried (active again); its SLA is missed at
+/// most once, before it is satisfied.
 pub fn check_want(
     want_id: &str,
     current: Option<(databuild_proto::WantStatus, bool)>,
@@ -262,6 +263,8 @@ pub fn check_want(
         (W::WantActive, W::WantSlaMissed) => !sla_missed,
         (W::WantActive, W::WantSatisfied) => true,
         (W::WantActive | W::WantSatisfied, W::WantFailed) => true,
+        // Retried (`databuild backfill retry`).
+        (W::WantFailed, W::WantActive) => true,
         (W::WantActive | W::WantSatisfied | W::WantFailed, W::WantExpired | W::WantCancelled) => {
             true
         }

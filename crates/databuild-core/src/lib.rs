@@ -2,6 +2,7 @@
 //! planner that turns requested partitions into a job graph, and the scheduler that runs
 //! it and records every step in the build event log.
 
+pub mod backfill;
 pub mod catalog;
 mod error;
 pub mod estimate;

@@ -222,6 +222,10 @@ pub enum Command {
     /// Wants: list, show.
     #[command(subcommand)]
     Wants(WantsCommand),
+    /// Backfills: build (or rebuild) many partitions as a named, persistent set of wants,
+    /// worked through in chunks; resume it after anything, retry only what failed.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
     /// Keep wanted partitions built, in the foreground, without the service: record
     /// schedule ticks, build what active wants lack, retry failures, record SLA misses,
     /// send notifications. `--once` does one pass, waits for the builds it started, and
@@ -540,6 +544,71 @@ pub enum PartitionsCommand {
         from_file: Option<PathBuf>,
         #[command(flatten)]
         syntax: RefSyntax,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Record a backfill and work through it in the foreground, chunk by chunk, with a
+    /// progress bar; `kill -9` at any moment loses nothing (`backfill resume`).
+    ///
+    /// Example: databuild backfill start 'reviews/daily/date=[2025-01-01..2025-12-31]' --name 2025 -j 8
+    #[command(group(ArgGroup::new("wanted").required(true).multiple(true).args(["refs", "from_file"])))]
+    Start {
+        /// Partition refs (`[a..b]` ranges and `{a,b}` lists expand).
+        refs: Vec<String>,
+        /// Also the refs listed in FILE, one per line (`-`: read them from stdin).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// A name for people (default: the first ref).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Pause after this many partitions failed (0: never), with a notification.
+        #[arg(long, default_value_t = 0)]
+        max_failures: u32,
+        /// Jobs at once (default: number of CPUs).
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// Partitions per graph run.
+        #[arg(long, default_value_t = 10_000)]
+        chunk: usize,
+        /// Say what it would take — partitions, job runs, already available, job time
+        /// and wall time at `-j` from each job's history, the critical path — and record
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List backfills, newest first, with their progress.
+    List,
+    /// Show a backfill: progress, failures by cause, and its partitions' statuses.
+    Show {
+        /// The backfill id.
+        backfill_id: String,
+    },
+    /// Continue a backfill (paused, or whose driver died) where it was.
+    Resume {
+        /// The backfill id.
+        backfill_id: String,
+        /// Partitions per graph run.
+        #[arg(long, default_value_t = 10_000)]
+        chunk: usize,
+    },
+    /// Rerun only the partitions of a backfill that failed (and what they need), then go
+    /// on with the rest.
+    Retry {
+        /// The backfill id.
+        backfill_id: String,
+        /// Partitions per graph run.
+        #[arg(long, default_value_t = 10_000)]
+        chunk: usize,
+    },
+    /// Cancel a backfill: no new work; running jobs finish (or stop, with `--now`).
+    Cancel {
+        /// The backfill id.
+        backfill_id: String,
+        /// Stop its running jobs instead of letting them finish.
+        #[arg(long)]
+        now: bool,
     },
 }
 

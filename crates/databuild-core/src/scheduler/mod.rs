@@ -47,6 +47,8 @@ pub struct BuildOptions {
     /// Cancel the run on SIGINT/SIGTERM (a command line build); a long-running service
     /// turns this off and lets in-flight builds finish.
     pub handle_signals: bool,
+    /// Cancel the run (its jobs stopped, as on a signal) when this turns true.
+    pub cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Default for BuildOptions {
@@ -63,6 +65,7 @@ impl Default for BuildOptions {
             max_bel_log_lines: 1000,
             client_id: format!("cli@{}", hostname()),
             handle_signals: true,
+            cancel: None,
         }
     }
 }
@@ -339,13 +342,17 @@ fn lease_until(lease: Duration) -> i64 {
 
 /// SIGINT and SIGTERM, listened to for the whole graph run (planning included), so that
 /// either cancels the run cleanly instead of killing the process.
-pub(crate) struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+pub(crate) struct Signals(
+    Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    Option<tokio::sync::watch::Receiver<bool>>,
+);
 
 impl Signals {
-    fn new(enabled: bool) -> Result<Self, CoreError> {
+    fn new(opts: &BuildOptions) -> Result<Self, CoreError> {
         use tokio::signal::unix::{signal, SignalKind};
-        if !enabled {
-            return Ok(Self(None));
+        let cancel = opts.cancel.clone();
+        if !opts.handle_signals {
+            return Ok(Self(None, cancel));
         }
         let listen = |kind, name: &str| {
             signal(kind).map_err(|source| CoreError::Io {
@@ -353,20 +360,34 @@ impl Signals {
                 error: source,
             })
         };
-        Ok(Self(Some((
-            listen(SignalKind::interrupt(), "SIGINT")?,
-            listen(SignalKind::terminate(), "SIGTERM")?,
-        ))))
+        Ok(Self(
+            Some((
+                listen(SignalKind::interrupt(), "SIGINT")?,
+                listen(SignalKind::terminate(), "SIGTERM")?,
+            )),
+            cancel,
+        ))
     }
 
     /// Waits for either signal; returns the cancellation reason.
     pub(crate) async fn recv(&mut self) -> &'static str {
+        let cancelled = async {
+            let withdrawn = match self.1.as_mut() {
+                Some(rx) => rx.wait_for(|c| *c).await.is_ok(),
+                None => false,
+            };
+            if !withdrawn {
+                std::future::pending::<()>().await;
+            }
+        };
         let Some((interrupt, terminate)) = self.0.as_mut() else {
-            return std::future::pending().await;
+            cancelled.await;
+            return "cancelled (its request was withdrawn)";
         };
         tokio::select! {
             _ = interrupt.recv() => "cancelled (interrupted)",
             _ = terminate.recv() => "cancelled (terminated)",
+            _ = cancelled => "cancelled (its request was withdrawn)",
         }
     }
 }
@@ -429,7 +450,7 @@ pub async fn build(
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
     let requested = planner::distinct(refs);
-    let mut signals = Signals::new(opts.handle_signals)?;
+    let mut signals = Signals::new(opts)?;
     let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
     let _lease = LeaseKeeper::start(bel.clone(), run_id.clone(), opts.lease);
@@ -530,7 +551,7 @@ pub async fn execute(
     }
     let outputs: Vec<String> = job_graph.outputs.into_iter().map(|o| o.str).collect();
     let requested = planner::distinct(&outputs);
-    let signals = Signals::new(opts.handle_signals)?;
+    let signals = Signals::new(opts)?;
     let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
     let statuses = std::mem::take(&mut begun.statuses);

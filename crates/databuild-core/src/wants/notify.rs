@@ -19,6 +19,8 @@ pub enum NotificationKind {
     WantFailed,
     /// The partition became AVAILABLE after the SLA deadline.
     SatisfiedLate,
+    /// A backfill paused after `--max-failures` failed partitions.
+    BackfillPaused,
 }
 
 /// One notification, sent as JSON.

@@ -723,7 +723,7 @@ impl Reconciler {
 
 /// The cause of `r`'s failure at its root: follows FAILED partitions upstream while the
 /// cause is upstream. Returns the cause and, for a missing input, the missing ref.
-async fn root_failure(
+pub(crate) async fn root_failure(
     bel: &dyn EventLog,
     r: &str,
 ) -> Result<(FailureCause, Option<String>), CoreError> {

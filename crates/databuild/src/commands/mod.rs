@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 mod auth;
+mod backfill;
 mod build;
 mod catalog;
 mod generate;
@@ -107,6 +108,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
         }
         Command::Unwant { wants: ids } => wants::unwant(&cli, ids).await,
         Command::Wants(cmd) => wants::wants(&cli, cmd).await,
+        Command::Backfill(cmd) => backfill::backfill(&cli, cmd).await,
         Command::Reconcile {
             once,
             dry_run,
@@ -142,7 +144,7 @@ fn refs_and_file(
 }
 
 /// The refs given as arguments followed by those listed in `from_file`, as written.
-fn read_refs(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String>> {
+pub(super) fn read_refs(refs: &[String], from_file: Option<&Path>) -> Result<Vec<String>> {
     let Some(path) = from_file else {
         return Ok(refs.to_vec());
     };
