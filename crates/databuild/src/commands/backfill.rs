@@ -67,8 +67,11 @@ fn json(b: &BackfillRow, c: &Counts) -> serde_json::Value {
     })
 }
 
+/// What is told a backfill's counts after each chunk.
+type Report = Arc<dyn Fn(&Counts) + Send + Sync>;
+
 /// A progress display: a bar with counts and an ETA on a terminal, nothing otherwise.
-fn progress(cli: &Cli, total: u64) -> (Arc<dyn Fn(&Counts) + Send + Sync>, Option<ProgressBar>) {
+fn progress(cli: &Cli, total: u64) -> (Report, Option<ProgressBar>) {
     if cli.json || !std::io::stderr().is_terminal() {
         return (Arc::new(|_| {}), None);
     }
