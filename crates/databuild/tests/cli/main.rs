@@ -4,6 +4,7 @@
 mod util;
 
 mod architecture;
+mod backfills;
 mod bad_input;
 mod bazel;
 mod bel_location;
