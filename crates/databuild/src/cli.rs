@@ -222,8 +222,8 @@ pub enum Command {
     /// Wants: list, show.
     #[command(subcommand)]
     Wants(WantsCommand),
-    /// Backfills: build (or rebuild) many partitions as a named, persistent set of wants,
-    /// worked through in chunks; resume it after anything, retry only what failed.
+    /// Backfills: start, list, show, resume, retry, cancel. A backfill builds (or rebuilds)
+    /// many partitions as a named, persistent set of wants, worked through in chunks.
     #[command(subcommand)]
     Backfill(BackfillCommand),
     /// Keep wanted partitions built, in the foreground, without the service: record
