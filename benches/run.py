@@ -423,6 +423,7 @@ def main():
         sizes = {"W1": 5, "W2": 5, "W3": "3x4"}
         w4, w5 = [200], (2, 20)
         wanted = [200]
+        backfills = (300, 50)
         w6 = None
     elif args.quick:
         reps = args.reps or 3
@@ -430,12 +431,14 @@ def main():
         w4, w5 = [100_000], (10, 1000)
         w6 = 100_000
         wanted = [100_000]
+        backfills = (100_000, 2000)
     else:
         reps = args.reps or 5
         sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
         w4, w5 = [100_000, 1_000_000], (10, 1000)
         w6 = 0
-        wanted = [1_000_000]  # the bench's default, 1,000,000
+        wanted = [1_000_000]
+        backfills = (1_000_000, 2000)  # the bench's default, 1,000,000
     only = set((args.only or "W1,W2,W3,W4,W5,W6,WANTS").upper().split(","))
 
     tools, notes = ensure_tools(args.smoke)
@@ -512,6 +515,9 @@ def main():
 
         say("")
         out.extend(wants.section(db, root, wanted, min(reps, 3), timed, check))
+        say("")
+        plan_n, run_n = backfills
+        out.extend(wants.backfill_section(db, root, plan_n, run_n, min(reps, 3), timed, check, clean))
 
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])

@@ -216,3 +216,65 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def backfill_section(db, root, plan_n, run_n, reps, timed, check, clean):
+    """Backfills: planning N partitions of one job with no inputs (`backfill start
+    --dry-run`), and running a backfill of M no-op partitions next to `make -j2` doing
+    the same work."""
+    lines = [
+        "### Backfills",
+        "",
+        "| what | partitions | wall | CPU | peak RSS |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    d = os.path.join(root, "backfill-plan")
+    workloads.write_workload("flat", plan_n, d)
+    rng = "bench/n[%07d..%07d]" % (0, plan_n - 1)
+    runs = []
+    for _ in range(reps):
+        clean(d)
+        runs.append(check(timed([db, "backfill", "start", rng, "--dry-run", "-j", "2"], d), "backfill --dry-run"))
+    runs.sort(key=lambda r: r.wall)
+    r = runs[len(runs) // 2]
+    if "wanted: %d partitions" % plan_n not in r.out:
+        sys.exit("backfill --dry-run did not plan %d partitions:\n%s" % (plan_n, r.out[-2000:]))
+    lines.append(
+        "| planning (`backfill start --dry-run`, one job, no inputs) | %s | %.2f s | %.2f s | %.0f MiB |"
+        % (format(plan_n, ","), r.wall, r.cpu, r.rss_kib / 1024)
+    )
+    d = os.path.join(root, "backfill-run")
+    workloads.write_workload("flat", run_n, d)
+    targets = os.path.join(d, "targets.txt")
+    walls = {"databuild": [], "make": []}
+    cpus = {"databuild": [], "make": []}
+    for _ in range(reps):
+        clean(d)
+        res = check(
+            timed([db, "backfill", "start", "--from-file", targets, "-j", "2"], d), "backfill start"
+        )
+        built = len(os.listdir(os.path.join(d, "stamps")))
+        if built != run_n:
+            sys.exit("the backfill built %d of %d partitions" % (built, run_n))
+        walls["databuild"].append(res.wall)
+        cpus["databuild"].append(res.cpu)
+        clean(d)
+        res = check(timed(["make", "-j", "2"], d), "make")
+        walls["make"].append(res.wall)
+        cpus["make"].append(res.cpu)
+    med = {k: sorted(v)[len(v) // 2] for k, v in walls.items()}
+    cpu = {k: sorted(v)[len(v) // 2] for k, v in cpus.items()}
+    lines.append(
+        "| running: `backfill start -j 2` (one chunk) | %s | %.2f s | %.2f s | |" % (format(run_n, ","), med["databuild"], cpu["databuild"])
+    )
+    lines.append("| running: `make -j2`, the same no-op command per partition | %s | %.2f s | %.2f s | |" % (format(run_n, ","), med["make"], cpu["make"]))
+    lines += [
+        "",
+        "Per partition, the backfill costs %.2f ms of wall time and %.2f ms of CPU more than `make -j2` (%.2f× its wall time)."
+        % (
+            (med["databuild"] - med["make"]) * 1000 / run_n,
+            (cpu["databuild"] - cpu["make"]) * 1000 / run_n,
+            med["databuild"] / med["make"] if med["make"] else float("nan"),
+        ),
+    ]
+    return lines

@@ -35,6 +35,9 @@ fn bench_runner_smoke_prints_tables() {
         "### Wants: the reconciler",
         "| 200 | 2 |",
         "From a wanted partition going STALE",
+        "### Backfills",
+        "| planning (`backfill start --dry-run`, one job, no inputs) | 300 |",
+        "| running: `make -j2`, the same no-op command per partition | 50 |",
     ] {
         assert!(
             stdout.contains(heading),
