@@ -111,30 +111,30 @@ pub fn notifiers(graph: &Graph) -> Result<Notifiers, String> {
     Ok(out)
 }
 
-/// Runs the reconciler of `app`'s graph and log until `stop` resolves. A failed pass (the
-/// event log unreachable, say) is logged and retried after a pause; it never stops the
-/// service.
+/// Runs the reconciler of `app`'s graph and log until `stopped` turns true, then lets its
+/// graph runs in flight finish. A failed pass (the event log unreachable, say) is logged
+/// and retried after a pause; it never stops the service.
 pub async fn reconcile(
     app: App,
     notifiers: Notifiers,
-    stop: impl std::future::Future<Output = ()>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut opts = ReconcileOptions::new(app.opts.build.clone());
     opts.build.client_id = "reconciler".into();
     let mut r = Reconciler::new(app.graph.clone(), app.bel.clone(), opts, notifiers);
-    tokio::pin!(stop);
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            res = r.run(std::future::pending::<()>()) => {
-                if let Err(e) = res {
-                    tracing::error!("reconciler: {e}; retrying in 5 s");
-                    eprintln!("reconciler: {e}; retrying in 5 s");
-                }
+        match r.run(until(stopped.clone())).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!("reconciler: {e}; retrying in 5 s");
+                eprintln!("reconciler: {e}; retrying in 5 s");
             }
         }
         tokio::select! {
-            _ = &mut stop => return,
+            _ = until(stopped.clone()) => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }

@@ -356,12 +356,21 @@ impl Reconciler {
     /// One pass: ticks, new events, due timers, then what each touched want needs.
     /// With `start`, builds what is missing.
     pub async fn pass(&mut self, start: bool) -> Result<PassReport, CoreError> {
+        self.pass_with(start, true).await
+    }
+
+    /// [`Reconciler::pass`], recording the schedules' due ticks only with `ticks`.
+    async fn pass_with(&mut self, start: bool, ticks: bool) -> Result<PassReport, CoreError> {
         if !self.loaded {
             self.load().await?;
         }
         let now = now_micros();
         let mut report = PassReport {
-            ticks: self.fire_ticks(now).await?,
+            ticks: if ticks {
+                self.fire_ticks(now).await?
+            } else {
+                0
+            },
             ..Default::default()
         };
         self.read_events().await?;
@@ -693,7 +702,12 @@ impl Reconciler {
                 r = bel.wait_for_events(after, wait) => r?,
             }
         }
-        self.builds.shutdown().await;
+        // Stopped: start nothing more, and let the graph runs in flight finish.
+        while let Some(done) = self.builds.join_next().await {
+            if let Ok(done) = done {
+                self.finished(done).await?;
+            }
+        }
         Ok(())
     }
 
@@ -708,7 +722,7 @@ impl Reconciler {
                 self.finished(done).await?;
             }
         }
-        let after = self.pass(false).await?;
+        let after = self.pass_with(false, false).await?;
         report.satisfied += after.satisfied;
         report.sla_missed += after.sla_missed;
         report.expired += after.expired;

@@ -128,7 +128,7 @@ or, on a network you trust entirely, pass `--insecure-no-auth`",
         tokio::spawn(databuild_service::notify::reconcile(
             app.clone(),
             notifiers,
-            until(stopped.clone()),
+            stopped.clone(),
         ))
     });
     tokio::spawn(async move {

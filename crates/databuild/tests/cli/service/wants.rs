@@ -30,7 +30,7 @@ fn is_live(status: i32) -> bool {
 #[test]
 fn wants_over_grpc_are_created_listed_shown_and_cancelled() {
     let g = example();
-    let svc = Service::start(&g, &[]);
+    let svc = Service::start(&g, &["--no-reconcile"]);
     runtime().block_on(async {
         let ch = svc.channel().await;
         let mut wants = WantsClient::new(ch.clone());
@@ -245,7 +245,7 @@ fn wants_over_grpc_are_created_listed_shown_and_cancelled() {
 #[test]
 fn wants_over_http_and_bad_input_that_writes_nothing() {
     let g = example();
-    let svc = Service::start(&g, &[]);
+    let svc = Service::start(&g, &["--no-reconcile"]);
     let before = g.events().len();
     let cases: &[(&str, &str, &str, u16)] = &[
         ("POST", "/api/v1/wants", "{}", 400),
@@ -347,7 +347,7 @@ fn only_the_build_role_creates_or_cancels_wants() {
     let g = example();
     let reader = add_token(&g, "rita", "read");
     let builder = add_token(&g, "ci", "build");
-    let svc = Service::start(&g, &["--auth", "auth.toml"]);
+    let svc = Service::start(&g, &["--auth", "auth.toml", "--no-reconcile"]);
     let before = g.assert_bel_intact();
     let body = format!(r#"{{"refs": ["{DAY}"]}}"#);
     let (status, resp) = call(&svc, "POST", "/api/v1/wants", Some(&reader), &body);
@@ -450,7 +450,7 @@ fn only_the_build_role_creates_or_cancels_wants() {
 #[test]
 fn the_dashboard_lists_wants_and_shows_each_with_its_history() {
     let g = example();
-    let svc = Service::start(&g, &[]);
+    let svc = Service::start(&g, &["--no-reconcile"]);
     let page = |path: &str, want: u16| {
         let (status, body) = svc.request("GET", path, "");
         assert_eq!(status, want, "{path}: {body}");
