@@ -295,6 +295,9 @@ impl Ctx<'_> {
                     let cur = status.get(&r).copied();
                     status.insert(r, next_status(cur, st));
                 }
+                Event::Want(_) | Event::Backfill(_) => {
+                    prop_assert!(false, "a build wrote a want or backfill event");
+                }
                 Event::Run(e) => {
                     if !this_run {
                         continue;

@@ -210,9 +210,9 @@ impl Checker {
                     }
                     seen.push((p.status(), p.job_run_id));
                 }
-                Event::Want(w) => {
+                other @ (Event::Want(_) | Event::Backfill(_)) => {
                     return Err(TestCaseError::fail(format!(
-                        "a graph run wrote a want event: {w:?}"
+                        "a graph run wrote a want or backfill event: {other:?}"
                     )))
                 }
             }
