@@ -604,6 +604,11 @@ impl Reconciler {
                         continue;
                     }
                 }
+                if !counts_as_attempt(cause) {
+                    // Not the job's doing (its run was lost or stopped): build it again.
+                    self.dirty.insert(id);
+                    continue;
+                }
                 t.attempts += 1;
                 if t.attempts > self.opts.retries {
                     let mut e = event(&id, r, WantStatus::WantFailed);
@@ -758,7 +763,14 @@ pub(crate) async fn root_failure(
     Ok((FailureCause::Unknown, None))
 }
 
-/// How many times `r` failed since `since` (microseconds).
+/// Whether a failure with this cause is one of a want's attempts: a run that was lost
+/// (its process killed) or stopped says nothing about the job, so it is built again.
+fn counts_as_attempt(cause: FailureCause) -> bool {
+    !matches!(cause, FailureCause::OwnerRunLost | FailureCause::Cancelled)
+}
+
+/// How many times `r` failed since `since` (microseconds), counting the failures that are
+/// attempts.
 async fn failed_builds_since(bel: &dyn EventLog, r: &str, since: i64) -> Result<u32, CoreError> {
     let history = bel.partition_history(r).await?;
     Ok(history
@@ -767,6 +779,7 @@ async fn failed_builds_since(bel: &dyn EventLog, r: &str, since: i64) -> Result<
             Event::Partition(p) => {
                 p.status == PartitionStatus::PartitionFailed as i32
                     && e.event.timestamp_micros() >= since
+                    && counts_as_attempt(p.failure_cause())
             }
             _ => false,
         })

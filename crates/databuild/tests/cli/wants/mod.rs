@@ -2,6 +2,7 @@
 //! partitions built, schedules, SLAs and notifications to real receivers, and bad input.
 
 mod bad_input;
+mod chaos;
 mod keep;
 mod notify;
 mod schedules;
