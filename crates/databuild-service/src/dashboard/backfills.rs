@@ -116,23 +116,11 @@ e.g. <code>databuild backfill start 'reviews/daily/date=[2025-01-01..2025-01-31]
 pub async fn backfill_page(app: &App, id: &str) -> Result<(String, Nav, String), PageError> {
     let b = backfill::get(app.bel.as_ref(), id).await?;
     let c = backfill::counts(app.bel.as_ref(), &b).await?;
-    let live =
-        b.status == BackfillStatus::BackfillRunning || b.status == BackfillStatus::BackfillPaused;
     let mut body = format!(
         "<div id=\"live\" data-poll=\"backfill\"></div><h1 class=\"ref-title\">Backfill {}</h1>",
         esc(&b.name)
     );
     body.push_str(&progress(app, &b, &c).await?);
-    if live {
-        let _ = write!(
-            body,
-            "<div class=\"actions\"><form method=\"post\" action=\"/actions/cancel-backfill\" class=\"inline\">{}\
-<input type=\"hidden\" name=\"backfill\" value=\"{}\"><button type=\"submit\" id=\"cancel-backfill\" class=\"danger\">Cancel this backfill</button></form>\
-<span class=\"muted\">running jobs finish; nothing more is started</span></div>",
-            crate::security::session::csrf_field(),
-            esc(&b.backfill_id)
-        );
-    }
     let refs: Vec<String> = b
         .refs
         .iter()
@@ -158,7 +146,7 @@ pub async fn backfill_page(app: &App, id: &str) -> Result<(String, Nav, String),
     Ok((format!("Backfill {}", b.name), Nav::Backfills, body))
 }
 
-/// Status, counts, ETA, reason and the grid: the part that follows a running backfill.
+/// Status, counts, ETA, reason, the Cancel button and the grid: the part that follows a running backfill.
 async fn progress(app: &App, b: &BackfillRow, c: &Counts) -> Result<String, PageError> {
     let running = b.status == BackfillStatus::BackfillRunning;
     let pct = |n: u64| {
@@ -190,6 +178,16 @@ async fn progress(app: &App, b: &BackfillRow, c: &Counts) -> Result<String, Page
         c.pending(),
         esc(&eta(b, c, now_micros())),
     );
+    if running || b.status == BackfillStatus::BackfillPaused {
+        let _ = write!(
+            out,
+            "<div class=\"actions\"><form method=\"post\" action=\"/actions/cancel-backfill\" class=\"inline\">{}\
+<input type=\"hidden\" name=\"backfill\" value=\"{}\"><button type=\"submit\" id=\"cancel-backfill\" class=\"danger\">Cancel this backfill</button></form>\
+<span class=\"muted\">running jobs finish; nothing more is started</span></div>",
+            crate::security::session::csrf_field(),
+            esc(&b.backfill_id)
+        );
+    }
     out.push_str(&status_grid(app, b).await?);
     out.push_str("</section>");
     Ok(out)
