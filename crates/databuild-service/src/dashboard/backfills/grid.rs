@@ -97,9 +97,12 @@ pub fn date_in(s: &str) -> Option<Date> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     (0..b.len().saturating_sub(9)).find_map(|i| {
-        if !(digits(i..i + 4) && b[i + 4] == b'-' && digits(i + 5..i + 7) && b[i + 7] == b'-')
-            || !digits(i + 8..i + 10)
-        {
+        let shaped = digits(i..i + 4)
+            && b[i + 4] == b'-'
+            && digits(i + 5..i + 7)
+            && b[i + 7] == b'-'
+            && digits(i + 8..i + 10);
+        if !shaped {
             return None;
         }
         // Not part of a longer number on either side.
