@@ -260,7 +260,17 @@ pub fn render(layout: &Layout) -> String {
             out.push_str("</div>");
         }
         Layout::Calendar(months) => {
-            out.push_str("<div class=\"calendar\">");
+            out.push_str(
+                "<div class=\"calendar\"><div class=\"month weekdays\"><div class=\"month-label\">&nbsp;</div><div class=\"days\">",
+            );
+            for (row, name) in ["Mon", "", "Wed", "", "Fri", "", "Sun"].iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "<span class=\"wd\" style=\"grid-row:{}\">{name}</span>",
+                    row + 1
+                );
+            }
+            out.push_str("</div></div>");
             for m in months {
                 let _ = write!(
                     out,
@@ -365,7 +375,8 @@ mod tests {
         assert_eq!(feb.days[2].worst(), Some(Cell::Cancelled));
 
         let html = render(&Layout::Calendar(months));
-        assert_eq!(html.matches("class=\"month-label\"").count(), 2);
+        assert_eq!(html.matches("<div class=\"month\">").count(), 2);
+        assert!(html.contains("<span class=\"wd\" style=\"grid-row:3\">Wed</span>"));
         assert!(html.contains(">January 2025<") && html.contains(">February 2025<"));
         assert!(html.contains(
             "<a class=\"cell c-failed\" style=\"grid-column:1;grid-row:6\" href=\"/partition?ref=d%2Fdate%3D2025-02-01\" \
