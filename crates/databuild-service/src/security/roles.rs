@@ -137,6 +137,10 @@ mod tests {
             Need::Role(Role::Build)
         );
         assert_eq!(
+            required_role(&post, "/actions/cancel-backfill"),
+            Need::Role(Role::Build)
+        );
+        assert_eq!(
             required_role(&post, "/api/v1/events"),
             Need::Role(Role::Admin)
         );
