@@ -202,23 +202,36 @@ fn index_of(backfill_id: &str, want_id: &str) -> Option<usize> {
         .ok()
 }
 
+/// The first [`grid::MAX_CELLS`] partitions of backfill `id` (`all`, in order) with the
+/// states of their wants (`(want id, status)`); a partition without a want yet is pending.
+fn grid_parts(
+    id: &str,
+    mut all: Vec<String>,
+    wants: &[(&str, WantStatus)],
+) -> Vec<(String, grid::Cell)> {
+    all.truncate(grid::MAX_CELLS);
+    let mut status: Vec<Option<WantStatus>> = vec![None; all.len()];
+    for (want_id, s) in wants {
+        if let Some(slot) = index_of(id, want_id).and_then(|i| status.get_mut(i)) {
+            *slot = Some(*s);
+        }
+    }
+    all.into_iter()
+        .zip(status)
+        .map(|(r, s)| (r, grid::Cell::of(s)))
+        .collect()
+}
+
 async fn status_grid(app: &App, b: &BackfillRow) -> Result<String, PageError> {
     let all = databuild_core::ranges::expand_refs(&b.refs)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let shown = all.len().min(grid::MAX_CELLS);
-    let mut status: Vec<Option<WantStatus>> = vec![None; shown];
     let wants = backfill::wants(app.bel.as_ref(), &b.backfill_id, grid::MAX_CELLS).await?;
-    for w in &wants {
-        if let Some(s) = index_of(&b.backfill_id, &w.want_id).and_then(|i| status.get_mut(i)) {
-            *s = Some(w.status);
-        }
-    }
-    let parts: Vec<(String, grid::Cell)> = all
-        .into_iter()
-        .take(shown)
-        .zip(status)
-        .map(|(r, s)| (r, grid::Cell::of(s)))
+    let statuses: Vec<(&str, WantStatus)> = wants
+        .iter()
+        .map(|w| (w.want_id.as_str(), w.status))
         .collect();
+    let parts = grid_parts(&b.backfill_id, all, &statuses);
+    let shown = parts.len();
     let mut out = String::from(
         "<h2>Partitions</h2><ul class=\"legend\"><li><span class=\"swatch c-satisfied\"></span>built</li>\
 <li><span class=\"swatch c-pending\"></span>pending</li><li><span class=\"swatch c-failed\"></span>failed</li>\
@@ -358,5 +371,23 @@ mod tests {
         assert_eq!(index_of("backfill-1", "backfill-1#17"), Some(17));
         assert_eq!(index_of("backfill-1", "backfill-12#1"), None);
         assert_eq!(index_of("backfill-1", "want-1"), None);
+    }
+    #[test]
+    fn the_grid_takes_the_first_partitions_with_their_wants_states() {
+        let all: Vec<String> = (0..grid::MAX_CELLS + 5).map(|i| format!("n/{i}")).collect();
+        let wants = [
+            ("b#000000000", WantStatus::WantSatisfied),
+            ("b#000000002", WantStatus::WantFailed),
+            ("other#000000001", WantStatus::WantSatisfied),
+        ];
+        let parts = grid_parts("b", all, &wants);
+        assert_eq!(parts.len(), grid::MAX_CELLS);
+        assert_eq!(parts[0], ("n/0".to_string(), grid::Cell::Satisfied));
+        assert_eq!(parts[1], ("n/1".to_string(), grid::Cell::Pending));
+        assert_eq!(parts[2], ("n/2".to_string(), grid::Cell::Failed));
+        assert_eq!(
+            parts.last().unwrap().0,
+            format!("n/{}", grid::MAX_CELLS - 1)
+        );
     }
 }
