@@ -450,7 +450,8 @@ fn only_the_build_role_creates_or_cancels_wants() {
 #[test]
 fn the_dashboard_lists_wants_and_shows_each_with_its_history() {
     let g = example();
-    let svc = Service::start(&g, &[]);
+    // Nothing builds the want: the service is not stopped in the middle of a build.
+    let svc = Service::start(&g, &["--no-reconcile"]);
     let page = |path: &str, want: u16| {
         let (status, body) = svc.request("GET", path, "");
         assert_eq!(status, want, "{path}: {body}");
