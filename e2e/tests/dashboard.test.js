@@ -194,7 +194,7 @@ test("unknown runs, job runs, refs and pages get a friendly 404 page", async () 
     const res = await page.goto(server.url + path);
     assert.equal(res.status(), 404, path);
     assert.match(await page.locator("main").textContent(), new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")), path);
-    assert.equal(await page.locator("header nav a").count(), 4, "the page keeps its navigation");
+    assert.equal(await page.locator("header nav a").count(), 5, "the page keeps its navigation");
   }
   await shot(page, "10-not-found");
   const res = await page.goto(server.url + "/partition?ref=" + encodeURIComponent("bad\u0001ref"));

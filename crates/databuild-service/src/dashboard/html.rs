@@ -85,13 +85,14 @@ pub fn badge(status: &str) -> String {
 }
 
 /// `PARTITION_FAILED` → `FAILED`, `JOB_RUNNING` → `RUNNING`, `GRAPH_SUCCESS` → `SUCCESS`,
-/// `WANT_ACTIVE` → `ACTIVE`.
+/// `WANT_ACTIVE` → `ACTIVE`, `BACKFILL_PAUSED` → `PAUSED`.
 pub fn status_word(status: &str) -> String {
     status
         .trim_start_matches("PARTITION_")
         .trim_start_matches("JOB_")
         .trim_start_matches("GRAPH_")
         .trim_start_matches("WANT_")
+        .trim_start_matches("BACKFILL_")
         .to_string()
 }
 
@@ -132,6 +133,8 @@ pub enum Nav {
     Jobs,
     /// Wants and a want's page.
     Wants,
+    /// Backfills and a backfill's page.
+    Backfills,
     /// None (error pages).
     None,
 }
@@ -151,13 +154,14 @@ pub fn page(title: &str, graph: &str, nav: Nav, body: &str) -> String {
 <link rel=\"stylesheet\" href=\"/assets/dashboard.css\">\
 <script src=\"/assets/dashboard.js\" defer></script></head>\
 <body><header><a class=\"brand\" href=\"/\">databuild</a>\
-<span class=\"graph\" title=\"graph label\">{graph}</span><nav>{}{}{}{}</nav>\
+<span class=\"graph\" title=\"graph label\">{graph}</span><nav>{}{}{}{}{}</nav>\
 <span id=\"conn\" class=\"conn\" role=\"status\" aria-live=\"polite\"></span></header>\
 <main>{body}</main></body></html>\n",
         item("/", "Runs", Nav::Runs),
         item("/partitions", "Partitions", Nav::Partitions),
         item("/jobs", "Jobs", Nav::Jobs),
         item("/wants", "Wants", Nav::Wants),
+        item("/backfills", "Backfills", Nav::Backfills),
         title = esc(title),
         graph = esc(graph),
     );

@@ -1,8 +1,10 @@
 //! The web dashboard, served by `databuild serve` on the API's port: server-rendered pages
 //! (runs, a run's job graph and timeline, job logs, partition search, a partition's status,
-//! history and lineage, job statistics, wants and a want's history) with one small script that follows the SSE
+//! history and lineage, job statistics, wants and a want's history, backfills and a backfill's
+//! progress and status grid) with one small script that follows the SSE
 //! endpoints for live updates. No assets come from elsewhere at run time.
 
+mod backfills;
 mod dag;
 mod home;
 pub mod html;
@@ -187,6 +189,20 @@ pub fn router() -> Router<App> {
             ),
         )
         .route(
+            "/backfills",
+            get(|State(app): State<App>| async move {
+                render(&app, backfills::list_page(&app).await)
+            }),
+        )
+        .route(
+            "/backfills/{backfill_id}",
+            get(
+                |State(app): State<App>, Path(id): Path<String>| async move {
+                    render(&app, backfills::backfill_page(&app, &id).await)
+                },
+            ),
+        )
+        .route(
             "/sign-in",
             get(crate::security::session::sign_in_form).post(crate::security::session::sign_in),
         )
@@ -194,6 +210,7 @@ pub fn router() -> Router<App> {
         .route("/actions/build", post(build))
         .route("/actions/invalidate", post(invalidate))
         .route("/actions/unwant", post(unwant))
+        .route("/actions/cancel-backfill", post(cancel_backfill))
         .route(
             "/assets/dashboard.css",
             get(|| async { asset("text/css", include_str!("assets/dashboard.css")) }),
@@ -310,6 +327,19 @@ async fn unwant(
     };
     match ops::wants::cancel(&app, req, &who(p.as_deref())).await {
         Ok(_) => Redirect::to(&wants::want_url(&f.want)).into_response(),
+        Err(e) => error_page(&app, e.into()),
+    }
+}
+
+/// The form of the Cancel button of a backfill's page.
+#[derive(Debug, Deserialize)]
+struct CancelBackfillForm {
+    backfill: String,
+}
+
+async fn cancel_backfill(State(app): State<App>, Form(f): Form<CancelBackfillForm>) -> Response {
+    match databuild_core::backfill::cancel(app.bel.as_ref(), &f.backfill, false).await {
+        Ok(_) => Redirect::to(&backfills::backfill_url(&f.backfill)).into_response(),
         Err(e) => error_page(&app, e.into()),
     }
 }

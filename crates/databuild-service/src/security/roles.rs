@@ -94,6 +94,7 @@ const HTTP_BUILD_POSTS: &[&str] = &[
     "/api/v1/wants/cancel",
     "/actions/build",
     "/actions/unwant",
+    "/actions/cancel-backfill",
 ];
 
 /// What `method path` needs. Anything not listed as a read or a build needs `admin`.
@@ -133,6 +134,10 @@ mod tests {
         );
         assert_eq!(
             required_role(&post, "/actions/build"),
+            Need::Role(Role::Build)
+        );
+        assert_eq!(
+            required_role(&post, "/actions/cancel-backfill"),
             Need::Role(Role::Build)
         );
         assert_eq!(

@@ -128,6 +128,12 @@
     open(() => url, { partitionEvent: () => refresh() });
   };
 
+  // Backfills are driven by other processes whose want events the partition stream does
+  // not carry: while a page shows a running backfill, it is also refreshed every 2 s.
+  if (live && live.dataset.poll) {
+    setInterval(() => { if (document.querySelector('[data-running="true"]')) refresh(); }, 2000);
+  }
+
   if (runId && live.dataset.finished !== "true") {
     open(() => "/api/v1/builds/" + encodeURIComponent(runId) + "/events?after=" + lastSeq,
       { jobGraphRunEvent: onRunEvent, partitionEvent: onRunEvent },

@@ -3,6 +3,7 @@
 //! `--remote`, and by a Python client generated from the project's proto; remote jobs and
 //! lookup over gRPC.
 
+mod backfills;
 mod faults;
 mod grpc;
 mod hostile;
