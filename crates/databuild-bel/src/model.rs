@@ -263,6 +263,34 @@ pub struct WantRow {
 }
 
 impl WantRow {
+    /// The row a want's creation event makes: `w` (WANT_ACTIVE, written at `ts`
+    /// microseconds) stored at log position `seq`.
+    pub fn created(w: &WantEvent, ts: i64, seq: i64) -> WantRow {
+        let micros = |t: &Option<databuild_proto::Timestamp>| {
+            t.as_ref().map(databuild_proto::timestamp_micros)
+        };
+        WantRow {
+            want_id: w.want_id.clone(),
+            partition_ref: w
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.clone())
+                .unwrap_or_default(),
+            status: WantStatus::WantActive,
+            created_micros: ts,
+            updated_micros: ts,
+            expires_micros: micros(&w.expires_at),
+            sla_micros: micros(&w.sla_deadline),
+            sla_missed: false,
+            schedule: w.schedule.clone(),
+            tick_micros: micros(&w.tick),
+            requesters: w.requesting_clients.clone(),
+            reason: String::new(),
+            seq,
+            backfill: w.backfill_id.clone(),
+        }
+    }
+
     /// Whether the want is still kept: active or satisfied.
     pub fn is_live(&self) -> bool {
         matches!(

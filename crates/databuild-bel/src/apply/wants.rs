@@ -45,25 +45,8 @@ pub(super) async fn store<R: Rows>(
         ts,
         body,
     })?;
-    let micros =
-        |t: &Option<databuild_proto::Timestamp>| t.as_ref().map(databuild_proto::timestamp_micros);
     let row = match cur {
-        None => WantRow {
-            want_id,
-            partition_ref: r,
-            status: next,
-            created_micros: ts,
-            updated_micros: ts,
-            expires_micros: micros(&w.expires_at),
-            sla_micros: micros(&w.sla_deadline),
-            sla_missed: false,
-            schedule: w.schedule.clone(),
-            tick_micros: micros(&w.tick),
-            requesters: w.requesting_clients.clone(),
-            reason: String::new(),
-            seq,
-            backfill: w.backfill_id.clone(),
-        },
+        None => WantRow::created(&w, ts, seq),
         Some(mut row) => {
             if next == WantStatus::WantSlaMissed {
                 row.sla_missed = true;

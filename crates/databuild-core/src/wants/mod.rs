@@ -105,29 +105,7 @@ fn created_row(e: &databuild_bel::LoggedEvent) -> Option<WantRow> {
     let Event::Want(w) = &e.event else {
         return None;
     };
-    let micros =
-        |t: &Option<databuild_proto::Timestamp>| t.as_ref().map(databuild_proto::timestamp_micros);
-    let ts = e.event.timestamp_micros();
-    Some(WantRow {
-        want_id: w.want_id.clone(),
-        partition_ref: w
-            .partition_ref
-            .as_ref()
-            .map(|r| r.str.clone())
-            .unwrap_or_default(),
-        status: WantStatus::WantActive,
-        created_micros: ts,
-        updated_micros: ts,
-        expires_micros: micros(&w.expires_at),
-        sla_micros: micros(&w.sla_deadline),
-        sla_missed: false,
-        schedule: w.schedule.clone(),
-        tick_micros: micros(&w.tick),
-        requesters: w.requesting_clients.clone(),
-        reason: String::new(),
-        seq: e.seq,
-        backfill: w.backfill_id.clone(),
-    })
+    Some(WantRow::created(w, e.event.timestamp_micros(), e.seq))
 }
 
 /// Withdraws wants: each argument is a want id, or a ref whose live wants are all

@@ -269,29 +269,14 @@ impl Reconciler {
         match e.event {
             Event::Want(w) => {
                 let status = WantStatus::try_from(w.status).unwrap_or_default();
-                let r = w.partition_ref.map(|r| r.str).unwrap_or_default();
-                let micros = |t: &Option<databuild_proto::Timestamp>| {
-                    t.as_ref().map(databuild_proto::timestamp_micros)
-                };
-                let ts = micros(&w.timestamp).unwrap_or(0);
+                let ts = w
+                    .timestamp
+                    .as_ref()
+                    .map(databuild_proto::timestamp_micros)
+                    .unwrap_or(0);
                 match status {
                     WantStatus::WantActive if !self.wants.contains_key(&w.want_id) => {
-                        self.track(WantRow {
-                            want_id: w.want_id.clone(),
-                            partition_ref: r,
-                            status,
-                            created_micros: ts,
-                            updated_micros: ts,
-                            expires_micros: micros(&w.expires_at),
-                            sla_micros: micros(&w.sla_deadline),
-                            sla_missed: false,
-                            schedule: w.schedule.clone(),
-                            tick_micros: micros(&w.tick),
-                            requesters: w.requesting_clients.clone(),
-                            reason: String::new(),
-                            seq: e.seq,
-                            backfill: w.backfill_id.clone(),
-                        })
+                        self.track(WantRow::created(&w, ts, e.seq))
                     }
                     WantStatus::WantSatisfied => {
                         if let Some(t) = self.wants.get_mut(&w.want_id) {
