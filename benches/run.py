@@ -6,19 +6,26 @@
     python3 benches/run.py --smoke    # tiny sizes, 1 repetition: checks the suite works
 
 Workloads (docs/benchmarks.md explains them):
-  W1 chain of N no-op jobs, W2 fan-out 1 -> N -> 1, W3 L layers x W nodes, 3 parents each:
-     databuild vs `make -j2` vs `ninja -j2` on the same DAG and the same command per node,
-     cold (everything to build) and no-op (everything built), interleaved per repetition.
-     W1 runs twice: as is (one `config` call per planning wave, N waves), and with a
-     `config` that answers for the whole upstream chain at once (pre-configured refs).
+  W1 chain of N no-op jobs, W2 fan-out 1 -> N -> 1, W3 L layers x W nodes, 3 parents each,
+     at N = 200 and 1,000: databuild vs `make -j2` vs `ninja -j2` on the same DAG and the
+     same command per node, cold (everything to build) and no-op (everything built),
+     interleaved per repetition. Each with a per-ref `config` run once per planning wave,
+     and as one persistent process (`config_mode = "persistent"`); the chain of 1,000
+     also with a `config` that answers for the whole upstream chain at once.
   W4 a no-op request for N already-available partitions: wall time and peak RSS.
   W5 concurrent clients asking for overlapping partitions of one SQLite event log:
      wall time and duplicate executions (must be 0).
   W6 the event log's own benchmark (`cargo bench -p databuild-bel`).
+  W7 one level of 100,000 independent partitions, cold, against make and ninja.
+  W8 `databuild serve` under read load: 50 clients, latest status of a partition, over
+     HTTP/1.1 and gRPC, timed by h2load (benches/serve_load.py).
+  PG W5 on a PostgreSQL event log, and 1, 4 and 8 builders at once on disjoint
+     partitions (job runs/s) on SQLite and PostgreSQL.
 
 Prints markdown tables of medians on stdout (and to --out FILE). Uses only the Python
-standard library; installs make and ninja-build with apt-get when they are missing
-(except with --smoke, which skips a missing tool and says so).
+standard library; installs make, ninja-build and nghttp2-client (h2load) with apt-get, and
+PostgreSQL through scripts/postgres.sh, when they are missing (except with --smoke, which
+skips a missing tool and says so, and uses $DATABUILD_TEST_POSTGRES for PostgreSQL).
 """
 
 import argparse
@@ -35,6 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import serve_load  # noqa: E402
 import workloads  # noqa: E402
 
 JOBS = "2"  # the same parallelism for every tool
@@ -171,6 +179,7 @@ def bench_dag(db, d, tools, reps, rows, name):
     t = {k: [] for k in ("plan", "cold", "noop")}
     times = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
     cpu = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
+    rss = []  # databuild's peak RSS in cold builds, KiB
     cmds = {
         "databuild": [db, "build", "-j", JOBS, "--from-file", targets],
         "make": ["make", "-j", JOBS],
@@ -195,6 +204,8 @@ def bench_dag(db, d, tools, reps, rows, name):
             times[tool]["noop"].append(noop.wall)
             cpu[tool]["cold"].append(cold.cpu)
             cpu[tool]["noop"].append(noop.cpu)
+            if tool == "databuild":
+                rss.append(cold.rss_kib)
         print("  %s: repetition %d/%d done" % (name, rep + 1, reps), file=sys.stderr)
     for mode, label in (("cold", "cold"), ("noop", "no-op")):
         m = {tool: median(times[tool][mode]) for tool in times}
@@ -207,6 +218,8 @@ def bench_dag(db, d, tools, reps, rows, name):
                 "make": m.get("make"),
                 "ninja": m.get("ninja"),
                 "cpu": c,
+                "jobs": n_nodes,
+                "rss": max(rss) / 1024 if mode == "cold" and rss else None,
             }
         )
     rows.append(
@@ -243,20 +256,25 @@ def dag_table(rows, tools):
         "",
         "CPU time (user + sys of the tool and every process it started), medians:",
         "",
-        "| workload | mode | databuild | make -j2 | ninja -j2 |",
-        "|---|---|---:|---:|---:|",
+        "| workload | mode | databuild | make -j2 | ninja -j2 | databuild − make, per job | databuild peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["cpu"]:
             c = r["cpu"]
+            per_job = "–"
+            if c.get("make") is not None and r["mode"] == "cold":
+                per_job = "%+.2f ms" % ((c["databuild"] - c["make"]) / r["jobs"] * 1000)
             lines.append(
-                "| %s | %s | %s | %s | %s |"
+                "| %s | %s | %s | %s | %s | %s | %s |"
                 % (
                     r["workload"],
                     r["mode"],
                     fmt_s(c.get("databuild")),
                     fmt_s(c.get("make")),
                     fmt_s(c.get("ninja")),
+                    per_job,
+                    "%.0f MiB" % r["rss"] if r.get("rss") else "–",
                 )
             )
     return lines
@@ -288,7 +306,8 @@ def bench_available(db, root, sizes, reps):
         con.close()
         shutil.copyfile(bel, pristine)
         walls, cpus, rss, plans, kept = [], [], [], [], []
-        for rep in range(reps):
+        n_reps = 1 if n >= 10_000_000 else reps  # minutes per repetition at 10M
+        for rep in range(n_reps):
             # Every request appends events; start each repetition from the same log.
             shutil.rmtree(os.path.join(d, ".databuild"))
             os.makedirs(os.path.dirname(bel))
@@ -314,7 +333,7 @@ def bench_available(db, root, sizes, reps):
                 "databuild build --keep-outdated (W4)",
             )
             kept.append(keep.wall)
-            print("  W4 %d: repetition %d/%d done" % (n, rep + 1, reps), file=sys.stderr)
+            print("  W4 %d: repetition %d/%d done" % (n, rep + 1, n_reps), file=sys.stderr)
         lines.append(
             "| %s | %s | %s | %s | %.0f MiB | %s | %s | %.0f MiB | %s | %+.1f %% | %d |"
             % (
@@ -328,7 +347,7 @@ def bench_available(db, root, sizes, reps):
                 max(p.rss_kib for p in plans) / 1024,
                 fmt_s(median(kept)),
                 (median(walls) / median(kept) - 1) * 100,
-                reps,
+                n_reps,
             )
         )
         shutil.rmtree(d)
@@ -338,28 +357,46 @@ def bench_available(db, root, sizes, reps):
 # --- W5: concurrent clients, overlapping requests ----------------------------------------
 
 
-def bench_concurrent(db, root, clients, per, reps):
+def bench_concurrent(db, root, clients, per, reps, bel=None, name="w5"):
+    """W5: `clients` builds at once, `per` partitions each, consecutive clients sharing
+    half of theirs, on one event log (SQLite beside the graph, or a fresh database from
+    `bel()` per repetition)."""
     step = per // 2  # consecutive clients share half their partitions
     total = step * (clients - 1) + per
-    d = os.path.join(root, "w5")
+    d = os.path.join(root, name)
     workloads.write_workload("flat", total, d, env={"BENCH_EXEC_LOG": "executions.log"})
     nodes = [line.split()[0] for line in open(os.path.join(d, "deps.txt"))]
+    parts = [nodes[c * step : c * step + per] for c in range(clients)]
+    walls, dups, missing = run_clients(db, d, parts, total, reps, bel, "W5")
+    return [
+        "| clients × partitions | distinct partitions | wall (median) | duplicate executions (sum) | never built |",
+        "|---|---:|---:|---:|---:|",
+        "| %d × %s, 50 %% overlap | %s | %s | %d | %d |"
+        % (clients, f"{per:,}", f"{total:,}", fmt_s(median(walls)), sum(dups), sum(missing)),
+    ], sum(dups) + sum(missing)
+
+
+def run_clients(db, d, parts, total, reps, bel, what):
+    """Runs one `databuild build` per list of nodes in `parts`, all at once, `reps` times
+    from a clean state; returns the wall times, duplicate executions and partitions never
+    built per repetition."""
     files = []
-    for c in range(clients):
+    for c, nodes in enumerate(parts):
         path = os.path.join(d, "client-%d.txt" % c)
         with open(path, "w") as f:
-            f.write("".join("bench/%s\n" % x for x in nodes[c * step : c * step + per]))
+            f.write("".join("bench/%s\n" % x for x in nodes))
         files.append(path)
     walls, dups, missing = [], [], []
     for rep in range(reps):
         clean(d)
+        url = bel() if bel else None
         # Output goes to files: a client blocked on a full pipe would stall the others
         # waiting on partitions it holds.
         logs = [tempfile.TemporaryFile() for _ in files]
         start = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [db, "build", "-j", JOBS, "--from-file", f],
+                [db] + (["--bel", url] if url else []) + ["build", "-j", JOBS, "--from-file", f],
                 cwd=d,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -375,18 +412,93 @@ def bench_concurrent(db, root, clients, per, reps):
             out = log.read().decode(errors="replace")
             log.close()
             if p.returncode != 0:
-                sys.exit("W5 client exited %d:\n%s" % (p.returncode, out[-3000:]))
+                sys.exit("%s client exited %d:\n%s" % (what, p.returncode, out[-3000:]))
         log_path = os.path.join(d, "executions.log")
         ran = open(log_path).read().split() if os.path.exists(log_path) else []
         dups.append(len(ran) - len(set(ran)))
         missing.append(total - len(set(ran)))
-        print("  W5: repetition %d/%d done" % (rep + 1, reps), file=sys.stderr)
-    return [
-        "| clients × partitions | distinct partitions | wall (median) | duplicate executions (sum) | never built |",
-        "|---|---:|---:|---:|---:|",
-        "| %d × %s, 50 %% overlap | %s | %s | %d | %d |"
-        % (clients, f"{per:,}", f"{total:,}", fmt_s(median(walls)), sum(dups), sum(missing)),
-    ], sum(dups) + sum(missing)
+        print("  %s: repetition %d/%d done" % (what, rep + 1, reps), file=sys.stderr)
+    return walls, dups, missing
+
+
+# --- PostgreSQL: W5 and builders on disjoint partitions ----------------------------------
+
+
+def postgres(smoke):
+    """A PostgreSQL server and a function that creates a fresh database on it and returns
+    its URL; or None and why not. With --smoke, the tests' server
+    ($DATABUILD_TEST_POSTGRES, which `scripts/test.sh` starts) if set; otherwise a private
+    cluster (`scripts/postgres.sh start`, installing PostgreSQL if needed) on port
+    $DATABUILD_BENCH_PG_PORT (default 55632, apart from the tests')."""
+    base = os.environ.get("DATABUILD_TEST_POSTGRES") if smoke else None
+    if smoke and not base:
+        return None, "DATABUILD_TEST_POSTGRES is not set (--smoke starts no PostgreSQL)"
+    if not base:
+        port = os.environ.get("DATABUILD_BENCH_PG_PORT", "55632")
+        env = dict(os.environ, DATABUILD_PG_PORT=port)
+        res = subprocess.run(
+            ["bash", os.path.join(REPO, "scripts", "postgres.sh"), "start"],
+            env=env, capture_output=True, text=True,
+        )
+        if res.returncode != 0:
+            return None, "PostgreSQL could not be started: " + res.stderr.strip()[-500:]
+        base = res.stdout.strip().splitlines()[-1]
+    if shutil.which("psql") is None:
+        return None, "`psql` is not installed"
+    seq = [0]
+
+    def fresh():
+        seq[0] += 1
+        name = "bench_%d_%d" % (os.getpid(), seq[0])
+        subprocess.run(
+            ["psql", base, "-q", "-v", "ON_ERROR_STOP=1", "-c", "DROP DATABASE IF EXISTS %s" % name,
+             "-c", "CREATE DATABASE %s" % name],
+            check=True, capture_output=True,
+        )
+        fresh.made.append(name)
+        return base.rsplit("/", 1)[0] + "/" + name
+
+    fresh.made = []
+    fresh.base = base
+    return fresh, None
+
+
+def drop_databases(fresh):
+    for name in fresh.made:
+        subprocess.run(["psql", fresh.base, "-q", "-c", "DROP DATABASE IF EXISTS %s" % name],
+                       capture_output=True)
+
+
+def bench_scaling(db, root, counts, per, reps, bels):
+    """`k` builders at once on disjoint partitions (`per` each), for each k in `counts`
+    and each event log in `bels` (name -> None for SQLite or a fresh-database function):
+    job runs per second."""
+    lines = [
+        "| event log | builders × partitions | job runs | wall (median) | job runs/s | vs 1 builder | duplicates | never built |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    bad = 0
+    for log_name, bel in bels.items():
+        base = None
+        for k in counts:
+            d = os.path.join(root, "scale-%s-%d" % (log_name.lower(), k))
+            total = k * per
+            workloads.write_workload("flat", total, d, env={"BENCH_EXEC_LOG": "executions.log"})
+            nodes = [line.split()[0] for line in open(os.path.join(d, "deps.txt"))]
+            parts = [nodes[c * per : (c + 1) * per] for c in range(k)]
+            walls, dups, missing = run_clients(
+                db, d, parts, total, reps, bel, "builders %s %d" % (log_name, k)
+            )
+            rate = total / median(walls)
+            base = base or rate
+            bad += sum(dups) + sum(missing)
+            lines.append(
+                "| %s | %d × %s | %s | %s | %.0f | %.2f× | %d | %d |"
+                % (log_name, k, f"{per:,}", f"{total:,}", fmt_s(median(walls)), rate,
+                   rate / base, sum(dups), sum(missing))
+            )
+            shutil.rmtree(d, ignore_errors=True)
+    return lines, bad
 
 
 # --- W6: the event log's own benchmark ---------------------------------------------------
@@ -416,30 +528,43 @@ def main():
     )
     ap.add_argument("--out", help="also write the report (markdown) to this file")
     ap.add_argument("--keep", action="store_true", help="keep the generated workloads")
+    ap.add_argument("--w4", help="W4 sizes, comma-separated (default 100000,1000000), e.g. 10000000")
     args = ap.parse_args()
 
+    # W7: one level of independent partitions; W8: (partitions, clients, seconds);
+    # PG: (W5 clients, partitions each), (builder counts, partitions each).
     if args.smoke:
         reps = args.reps or 1
-        sizes = {"W1": 5, "W2": 5, "W3": "3x4"}
-        w4, w5 = [200], (2, 20)
+        sizes = {"W1": [5], "W2": [5], "W3": ["3x4"]}
+        w4, w5, w7 = [200], (2, 20), 20
+        w8 = (200, 4, 1)
+        pg_w5, pg_scale = (2, 20), ([1, 2], 10)
         wanted = [200]
         backfills = (300, 50)
         w6 = None
     elif args.quick:
         reps = args.reps or 3
-        sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
-        w4, w5 = [100_000], (10, 1000)
+        sizes = {"W1": [200, 1000], "W2": [200, 1000], "W3": ["10x20", "10x100"]}
+        w4, w5, w7 = [100_000], (10, 1000), 10_000
+        w8 = (100_000, 50, 5)
+        pg_w5, pg_scale = (10, 1000), ([1, 4, 8], 250)
         w6 = 100_000
         wanted = [100_000]
         backfills = (100_000, 2000)
     else:
         reps = args.reps or 5
-        sizes = {"W1": 1000, "W2": 1000, "W3": "10x100"}
-        w4, w5 = [100_000, 1_000_000], (10, 1000)
-        w6 = 0
+        sizes = {"W1": [200, 1000], "W2": [200, 1000], "W3": ["10x20", "10x100"]}
+        # 10,000,000 only with `--w4`: registering that many refs (the setup) needs more
+        # than 17 GiB today (docs/benchmarks.md).
+        w4, w5, w7 = [100_000, 1_000_000], (10, 1000), 100_000
+        w8 = (100_000, 50, 10)
+        pg_w5, pg_scale = (10, 1000), ([1, 4, 8], 500)
+        w6 = 0  # the bench's default, 1,000,000
         wanted = [1_000_000]
-        backfills = (1_000_000, 2000)  # the bench's default, 1,000,000
-    only = set((args.only or "W1,W2,W3,W4,W5,W6,WANTS").upper().split(","))
+        backfills = (1_000_000, 2000)
+    if args.w4:
+        w4 = [int(x) for x in args.w4.split(",")]
+    only = set((args.only or "W1,W2,W3,W4,W5,W6,W7,W8,PG,WANTS").upper().split(","))
 
     tools, notes = ensure_tools(args.smoke)
     db = os.path.abspath(args.databuild) if args.databuild else build_databuild()
@@ -468,22 +593,36 @@ def main():
         say("Note: " + n + ".")
     failed = 0
 
-    # (workload, shape, title, closure): the closure variant of W1 is the same chain whose
-    # `config` answers for every ref upstream of the one asked (pre-configured refs): one
-    # `config` call plans it. It is an extra row; the per-ref W1 stays the reference.
+    # (workload, shape, title, variant): every shape at every size with a per-ref `config`
+    # run once per planning wave (the reference) and as one persistent process
+    # (`config_mode = "persistent"`); the largest chain also with a `config` that answers
+    # for every ref upstream of the one asked (pre-configured refs: one call plans it).
     shapes = [
-        ("W1", "chain", "chain of %s", False),
-        ("W1", "chain", "chain of %s, `config` answers for its upstream", True),
-        ("W2", "fanout", "fan-out 1 → %s → 1", False),
-        ("W3", "layers", "layers %s, 3 parents", False),
+        ("W1", "chain", "chain of %s", "per-call"),
+        ("W1", "chain", "chain of %s, persistent `config`", "persistent"),
+        ("W1", "chain", "chain of %s, `config` answers for its upstream", "closure"),
+        ("W2", "fanout", "fan-out 1 → %s → 1", "per-call"),
+        ("W2", "fanout", "fan-out 1 → %s → 1, persistent `config`", "persistent"),
+        ("W3", "layers", "layers %s, 3 parents", "per-call"),
+        ("W3", "layers", "layers %s, 3 parents, persistent `config`", "persistent"),
     ]
     rows = []
-    for key, shape, title, closure in shapes:
+    for key, shape, title, variant in shapes:
         if key not in only:
             continue
-        d = os.path.join(root, key.lower() + ("-closure" if closure else ""))
-        workloads.write_workload(shape, sizes[key], d, closure=closure)
-        bench_dag(db, d, tools, reps, rows, "%s %s" % (key, title % sizes[key]))
+        for size in sizes[key] if variant != "closure" else sizes[key][-1:]:
+            d = os.path.join(root, "%s-%s-%s" % (key.lower(), size, variant))
+            workloads.write_workload(
+                shape, size, d, closure=variant == "closure", persistent=variant == "persistent"
+            )
+            bench_dag(db, d, tools, reps, rows, "%s %s" % (key, title % size))
+            shutil.rmtree(d, ignore_errors=True)
+    if "W7" in only:
+        d = os.path.join(root, "w7")
+        workloads.write_workload("flat", w7, d)
+        bench_dag(db, d, tools, 1 if w7 >= 100_000 else reps, rows,
+                  "W7 one level of %s independent partitions" % f"{w7:,}")
+        shutil.rmtree(d, ignore_errors=True)
     if rows:
         say("")
         say("### W1–W3: wall time, medians (`-j2` for every tool; cold = nothing built, no-op = everything built)")
@@ -503,6 +642,49 @@ def main():
         lines, bad = bench_concurrent(db, root, w5[0], w5[1], min(reps, 3))
         out.extend(lines)
         failed += bad
+
+    if "W8" in only:
+        h2 = serve_load.ensure_h2load(args.smoke)
+        say("")
+        say("### W8: `databuild serve` under read load (latest status of a partition, loopback, `h2load`)")
+        say("")
+        if h2 is None:
+            say("Skipped: `h2load` (Debian's `nghttp2-client`) is not installed (--smoke does not install it).")
+        else:
+            say(
+                "%s available partitions; %d clients for %d s after 1 s of warm-up; latency percentiles from h2load's per-request log."
+                % (f"{w8[0]:,}", w8[1], w8[2])
+            )
+            say("")
+            out.extend(serve_load.bench_serve(db, root, w8[0], w8[1], w8[2], h2, min(reps, 3)))
+
+    if "PG" in only:
+        say("")
+        say("### PostgreSQL event log: W5, and builders on disjoint partitions")
+        say("")
+        fresh, why = postgres(args.smoke)
+        if fresh is None:
+            say("Skipped: " + why + ".")
+        else:
+            try:
+                lines, bad = bench_concurrent(
+                    db, root, pg_w5[0], pg_w5[1], min(reps, 3), bel=fresh, name="w5-pg"
+                )
+                say("W5 on PostgreSQL:")
+                say("")
+                out.extend(lines)
+                failed += bad
+                say("")
+                say("Builders at once on disjoint partitions (`-j2` each), the same flat workload, job runs per second:")
+                say("")
+                lines, bad = bench_scaling(
+                    db, root, pg_scale[0], pg_scale[1], min(reps, 3),
+                    {"SQLite": None, "PostgreSQL": fresh},
+                )
+                out.extend(lines)
+                failed += bad
+            finally:
+                drop_databases(fresh)
 
     if "W6" in only and w6 is not None:
         say("")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on this machine, setting up what they need first (Debian's graphviz,
-# bazel-bootstrap, chromium and nodejs when missing) (idempotent, quick when
-# already done): private PostgreSQL clusters (scripts/postgres.sh: one plain, one with
+# make, ninja-build, nghttp2-client (h2load, for the benchmarks' smoke run),
+# bazel-bootstrap, chromium and nodejs when missing) (idempotent, quick when already done): private PostgreSQL clusters (scripts/postgres.sh: one plain, one with
 # ssl=on and a test CA for the TLS tests) and a one-machine Slurm
 # cluster (scripts/slurm.sh), installed from Debian's packages if missing; a one-machine Ray
 # cluster (scripts/ray.sh: Ray from PyPI in .venv-ray/, dashboard on port 8265); the Python
@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v bazel >/dev/null 2>&1 || missing+=(bazel-bootstrap)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)

@@ -118,6 +118,9 @@ pub(crate) async fn plan(
 
     // Configs a job answered for refs it was not asked for, kept for later waves.
     let mut preconfigured = Preconfigured::default();
+    // Persistent `config` processes, one per job, for the whole planning; killed when
+    // planning ends.
+    let sessions = protocol::ConfigSessions::default();
 
     while !need.is_empty() {
         let looked_up = graph.lookup(&need).await?;
@@ -134,9 +137,10 @@ pub(crate) async fn plan(
                 continue;
             }
             let graph = graph.clone();
+            let sessions = sessions.clone();
             calls.spawn(async move {
                 let job = graph.job(&label).expect("lookup returns known jobs");
-                let configs = protocol::configure(&graph, job, &job_refs).await;
+                let configs = protocol::configure(&graph, job, &job_refs, &sessions).await;
                 (label, job_refs, configs)
             });
         }

@@ -2,14 +2,20 @@
 //! the program printed, and the environment of `exec`.
 
 mod call;
+mod persistent;
 
-use std::{collections::HashMap, fmt::Write as _, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use databuild_proto::{GraphLookupResponse, JobConfig, JobConfigureResponse};
 
 pub use call::{ARGV_MAX_BYTES, ARGV_MAX_REFS, REFS_FILE_VAR};
 
-use crate::graph::{Graph, JobDef, Lookup};
+use crate::graph::{ConfigMode, Graph, JobDef, Lookup};
 
 /// How much of a program's stderr an error shows.
 const STDERR_LINES: usize = 20;
@@ -113,6 +119,15 @@ pub enum ProtocolError {
     Failed {
         job: String,
         refs: String,
+        status: String,
+        stderr: String,
+    },
+    /// A persistent `config` exited (or closed its stdout) before answering a request.
+    #[error("job `{job}`: persistent `config` for {refs} {status} before answering; with `config_mode = \"persistent\"` it must answer each request line on stdin with one line of JSON on stdout, and keep running until its stdin is closed{stderr}")]
+    PersistentExited {
+        job: String,
+        refs: String,
+        /// "exited (exit code 3)", or "closed its stdout".
         status: String,
         stderr: String,
     },
@@ -308,7 +323,16 @@ fn parse<T: serde::de::DeserializeOwned>(
     refs: &str,
     out: &call::Finished,
 ) -> Result<T, ProtocolError> {
-    let text = String::from_utf8_lossy(&out.stdout);
+    parse_bytes(job, refs, &out.stdout, &out.stderr)
+}
+
+fn parse_bytes<T: serde::de::DeserializeOwned>(
+    job: &str,
+    refs: &str,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> Result<T, ProtocolError> {
+    let text = String::from_utf8_lossy(stdout);
     serde_json::from_str(&text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ProtocolError::WrongShape {
             job: job.to_string(),
@@ -319,7 +343,7 @@ fn parse<T: serde::de::DeserializeOwned>(
             job: job.to_string(),
             refs: refs.to_string(),
             message: e.to_string(),
-            output: stdout_excerpt(&out.stdout) + &stderr_excerpt(&out.stderr),
+            output: stdout_excerpt(stdout) + &stderr_excerpt(stderr),
         },
     })
 }
@@ -332,6 +356,7 @@ pub async fn configure(
     graph: &Graph,
     job: &JobDef,
     refs: &[String],
+    sessions: &ConfigSessions,
 ) -> Result<Vec<JobConfig>, ProtocolError> {
     if let Some(endpoint) = job.remote_endpoint() {
         let resp = remote_call(graph, endpoint, job.config_timeout, |r| {
@@ -345,6 +370,9 @@ pub async fn configure(
         })?;
         validate_configs(graph, job, refs, &resp.configs)?;
         return Ok(resp.configs);
+    }
+    if job.config_mode == ConfigMode::Persistent {
+        return configure_persistent(graph, job, refs, sessions).await;
     }
     let mut argv = job.entrypoint.clone();
     argv.push("config".into());
@@ -370,6 +398,111 @@ pub async fn configure(
     }
     let resp: JobConfigureResponse = parse(&job.label, &refs_desc, &out)?;
     validate_configs(graph, job, refs, &resp.configs)?;
+    Ok(resp.configs)
+}
+
+/// The persistent `config` processes of one planning (`config_mode = "persistent"`), one
+/// per job, each started on its job's first request and killed when the last clone of
+/// the sessions is dropped (or when it fails).
+#[derive(Clone, Default)]
+pub struct ConfigSessions(Arc<Mutex<HashMap<String, Session>>>);
+
+type Session = Arc<tokio::sync::Mutex<Option<persistent::Process>>>;
+
+impl ConfigSessions {
+    fn session(&self, label: &str) -> Session {
+        let mut all = self.0.lock().expect("config sessions lock");
+        all.entry(label.to_string()).or_default().clone()
+    }
+}
+
+/// Asks job `job`'s persistent `config` process (started on first use) for `refs`: one
+/// `{"refs": [...]}` line on its stdin, one `JobConfigureResponse` line back, validated
+/// as a per-call answer is.
+async fn configure_persistent(
+    graph: &Graph,
+    job: &JobDef,
+    refs: &[String],
+    sessions: &ConfigSessions,
+) -> Result<Vec<JobConfig>, ProtocolError> {
+    let session = sessions.session(&job.label);
+    let mut slot = session.lock().await;
+    let refs_desc = ref_list(refs);
+    let caller = Caller::Job(job.label.clone());
+    let mut process = match slot.take() {
+        Some(p) => p,
+        None => {
+            let mut argv = job.entrypoint.clone();
+            argv.extend(["config".to_string(), "--persistent".to_string()]);
+            persistent::Process::spawn(&graph.dir, &job.env, &argv).map_err(|f| match f {
+                persistent::Failure::Spawn(error) => ProtocolError::Spawn {
+                    job: job.label.clone(),
+                    program: argv[0].clone(),
+                    error,
+                },
+                other => unreachable!("spawning fails only to start: {other:?}"),
+            })?
+        }
+    };
+    let limits = call::Limits {
+        timeout: job.config_timeout,
+        max_stdout: graph.max_config_bytes,
+    };
+    let line = match process.request(refs, limits).await {
+        Ok(line) => line,
+        Err(failure) => {
+            let stderr = process.stderr_tail().await;
+            return Err(match failure {
+                persistent::Failure::Exited(status) => ProtocolError::PersistentExited {
+                    job: job.label.clone(),
+                    refs: refs_desc,
+                    status: status.map_or("closed its stdout".into(), |s| {
+                        format!("exited ({})", describe_exit(s))
+                    }),
+                    stderr: stderr_excerpt(&stderr),
+                },
+                persistent::Failure::TimedOut => ProtocolError::Timeout {
+                    caller,
+                    refs: refs_desc,
+                    after: job.config_timeout,
+                },
+                persistent::Failure::TooLarge => ProtocolError::TooLarge {
+                    caller,
+                    refs: refs_desc,
+                    limit: graph.max_config_bytes,
+                },
+                persistent::Failure::Io(error) => ProtocolError::Read {
+                    caller,
+                    refs: refs_desc,
+                    error,
+                },
+                persistent::Failure::Spawn(error) => ProtocolError::Read {
+                    caller,
+                    refs: refs_desc,
+                    error,
+                },
+            });
+        }
+    };
+    let resp: JobConfigureResponse = match parse_bytes(&job.label, &refs_desc, &line, &[]) {
+        Ok(resp) => resp,
+        Err(ProtocolError::NotJson {
+            job, refs, message, ..
+        }) => {
+            // A malformed line leaves the stream out of step: the process is killed,
+            // and what it printed shown.
+            let stderr = process.abandon().await;
+            return Err(ProtocolError::NotJson {
+                job,
+                refs,
+                message,
+                output: stdout_excerpt(&line) + &stderr_excerpt(&stderr),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    validate_configs(graph, job, refs, &resp.configs)?;
+    *slot = Some(process);
     Ok(resp.configs)
 }
 

@@ -353,3 +353,37 @@ def test_missing_required_package_fails_config_naming_it():
 def test_invalid_pattern_is_refused_when_the_job_is_declared():
     with pytest.raises(ValueError, match="not a valid regular expression"):
         Job("bad", outputs=r"daily/(?P<date")
+
+
+# --- config --persistent ----------------------------------------------------------
+
+
+def test_persistent_config_answers_each_request_line_with_one_line():
+    stdin = (
+        json.dumps({"refs": ["daily/date=2025-01-01"]})
+        + "\n"
+        + json.dumps({"refs": ["daily/date=2025-01-02", "daily/date=2025-01-03"]})
+        + "\n"
+    )
+    r = call(daily_job(), ["config", "--persistent"], stdin=stdin)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert [c["args"] for c in first["configs"]] == [["2025-01-01"]]
+    assert [c["args"] for c in second["configs"]] == [["2025-01-02"], ["2025-01-03"]]
+
+
+def test_persistent_config_stops_at_a_request_that_is_not_json():
+    r = call(daily_job(), ["config", "--persistent"], stdin="daily/date=2025-01-01\n")
+    assert r.code == 2
+    assert r.out == ""
+    assert 'request line 1 is not {"refs": ["<ref>", ...]}' in r.err
+
+
+def test_persistent_config_exits_with_the_failure_of_a_request():
+    stdin = json.dumps({"refs": ["nope"]}) + "\n" + json.dumps({"refs": ["daily/date=2025-01-01"]}) + "\n"
+    r = call(daily_job(), ["config", "--persistent"], stdin=stdin)
+    assert r.code == 1
+    assert r.out == ""
+    assert "cannot configure `nope`" in r.err

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{
     executor::{JobExecutor, RayOptions, SlurmResources, EXECUTORS},
     lookup::PatternLookup,
-    Graph, JobDef, Lookup,
+    ConfigMode, Graph, JobDef, Lookup,
 };
 
 /// A graph file that cannot be used.
@@ -185,6 +185,7 @@ struct JobSection {
     slurm: Option<SlurmResources>,
     ray: Option<RayOptions>,
     kill_leftovers: Option<bool>,
+    config_mode: Option<String>,
     version: Option<String>,
     #[serde(default)]
     version_files: Vec<String>,
@@ -481,6 +482,26 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
             });
         }
     }
+    let config_mode = match j.config_mode.as_deref() {
+        None | Some("per-call") => ConfigMode::PerCall,
+        Some("persistent") => ConfigMode::Persistent,
+        Some(other) => {
+            return Err(GraphError::InvalidValue {
+                job: label,
+                key: "config_mode",
+                message: format!(
+                    "`{other}` is not a config mode; use `per-call` (the default: one `config` process per planning wave) or `persistent` (one process for the whole planning, one request per line on stdin)"
+                ),
+            });
+        }
+    };
+    if config_mode == ConfigMode::Persistent && crate::remote::endpoint(&entrypoint).is_some() {
+        return Err(GraphError::InvalidValue {
+            job: label,
+            key: "config_mode",
+            message: "a remote (`grpc://`) job is configured over gRPC; remove `config_mode` from this job".into(),
+        });
+    }
     if crate::remote::endpoint(&entrypoint).is_some() && executor != JobExecutor::Local {
         if explicit_executor {
             return Err(GraphError::InvalidValue {
@@ -507,6 +528,7 @@ fn job_def(j: JobSection, dir: &Path, defaults: &Defaults) -> Result<JobDef, Gra
         max_concurrency: j.max_concurrency,
         executor,
         kill_leftovers: j.kill_leftovers.unwrap_or(true),
+        config_mode,
         version,
         path: j.path,
     })

@@ -41,12 +41,27 @@ pub struct JobDef {
     /// Kill what is left of a local job's process group once the job exited (its
     /// background processes); `kill_leftovers = false` in the graph file keeps them.
     pub kill_leftovers: bool,
+    /// How its `config` program is run: once per planning wave, or one process per
+    /// planning answering a request per line.
+    pub config_mode: ConfigMode,
     /// The job's version: its `version` with the content hash of its `version_files`
     /// ("" when it declares neither), recorded with every build.
     pub version: String,
     /// Where each output is, relative to the graph file, with `{ref}` standing for the
     /// ref: databuild hashes it for the output's digest when the job reports none.
     pub path: Option<String>,
+}
+
+/// How a job's `config` program is run (`config_mode` in the graph file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConfigMode {
+    /// `<entrypoint> config <refs...>`, one process per planning wave (the default).
+    #[default]
+    PerCall,
+    /// `<entrypoint> config --persistent`, one process for the whole planning: one JSON
+    /// request (`{"refs": [...]}`) per line on its stdin, one `JobConfigureResponse` per
+    /// line on its stdout.
+    Persistent,
 }
 
 /// How refs are mapped to jobs.

@@ -19,9 +19,9 @@ pub const ARGV_MAX_BYTES: usize = 64 * 1024;
 /// The environment variable naming the file of requested refs, one per line.
 pub const REFS_FILE_VAR: &str = "DATABUILD_REFS_FILE";
 /// How long a timed-out program's group has between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(1);
+pub(super) const KILL_GRACE: Duration = Duration::from_secs(1);
 /// How much of the end of a program's stderr is kept for error messages.
-const STDERR_KEEP: usize = 64 * 1024;
+pub(super) const STDERR_KEEP: usize = 64 * 1024;
 
 /// What a call may use.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +155,7 @@ async fn read_tail(mut r: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
 
 /// SIGTERM to the group, SIGKILL after [`KILL_GRACE`] (or at once when the leader is
 /// gone, for what it left behind).
-async fn terminate(child: &mut tokio::process::Child, pgid: u32) {
+pub(super) async fn terminate(child: &mut tokio::process::Child, pgid: u32) {
     signal_group(pgid, libc::SIGTERM);
     let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
     signal_group(pgid, libc::SIGKILL);
@@ -172,11 +172,21 @@ fn signal_group(pgid: u32, sig: i32) {
 }
 
 /// Kills the process group of a program not yet waited for when dropped.
-struct GroupGuard(Option<u32>);
+pub(super) struct GroupGuard(Option<u32>);
 
 impl GroupGuard {
+    /// Guards the group led by the process `pid` (none when it is already reaped).
+    pub(super) fn new(pid: Option<u32>) -> Self {
+        GroupGuard(pid)
+    }
+
+    /// Whether it stopped guarding.
+    pub(super) fn is_disarmed(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Stops guarding (the program finished or is being killed); returns the group.
-    fn disarm(&mut self) -> Option<u32> {
+    pub(super) fn disarm(&mut self) -> Option<u32> {
         self.0.take()
     }
 }

@@ -61,7 +61,7 @@ fn with_graph_file(bad: &str, prepare: impl FnOnce(&TestGraph), args: &[&str]) -
 }
 
 /// Asserts the `n` error lines of `stderr`: no error is reported twice or in pieces.
-fn assert_error_lines(stderr: &str, n: usize) {
+pub(crate) fn assert_error_lines(stderr: &str, n: usize) {
     let errors = stderr.lines().filter(|l| l.starts_with("error:")).count();
     assert_eq!(errors, n, "{stderr}");
     assert!(!stderr.contains("caused by"), "cause repeated: {stderr}");
@@ -230,7 +230,7 @@ fn refs_no_job_produces_are_all_listed_in_one_error() {
 /// The latest graph run ended GRAPH_FAILED with a reason naming the analysis failure, and
 /// none of `refs` got a partition record: a run that fails before it has a plan leaves no
 /// partition behind.
-fn assert_analysis_failed(g: &TestGraph, refs: &[&str]) {
+pub(crate) fn assert_analysis_failed(g: &TestGraph, refs: &[&str]) {
     let runs = g.runs();
     assert_eq!(runs[0].1, "GRAPH_FAILED", "{runs:?}");
     let run_id = runs[0].0.as_str();

@@ -27,8 +27,12 @@ fn bench_runner_smoke_prints_tables() {
     for heading in [
         "| workload | mode | databuild | make -j2 | ninja -j2 |",
         "| W1 chain of 5 | cold |",
+        "| W1 chain of 5, persistent `config` | cold |",
         "| W1 chain of 5, `config` answers for its upstream | cold |",
+        "| W2 fan-out 1 → 5 → 1, persistent `config` | no-op |",
         "| W3 layers 3x4, 3 parents | no-op |",
+        "| W3 layers 3x4, 3 parents, persistent `config` | cold |",
+        "| W7 one level of 20 independent partitions | cold |",
         "### W4: no-op request of already-available partitions",
         "| 200 |",
         "| 2 × 20, 50 % overlap | 30 |",
@@ -50,4 +54,35 @@ fn bench_runner_smoke_prints_tables() {
         .find(|l| l.starts_with("| 2 × 20"))
         .expect("W5 row");
     assert!(w5.ends_with("| 0 | 0 |"), "{w5}");
+    // W8 needs h2load (`scripts/test.sh` installs it); every request answered.
+    if which("h2load") {
+        for proto in ["| HTTP/1.1 ", "| gRPC "] {
+            let row = stdout
+                .lines()
+                .find(|l| l.starts_with(proto))
+                .unwrap_or_else(|| panic!("no W8 row `{proto}` in:\n{stdout}"));
+            assert!(row.ends_with("| 0 | 1 |"), "requests failed: {row}");
+        }
+    }
+    // PostgreSQL rows run on the tests' server (`scripts/test.sh` starts it).
+    if std::env::var_os("DATABUILD_TEST_POSTGRES").is_some() {
+        let w5: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("| 2 × 20"))
+            .collect();
+        assert_eq!(w5.len(), 2, "W5 on SQLite and on PostgreSQL:\n{stdout}");
+        assert!(w5.iter().all(|l| l.ends_with("| 0 | 0 |")), "{w5:?}");
+        for row in ["| SQLite | 2 × 10 |", "| PostgreSQL | 2 × 10 |"] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(row))
+                .unwrap_or_else(|| panic!("no `{row}` in:\n{stdout}"));
+            assert!(line.ends_with("| 0 | 0 |"), "{line}");
+        }
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }

@@ -22,6 +22,7 @@ mod forget;
 mod from_file;
 mod init;
 mod legacy_log;
+mod persistent_config;
 mod postgres;
 mod preconfigured;
 mod processes;

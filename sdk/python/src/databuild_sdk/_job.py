@@ -177,6 +177,8 @@ class Job:
                     return 0
                 raise _Fail(f"no command given\n{usage}", EXIT_USAGE)
             command, rest = argv[0], list(argv[1:])
+            if command == "config" and rest == ["--persistent"]:
+                return self._run_config_persistent(inp, out, err)
             if command == "config":
                 return self._run_config(rest or _refs_from_file(env), out, err)
             if command == "exec":
@@ -189,6 +191,8 @@ class Job:
     def _usage(self) -> str:
         return (
             f"usage: <job> config <partition ref>...   print the JobConfigureResponse for these refs\n"
+            f"       <job> config --persistent         answer each `{{\"refs\": [...]}}` line on stdin "
+            f"with one JobConfigureResponse line\n"
             f"       <job> exec [<args>...]             build the outputs of the JobConfig in "
             f"DATABUILD_JOB_CONFIG (or on stdin)\n"
             f"outputs of job `{self.name}`: {self.patterns.describe()}"
@@ -262,6 +266,31 @@ class Job:
             )
         json.dump({"configs": configs}, out, separators=(",", ":"))
         out.write("\n")
+        return 0
+
+    def _run_config_persistent(self, inp: TextIO, out: TextIO, err: TextIO) -> int:
+        """``config --persistent`` (``config_mode = "persistent"`` in databuild.toml): one
+        request per line on stdin, ``{"refs": [...]}``, each answered with one
+        ``JobConfigureResponse`` line on stdout, until stdin is closed. A request that
+        fails ends the process with the failure's code (the error is on stderr)."""
+        for n, line in enumerate(inp, start=1):
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+                refs = request["refs"]
+                if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+                    raise TypeError("`refs` is not a list of strings")
+            except (ValueError, KeyError, TypeError) as e:
+                raise _Fail(
+                    f"`config --persistent`: request line {n} is not "
+                    f'{{"refs": ["<ref>", ...]}}: {e}',
+                    EXIT_USAGE,
+                ) from None
+            code = self._run_config(refs, out, err)
+            out.flush()
+            if code != 0:
+                return code
         return 0
 
     def _groups(self, refs: List[Ref]) -> List[List[Ref]]:

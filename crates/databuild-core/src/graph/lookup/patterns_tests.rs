@@ -20,6 +20,7 @@ fn job(label: &str, produces: &[&str]) -> JobDef {
         max_concurrency: None,
         executor: JobExecutor::Local,
         kill_leftovers: true,
+        config_mode: Default::default(),
         version: String::new(),
         path: None,
     }

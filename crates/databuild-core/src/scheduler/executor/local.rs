@@ -5,7 +5,7 @@
 //! that a later run can stop what is left ([`super::procs`]); what is left of its group
 //! when it exits is killed unless the job says `kill_leftovers = false`.
 
-use std::{process::Stdio, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
 
@@ -14,7 +14,7 @@ use databuild_proto::{FailureCause, JobRunHandle};
 
 use super::{
     log::{Log, Stream},
-    procs, Executor, Exit, Leftover, RunningJob,
+    procs, spawn, Executor, Exit, Leftover, RunningJob,
 };
 use crate::{
     graph::JobDef,
@@ -32,7 +32,7 @@ pub(crate) struct Local;
 
 /// A started process.
 pub(crate) struct LocalJob {
-    child: tokio::process::Child,
+    child: spawn::Child,
     pgid: u32,
     readers: JoinSet<()>,
     handle: JobRunHandle,
@@ -55,39 +55,34 @@ impl Executor for Local {
         _adopt: Option<Leftover>,
         log: &Arc<Log>,
     ) -> Result<Box<dyn RunningJob>, String> {
-        let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-        cmd.args(&spec.argv[1..])
-            .current_dir(&spec.cwd)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env("DATABUILD_EXECUTOR", procs::LOCAL)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
+        let mut env: Vec<(&str, &str)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("DATABUILD_EXECUTOR", procs::LOCAL));
+        let spawned = spawn::spawn(&spec.argv, &env, &spec.cwd)
             .map_err(|e| format!("cannot start `{}`: {e}", spec.argv[0]))?;
-        let pgid = child.id().unwrap_or(0);
+        let child = spawn::Child::new(spawned.pid);
+        let pgid = spawned.pid as u32;
         let handle = procs::identify(pgid, &hostname());
-        if let Some(mut stdin) = child.stdin.take() {
-            let input = spec.stdin.clone();
-            tokio::spawn(async move {
-                // A job that never reads stdin may exit first: a broken pipe is fine.
-                let _ = stdin.write_all(input.as_bytes()).await;
-            });
-        }
+        let pipe_err =
+            |e: std::io::Error| format!("cannot read the pipes of `{}`: {e}", spec.argv[0]);
+        let mut stdin =
+            tokio::net::unix::pipe::Sender::from_owned_fd(spawned.stdin).map_err(pipe_err)?;
+        let input = spec.stdin.clone();
+        tokio::spawn(async move {
+            // A job that never reads stdin may exit first: a broken pipe is fine.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+        let stdout =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(spawned.stdout).map_err(pipe_err)?;
+        let stderr =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(spawned.stderr).map_err(pipe_err)?;
         let mut readers = JoinSet::new();
         let streams: [(Stream, Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>); 2] = [
-            (
-                Stream::Stdout,
-                child.stdout.take().map(|s| Box::new(s) as _),
-            ),
-            (
-                Stream::Stderr,
-                child.stderr.take().map(|s| Box::new(s) as _),
-            ),
+            (Stream::Stdout, Some(Box::new(stdout) as _)),
+            (Stream::Stderr, Some(Box::new(stderr) as _)),
         ];
         for (which, stream) in streams {
             let Some(mut stream) = stream else { continue };
@@ -177,29 +172,6 @@ impl RunningJob for LocalJob {
     }
 }
 
-/// Makes the job's process receive SIGKILL when the thread that started it (a runtime
-/// worker, which lives as long as databuild) exits, so a `kill -9` of databuild does not
-/// leave the job running unwatched. Its own children are stopped through its process
-/// group by the run that reclaims the lost one.
-#[allow(unsafe_code)] // pre_exec and prctl have no safe wrappers
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // calls (prctl, getppid) without allocating.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // databuild died before prctl took effect: do not run unwatched.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
 /// Sends `sig` to the process group `pgid`.
 #[allow(unsafe_code)] // libc::killpg has no safe wrapper in std
 fn signal_group(pgid: u32, sig: i32) {
@@ -211,7 +183,7 @@ fn signal_group(pgid: u32, sig: i32) {
 
 /// SIGTERM to the group, SIGKILL after `grace`.
 async fn terminate(
-    child: &mut tokio::process::Child,
+    child: &mut spawn::Child,
     pgid: u32,
     grace: Duration,
 ) -> std::io::Result<std::process::ExitStatus> {

@@ -14,6 +14,7 @@ pub(crate) mod procs;
 mod ray;
 mod remote;
 pub(crate) mod slurm;
+mod spawn;
 
 use std::{collections::HashMap, future::Future, path::PathBuf, sync::Arc, time::Duration};
 

@@ -1,0 +1,263 @@
+//! Starting a local job without copying databuild's address space: `clone(CLONE_VM |
+//! CLONE_VFORK)`, as `posix_spawn` does, with the child asking for SIGKILL when the thread
+//! that started it dies (`PR_SET_PDEATHSIG`), which `posix_spawn` cannot do. A `fork`
+//! (what `Command` does once a `pre_exec` hook is set) copies every page table of the
+//! parent and makes its next writes fault page by page: a cost per job that grows with
+//! databuild's memory, so quadratic in the number of tasks of a large build.
+
+#![allow(unsafe_code)] // clone, dup2, execve and waitpid have no safe wrappers
+
+use std::{
+    ffi::{CString, OsStr, OsString},
+    io,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::{ffi::OsStrExt as _, process::ExitStatusExt as _},
+    },
+    path::{Path, PathBuf},
+    process::ExitStatus,
+};
+
+/// Stack of the cloned child until it execs (it runs a handful of system calls).
+const CHILD_STACK: usize = 64 * 1024;
+
+/// A started job process: its pid and the parent's ends of its stdin, stdout, stderr.
+pub(crate) struct Spawned {
+    pub pid: libc::pid_t,
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// What the child needs, prepared by the parent (the child must not allocate).
+struct ChildArgs {
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    fds: [libc::c_int; 3],
+    parent: libc::pid_t,
+    /// Set by the child when it could not exec.
+    errno: libc::c_int,
+}
+
+/// Starts `argv` in `cwd` with the environment of this process plus `env` (later names
+/// win), in a new process group, with piped stdio, dying with the calling thread.
+pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Result<Spawned> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for (k, v) in env {
+        vars.retain(|(name, _)| name.as_os_str() != OsStr::new(k));
+        vars.push(((*k).into(), (*v).into()));
+    }
+    let path_var = vars
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let program = resolve(&argv[0], path_var.as_deref())?;
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "nul byte"))
+    };
+    let program = cstr(program.as_os_str().as_bytes())?;
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let envs: Vec<CString> = vars
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstr(&kv)
+        })
+        .collect::<io::Result<_>>()?;
+    let cwd = cstr(cwd.as_os_str().as_bytes())?;
+    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    let (stdin_r, stdin_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let mut child_args = ChildArgs {
+        program: program.as_ptr(),
+        argv: arg_ptrs.as_ptr(),
+        envp: env_ptrs.as_ptr(),
+        cwd: cwd.as_ptr(),
+        fds: [
+            stdin_r.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+        ],
+        parent: std::process::id() as libc::pid_t,
+        errno: 0,
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack is ours until the child has exec'd or exited (CLONE_VFORK
+    // suspends this thread until then); it grows down from its 16-byte aligned end.
+    // `child` touches only `child_args` and makes async-signal-safe calls.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut child_args as *mut ChildArgs).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The child has exec'd or exited: its ends of the pipes are closed here.
+    drop((stdin_r, stdout_w, stderr_w));
+    if child_args.errno != 0 {
+        let mut status = 0;
+        // SAFETY: reaps the child that failed to exec.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(io::Error::from_raw_os_error(child_args.errno));
+    }
+    Ok(Spawned {
+        pid,
+        stdin: stdin_w,
+        stdout: stdout_r,
+        stderr: stderr_r,
+    })
+}
+
+/// The child: stdio, directory, process group, death signal, default signal handling,
+/// then exec. Only async-signal-safe calls; an error is left in `errno` for the parent.
+extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the parent's `ChildArgs`, alive while the parent is suspended.
+    unsafe {
+        let a = &mut *(arg as *mut ChildArgs);
+        let fail = |a: &mut ChildArgs| -> libc::c_int {
+            a.errno = *libc::__errno_location();
+            if a.errno == 0 {
+                a.errno = libc::ECHILD;
+            }
+            libc::_exit(127)
+        };
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            return fail(a);
+        }
+        // Rust ignores SIGPIPE; a job gets the default.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        for (i, fd) in a.fds.iter().enumerate() {
+            if libc::dup2(*fd, i as libc::c_int) < 0 {
+                return fail(a);
+            }
+        }
+        if libc::chdir(a.cwd) != 0 || libc::setpgid(0, 0) != 0 {
+            return fail(a);
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return fail(a);
+        }
+        // databuild died before prctl took effect: do not run unwatched.
+        if libc::getppid() != a.parent {
+            *libc::__errno_location() = libc::ESRCH;
+            return fail(a);
+        }
+        libc::execve(a.program, a.argv, a.envp);
+        fail(a)
+    }
+}
+
+/// A pipe whose both ends close on exec.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both were just opened and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The program `name` names: itself when it has a `/`, else the first executable file of
+/// that name in `path` (the job's `PATH`).
+fn resolve(name: &str, path: Option<&OsStr>) -> io::Result<PathBuf> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    for dir in std::env::split_paths(path.unwrap_or(OsStr::new("/usr/bin:/bin"))) {
+        let candidate = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::NotFound))
+}
+
+/// A started job process that is killed (and reaped) when dropped before it was waited
+/// for.
+pub(crate) struct Child {
+    pid: libc::pid_t,
+    waiter: Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Child {
+    pub(crate) fn new(pid: libc::pid_t) -> Self {
+        Child {
+            pid,
+            waiter: None,
+            status: None,
+        }
+    }
+
+    /// Waits for the process to exit (on a blocking thread); may be called again after
+    /// being cancelled.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let pid = self.pid;
+        let waiter = self
+            .waiter
+            .get_or_insert_with(|| tokio::task::spawn_blocking(move || reap(pid)));
+        let status = waiter.await.map_err(io::Error::other)??;
+        self.waiter = None;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        // SAFETY: the pid is our unreaped child, so it names no other process.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        if self.waiter.is_none() {
+            let pid = self.pid;
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn_blocking(move || reap(pid));
+            }
+        }
+    }
+}
+
+/// Blocks until `pid` exits and reaps it.
+fn reap(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
