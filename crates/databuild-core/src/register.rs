@@ -25,8 +25,11 @@ pub struct Registered {
     pub already_available: Vec<String>,
 }
 
-/// Records the distinct `refs` (each validated) as AVAILABLE external data, all in one
-/// append; refs AVAILABLE already are left alone. With `graph`, refs one of its jobs
+/// Refs registered per append.
+const CHUNK: usize = 50_000;
+
+/// Records the distinct `refs` (each validated) as AVAILABLE external data, in appends of
+/// 50,000 (each atomic); refs AVAILABLE already are left alone. With `graph`, refs one of its jobs
 /// produces are refused (pass `None` to register them anyway). `client` is recorded as
 /// the requesting client.
 pub async fn register(
@@ -58,11 +61,14 @@ pub async fn register(
         .collect();
     let (already_available, registered): (Vec<String>, Vec<String>) =
         refs.into_iter().partition(|r| available.contains(r));
-    let evs: Vec<Event> = registered
-        .iter()
-        .map(|r| Event::Partition(external(r, client)))
-        .collect();
-    if !evs.is_empty() {
+    // In appends of at most CHUNK events, so that registering ten million refs needs
+    // memory for one chunk at a time; a run stopped half-way is finished by running it
+    // again (refs registered already are left alone).
+    for chunk in registered.chunks(CHUNK) {
+        let evs: Vec<Event> = chunk
+            .iter()
+            .map(|r| Event::Partition(external(r, client)))
+            .collect();
         bel.append(evs).await?;
     }
     Ok(Registered {
