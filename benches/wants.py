@@ -230,6 +230,12 @@ def backfill_section(db, root, plan_n, run_n, reps, timed, check, clean):
     ]
     d = os.path.join(root, "backfill-plan")
     workloads.write_workload("flat", plan_n, d)
+    # One `config` call answers for every partition: about 80 bytes each.
+    toml = os.path.join(d, "databuild.toml")
+    with open(toml) as f:
+        text = f.read().replace("[graph]\n", "[graph]\nmax_config_bytes = %d\n" % (200 * plan_n + (1 << 20)), 1)
+    with open(toml, "w") as f:
+        f.write(text)
     rng = "bench/n[%07d..%07d]" % (0, plan_n - 1)
     runs = []
     for _ in range(reps):

@@ -113,7 +113,10 @@ pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow
             .iter()
             .map(|s| (*s as i32).to_string())
             .collect();
-        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+        // Paging through many wants walks the primary key in order (`+status` keeps the
+        // status index out of it, which would sort every matching row for each page).
+        let column = if filter.after.is_some() { "+status" } else { "status" };
+        sql.push_str(&format!(" AND {column} IN ({})", list.join(",")));
     }
     if let Some(r) = &filter.partition_ref {
         args.push(r.clone().into());

@@ -156,7 +156,8 @@ impl Reconciler {
     /// Reads the live wants and where the log ends; every live want is looked at once.
     pub async fn load(&mut self) -> Result<(), CoreError> {
         self.after_seq = self.bel.last_seq().await?;
-        let mut after = None;
+        // From the first id on (an `after` pages along the primary key).
+        let mut after = Some(String::new());
         loop {
             let page = self
                 .bel
@@ -401,7 +402,9 @@ impl Reconciler {
             if status == Some(PartitionStatus::PartitionAvailable) {
                 t.attempts = 0;
                 t.retry_at = None;
-                if row.status == WantStatus::WantActive {
+                if row.status == WantStatus::WantActive && self.opts.dry_run {
+                    report.satisfied += 1;
+                } else if row.status == WantStatus::WantActive {
                     let mut e = event(id, r, WantStatus::WantSatisfied);
                     e.late = row.sla_micros.is_some_and(|s| s < now);
                     if e.late {
