@@ -115,7 +115,11 @@ pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow
             .collect();
         // Paging through many wants walks the primary key in order (`+status` keeps the
         // status index out of it, which would sort every matching row for each page).
-        let column = if filter.after.is_some() { "+status" } else { "status" };
+        let column = if filter.after.is_some() {
+            "+status"
+        } else {
+            "status"
+        };
         sql.push_str(&format!(" AND {column} IN ({})", list.join(",")));
     }
     if let Some(r) = &filter.partition_ref {
