@@ -166,6 +166,78 @@ pub fn check_partition(
     }
 }
 
+/// Whether a want may take event `next` from `current` (None: unknown want; the flag: its
+/// SLA was already missed). A want is created once; it is satisfied, fails, expires or is
+/// cancelled while live; a failed one may be retried (active again); its SLA is missed at
+/// most once, before it is satisfied.
+pub fn check_want(
+    want_id: &str,
+    current: Option<(databuild_proto::WantStatus, bool)>,
+    next: databuild_proto::WantStatus,
+) -> Result<(), BelError> {
+    use databuild_proto::WantStatus as W;
+    let Some((cur, sla_missed)) = current else {
+        return match next {
+            W::WantActive => Ok(()),
+            _ => Err(BelError::UnknownWant(want_id.to_string())),
+        };
+    };
+    let ok = match (cur, next) {
+        (W::WantActive, W::WantSlaMissed) => !sla_missed,
+        (W::WantActive, W::WantSatisfied) => true,
+        (W::WantActive | W::WantSatisfied, W::WantFailed) => true,
+        // Retried (`databuild backfill retry`).
+        (W::WantFailed, W::WantActive) => true,
+        (W::WantActive | W::WantSatisfied | W::WantFailed, W::WantExpired | W::WantCancelled) => {
+            true
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(BelError::WantState {
+            want_id: want_id.to_string(),
+            current: cur,
+            next,
+        })
+    }
+}
+
+/// Whether a backfill may move from `current` (None: unknown backfill) to `next`: created
+/// RUNNING; RUNNING pauses, is cancelled or completes; PAUSED resumes or is cancelled; a
+/// COMPLETED one runs again (retrying its failures); CANCELLED is final.
+pub fn check_backfill(
+    backfill_id: &str,
+    current: Option<databuild_proto::BackfillStatus>,
+    next: databuild_proto::BackfillStatus,
+) -> Result<(), BelError> {
+    use databuild_proto::BackfillStatus as B;
+    let Some(cur) = current else {
+        return match next {
+            B::BackfillRunning => Ok(()),
+            _ => Err(BelError::UnknownBackfill(backfill_id.to_string())),
+        };
+    };
+    let ok = matches!(
+        (cur, next),
+        (
+            B::BackfillRunning,
+            B::BackfillPaused | B::BackfillCancelled | B::BackfillCompleted
+        ) | (B::BackfillPaused, B::BackfillRunning | B::BackfillCancelled)
+            | (B::BackfillCompleted, B::BackfillRunning)
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(BelError::BackfillState {
+            backfill_id: backfill_id.to_string(),
+            current: cur,
+            next,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,77 +312,5 @@ mod tests {
         let cur = row(P::PartitionBuilding, "r1");
         assert!(check_partition("a", Some(&cur), P::PartitionAvailable, "r2", true).is_err());
         assert!(check_partition("a", Some(&cur), P::PartitionAvailable, "r1", true).is_ok());
-    }
-}
-
-/// Whether a want may take event `next` from `current` (None: unknown want; the flag: its
-/// SLA was already missed). A want is created once; it is satisfied, fails, expires or is
-/// cancelled while live; a failed one may be retried (active again); its SLA is missed at
-/// most once, before it is satisfied.
-pub fn check_want(
-    want_id: &str,
-    current: Option<(databuild_proto::WantStatus, bool)>,
-    next: databuild_proto::WantStatus,
-) -> Result<(), BelError> {
-    use databuild_proto::WantStatus as W;
-    let Some((cur, sla_missed)) = current else {
-        return match next {
-            W::WantActive => Ok(()),
-            _ => Err(BelError::UnknownWant(want_id.to_string())),
-        };
-    };
-    let ok = match (cur, next) {
-        (W::WantActive, W::WantSlaMissed) => !sla_missed,
-        (W::WantActive, W::WantSatisfied) => true,
-        (W::WantActive | W::WantSatisfied, W::WantFailed) => true,
-        // Retried (`databuild backfill retry`).
-        (W::WantFailed, W::WantActive) => true,
-        (W::WantActive | W::WantSatisfied | W::WantFailed, W::WantExpired | W::WantCancelled) => {
-            true
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(BelError::WantState {
-            want_id: want_id.to_string(),
-            current: cur,
-            next,
-        })
-    }
-}
-
-/// Whether a backfill may move from `current` (None: unknown backfill) to `next`: created
-/// RUNNING; RUNNING pauses, is cancelled or completes; PAUSED resumes or is cancelled; a
-/// COMPLETED one runs again (retrying its failures); CANCELLED is final.
-pub fn check_backfill(
-    backfill_id: &str,
-    current: Option<databuild_proto::BackfillStatus>,
-    next: databuild_proto::BackfillStatus,
-) -> Result<(), BelError> {
-    use databuild_proto::BackfillStatus as B;
-    let Some(cur) = current else {
-        return match next {
-            B::BackfillRunning => Ok(()),
-            _ => Err(BelError::UnknownBackfill(backfill_id.to_string())),
-        };
-    };
-    let ok = matches!(
-        (cur, next),
-        (
-            B::BackfillRunning,
-            B::BackfillPaused | B::BackfillCancelled | B::BackfillCompleted
-        ) | (B::BackfillPaused, B::BackfillRunning | B::BackfillCancelled)
-            | (B::BackfillCompleted, B::BackfillRunning)
-    );
-    if ok {
-        Ok(())
-    } else {
-        Err(BelError::BackfillState {
-            backfill_id: backfill_id.to_string(),
-            current: cur,
-            next,
-        })
     }
 }
