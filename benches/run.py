@@ -554,8 +554,7 @@ def main():
     else:
         reps = args.reps or 5
         sizes = {"W1": [200, 1000], "W2": [200, 1000], "W3": ["10x20", "10x100"]}
-        # 10,000,000 only with `--w4`: registering that many refs (the setup) needs more
-        # than 17 GiB today (docs/benchmarks.md).
+        # 10,000,000 only with `--w4` (about 5 minutes, most of it registering the refs).
         w4, w5, w7 = [100_000, 1_000_000], (10, 1000), 100_000
         w8 = (100_000, 50, 10)
         pg_w5, pg_scale = (10, 1000), ([1, 4, 8], 500)
