@@ -167,10 +167,8 @@ pub async fn backfill(cli: &Cli, cmd: &BackfillCommand) -> Result<ExitKind> {
             let parallelism =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
             if *dry_run {
-                let graph = context::graph(cli)?;
-                let bel = context::bel(cli, Some(&graph)).await?;
-                let all = backfill::expand(&graph, bel.log.as_ref(), &given).await?;
-                drop(bel);
+                // Planning looks the refs up (and refuses those no job produces) once.
+                let all = databuild_core::ranges::expand_refs(&given)?;
                 return super::build::estimate(cli, &all, false, parallelism).await;
             }
             let graph = context::graph(cli)?;

@@ -6,35 +6,11 @@ use crate::util::TestGraph;
 /// A graph with one job `part` producing `part/<n>` (no inputs); `exec` appends the ref
 /// to `execs`.
 fn graph() -> TestGraph {
-    let g = TestGraph::new(
-        "[graph]\nlabel = \"from_file\"\n\n[[jobs]]\nlabel = \"part\"\nentrypoint = [\"jobs/part\"]\nproduces = ['part/\\d+']\n",
-    );
-    g.script(
-        "part",
-        r#"if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{"configs":['
-    for r in "$@"; do
-        printf '%s{"outputs":[{"str":"%s"}],"inputs":[],"args":["%s"]}' "$sep" "$r" "$r"
-        sep=,
-    done
-    printf ']}\n'
-    exit 0
-fi
-echo "$2" >> execs"#,
-    );
-    g
+    crate::util::no_input_graph("from_file", "part", r"part/\d+")
 }
 
 fn execs(g: &TestGraph) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(g.path().join("execs"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
+    crate::util::sorted_lines(g, "execs")
 }
 
 #[test]

@@ -7,35 +7,11 @@ use crate::util::{assert_code, TestGraph};
 /// A graph whose one job `daily` produces `reviews/daily/date=<day>` (no inputs); `exec`
 /// appends its output to `execs`.
 fn graph() -> TestGraph {
-    let g = TestGraph::new(
-        "[graph]\nlabel = \"ranges\"\n\n[[jobs]]\nlabel = \"daily\"\nentrypoint = [\"jobs/daily\"]\nproduces = ['reviews/daily/date=\\d{4}-\\d{2}-\\d{2}']\n",
-    );
-    g.script(
-        "daily",
-        r#"if [ "$1" = config ]; then
-    shift
-    sep=""
-    printf '{"configs":['
-    for r in "$@"; do
-        printf '%s{"outputs":[{"str":"%s"}],"inputs":[],"args":["%s"]}' "$sep" "$r" "$r"
-        sep=,
-    done
-    printf ']}\n'
-    exit 0
-fi
-echo "$2" >> execs"#,
-    );
-    g
+    crate::util::no_input_graph("ranges", "daily", r"reviews/daily/date=\d{4}-\d{2}-\d{2}")
 }
 
 fn execs(g: &TestGraph) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(g.path().join("execs"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
+    crate::util::sorted_lines(g, "execs")
 }
 
 fn days(month: &str, n: u32) -> Vec<String> {

@@ -415,3 +415,38 @@ pub fn make_certs(dir: &Path) -> TestCerts {
         other_ca: dir.join("other-ca.crt"),
     }
 }
+
+/// A graph labelled `graph_label` whose one job `job` produces refs matching `produces`
+/// with no inputs; its `exec` appends its output ref to `execs`.
+pub fn no_input_graph(graph_label: &str, job: &str, produces: &str) -> TestGraph {
+    let g = TestGraph::new(&format!(
+        "[graph]\nlabel = \"{graph_label}\"\n\n[[jobs]]\nlabel = \"{job}\"\nentrypoint = [\"jobs/{job}\"]\nproduces = ['{produces}']\n"
+    ));
+    g.script(
+        job,
+        r#"if [ "$1" = config ]; then
+    shift
+    sep=""
+    printf '{"configs":['
+    for r in "$@"; do
+        printf '%s{"outputs":[{"str":"%s"}],"inputs":[],"args":["%s"]}' "$sep" "$r" "$r"
+        sep=,
+    done
+    printf ']}\n'
+    exit 0
+fi
+echo "$2" >> execs"#,
+    );
+    g
+}
+
+/// The lines of file `name` in the graph's directory, sorted.
+pub fn sorted_lines(g: &TestGraph, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(g.path().join(name))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}

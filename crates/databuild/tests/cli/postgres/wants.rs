@@ -58,18 +58,7 @@ fn two_services_build_each_wanted_partition_and_each_tick_once() {
     }
     let seconds: Vec<i64> = ticks
         .iter()
-        .map(|id| id.trim_start_matches("each_second@").to_string())
-        .map(|t| {
-            let out = std::process::Command::new("date")
-                .args(["-u", "-d", &t, "+%s"])
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
+        .map(|id| crate::wants::tick_seconds(id))
         .collect();
     for pair in seconds.windows(2) {
         assert_eq!(pair[1] - pair[0], 1, "{ticks:?}");

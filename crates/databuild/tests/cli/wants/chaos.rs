@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use super::wants;
+use super::{tick_seconds, wants};
 use crate::{
     service::Service,
     util::{assert_code, jobs_graph, ref_job, wait_for, TestGraph},
@@ -99,18 +99,8 @@ rmdir "locks/$name""#,
     }
     let ticks: Vec<i64> = created
         .iter()
-        .filter_map(|id| id.strip_prefix("s@"))
-        .map(|t| {
-            let out = std::process::Command::new("date")
-                .args(["-u", "-d", t, "+%s"])
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        })
+        .filter(|id| id.starts_with("s@"))
+        .map(|id| tick_seconds(id))
         .collect();
     for pair in ticks.windows(2) {
         assert_eq!(pair[1] - pair[0], 1, "a tick lost: {ticks:?}");

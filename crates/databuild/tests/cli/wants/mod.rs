@@ -41,6 +41,21 @@ pub fn wants(g: &TestGraph, bel: &[&str]) -> BTreeMap<String, (String, String)> 
         .collect()
 }
 
+/// The tick of a scheduled want's id (`<schedule>@2025-01-01T00:00:02Z`) in seconds since
+/// the epoch.
+pub fn tick_seconds(want_id: &str) -> i64 {
+    let (_, t) = want_id.split_once('@').expect("a scheduled want id");
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", t, "+%s"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// The graph runs' job runs, by graph run: the job labels, in order.
 pub fn job_runs(events: &[serde_json::Value]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();

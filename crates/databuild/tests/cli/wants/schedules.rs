@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::wants;
+use super::{tick_seconds, wants};
 use crate::{
     service::Service,
     util::{assert_code, jobs_graph, ref_job, wait_for, TestGraph},
@@ -28,23 +28,10 @@ fn ticks(g: &TestGraph) -> Vec<i64> {
     wants(g, &[])
         .keys()
         .map(|id| {
-            let t = id.strip_prefix("often@").expect("a scheduled want id");
-            chrono_seconds(t)
+            assert!(id.starts_with("often@"), "a scheduled want id: {id}");
+            tick_seconds(id)
         })
         .collect()
-}
-
-/// `2025-01-01T00:00:02Z` as seconds since the epoch.
-fn chrono_seconds(t: &str) -> i64 {
-    let out = std::process::Command::new("date")
-        .args(["-u", "-d", t, "+%s"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]
