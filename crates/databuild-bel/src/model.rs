@@ -313,6 +313,15 @@ pub struct WantFilter {
     pub limit: usize,
     /// Only wants of this backfill.
     pub backfill: Option<String>,
+    /// Only wants of these partitions (any number; all if empty).
+    pub refs: Vec<String>,
+    /// Only wants whose TTL ends at or before this (microseconds), soonest first instead
+    /// of by id. With `statuses` of exactly ACTIVE and SATISFIED (the live wants) it reads
+    /// an index of live wants by expiry.
+    pub expires_by: Option<i64>,
+    /// Only wants whose partition the log knows and is not AVAILABLE (STALE, FAILED, being
+    /// built, forgotten): read from the partitions that are not AVAILABLE, not every want.
+    pub unavailable: bool,
 }
 
 /// Latest state of one backfill (the derived view of its [`BackfillEvent`]s).

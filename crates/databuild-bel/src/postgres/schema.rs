@@ -7,8 +7,9 @@ use tokio_postgres::Client;
 use crate::BelError;
 
 /// The schema version this build writes and reads (versioned apart from SQLite's; 2 added
-/// `builds`, and a version-1 database is upgraded on first use).
-pub const SCHEMA_VERSION: i64 = 3;
+/// `builds`, 3 `wants` and `backfills`, 4 an index of live wants by expiry; an older
+/// database is upgraded on first use).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Key of the transaction-level advisory lock every write holds: writers to one database
 /// are serialized by the server, whichever process or machine they run on.
@@ -134,6 +135,7 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
         tx.batch_execute(SCHEMA_V1).await?;
         tx.batch_execute(SCHEMA_V2).await?;
         tx.batch_execute(super::wants::SCHEMA_V3).await?;
+        tx.batch_execute(super::wants::SCHEMA_V4).await?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('application', 'databuild')",
             &[&SCHEMA_VERSION.to_string()],
@@ -162,6 +164,7 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
     if found < SCHEMA_VERSION {
         tx.batch_execute(SCHEMA_V2).await?;
         tx.batch_execute(super::wants::SCHEMA_V3).await?;
+        tx.batch_execute(super::wants::SCHEMA_V4).await?;
         tx.execute(
             "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
             &[&SCHEMA_VERSION.to_string()],

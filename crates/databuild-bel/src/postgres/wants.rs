@@ -45,14 +45,36 @@ CREATE INDEX IF NOT EXISTS wants_by_status ON wants (status, want_id);
 CREATE INDEX IF NOT EXISTS wants_by_schedule ON wants (schedule, tick_ts) WHERE schedule <> '';
 "#;
 
+/// What version 4 added: live wants (ACTIVE 1, SATISFIED 2) by when their TTL ends.
+pub(super) const SCHEMA_V4: &str = r#"
+CREATE INDEX IF NOT EXISTS wants_by_expiry ON wants (expires_ts, want_id)
+    WHERE expires_ts IS NOT NULL AND status IN (1, 2);
+"#;
+
 const SELECT_ONE: &str = "SELECT want_id, ref, status, created_ts, updated_ts, expires_ts, \
      sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq, backfill FROM wants WHERE want_id = $1";
 
-const SELECT_LIST: &str = "SELECT want_id, ref, status, created_ts, updated_ts, expires_ts, \
-     sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq, backfill FROM wants \
-     WHERE ($1::int4[] IS NULL OR status = ANY($1)) AND ($2::text IS NULL OR ref = $2) \
-     AND ($3::text IS NULL OR want_id > $3) AND ($5::text IS NULL OR backfill = $5) \
-     ORDER BY want_id LIMIT $4";
+/// The list of wants a [`WantFilter`] selects, in `$order`.
+macro_rules! select_list {
+    ($order:literal) => {
+        concat!(
+            "SELECT want_id, ref, status, created_ts, updated_ts, expires_ts, \
+             sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq, backfill FROM wants \
+             WHERE ($1::int4[] IS NULL OR status = ANY($1)) AND ($2::text IS NULL OR ref = $2) \
+             AND ($3::text IS NULL OR want_id > $3) AND ($5::text IS NULL OR backfill = $5) \
+             AND (cardinality($6::text[]) = 0 OR ref = ANY($6)) \
+             AND ($7::int8 IS NULL OR (expires_ts IS NOT NULL AND expires_ts <= $7)) \
+             AND (NOT $8::bool OR ref IN (SELECT ref FROM partitions WHERE status <> 4)) \
+             ORDER BY ",
+            $order,
+            " LIMIT $4"
+        )
+    };
+}
+
+const SELECT_LIST: &str = select_list!("want_id");
+
+const SELECT_EXPIRING: &str = select_list!("expires_ts, want_id");
 
 const UPSERT: &str = "INSERT INTO wants (want_id, ref, status, created_ts, updated_ts, \
      expires_ts, sla_ts, sla_missed, schedule, tick_ts, requesters, reason, seq, backfill) \
@@ -131,20 +153,27 @@ pub(super) async fn get(c: &mut Conn, id: &str) -> Result<Option<WantRow>, BelEr
         .map(read_row))
 }
 
-/// The wants `filter` selects, by id.
+/// The wants `filter` selects, by id (by expiry with `expires_by`).
 pub(super) async fn list(c: &mut Conn, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
     let statuses: Option<Vec<i32>> =
         (!filter.statuses.is_empty()).then(|| filter.statuses.iter().map(|s| *s as i32).collect());
     let limit: Option<i64> = (filter.limit != 0).then_some(filter.limit as i64);
+    let sql = match filter.expires_by {
+        Some(_) => SELECT_EXPIRING,
+        None => SELECT_LIST,
+    };
     let rows = super::read::query(
         c,
-        SELECT_LIST,
+        sql,
         &[
             &statuses,
             &filter.partition_ref,
             &filter.after,
             &limit,
             &filter.backfill,
+            &filter.refs,
+            &filter.expires_by,
+            &filter.unavailable,
         ],
     )
     .await?;

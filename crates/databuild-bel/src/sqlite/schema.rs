@@ -10,9 +10,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::BelError;
 
-/// The schema version this build writes and reads (2 added `builds`; a version-1 log is
-/// upgraded when opened for writing).
-pub const SCHEMA_VERSION: i64 = 3;
+/// The schema version this build writes and reads (2 added `builds`, 3 `wants` and
+/// `backfills`, 4 an index of live wants by expiry; an older log is upgraded when opened
+/// for writing).
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,6 +169,7 @@ pub(crate) fn migrate(
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute_batch(SCHEMA_V2)?;
         tx.execute_batch(super::wants::SCHEMA_V3)?;
+        tx.execute_batch(super::wants::SCHEMA_V4)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('application', 'databuild')",
             [SCHEMA_VERSION.to_string()],
@@ -187,6 +189,7 @@ pub(crate) fn migrate(
         // version 3 has no wants.
         tx.execute_batch(SCHEMA_V2)?;
         tx.execute_batch(super::wants::SCHEMA_V3)?;
+        tx.execute_batch(super::wants::SCHEMA_V4)?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
             [SCHEMA_VERSION.to_string()],

@@ -43,6 +43,13 @@ CREATE INDEX IF NOT EXISTS wants_by_status ON wants (status, want_id);
 CREATE INDEX IF NOT EXISTS wants_by_schedule ON wants (schedule, tick_ts) WHERE schedule <> '';
 ";
 
+/// Schema version 4: live wants (ACTIVE 1, SATISFIED 2) by when their TTL ends, so that
+/// the reconciler finds the wants due to expire without holding every live want.
+pub(super) const SCHEMA_V4: &str = "
+CREATE INDEX IF NOT EXISTS wants_by_expiry ON wants (expires_ts, want_id)
+    WHERE expires_ts IS NOT NULL AND status IN (1, 2);
+";
+
 const COLUMNS: &str = "want_id, ref, status, created_ts, updated_ts, expires_ts, sla_ts, \
      sla_missed, schedule, tick_ts, requesters, reason, seq, backfill";
 
@@ -103,8 +110,36 @@ pub(super) fn put(conn: &Connection, w: &WantRow) -> Result<(), BelError> {
     Ok(())
 }
 
-/// The wants `filter` selects, by id.
+/// Most refs bound in one statement when a filter names refs.
+const REFS_PER_QUERY: usize = 500;
+
+/// The wants `filter` selects, by id (by expiry with `expires_by`).
 pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow>, BelError> {
+    if filter.refs.is_empty() {
+        return list_some(conn, filter, &[]);
+    }
+    let mut rows = Vec::new();
+    for chunk in filter.refs.chunks(REFS_PER_QUERY) {
+        rows.extend(list_some(conn, filter, chunk)?);
+    }
+    if filter.expires_by.is_some() {
+        rows.sort_by(|a, b| (a.expires_micros, &a.want_id).cmp(&(b.expires_micros, &b.want_id)));
+    } else {
+        rows.sort_by(|a, b| a.want_id.cmp(&b.want_id));
+    }
+    rows.dedup_by(|a, b| a.want_id == b.want_id);
+    if filter.limit > 0 {
+        rows.truncate(filter.limit);
+    }
+    Ok(rows)
+}
+
+/// [`list`] with `refs` (at most [`REFS_PER_QUERY`]) in place of the filter's.
+fn list_some(
+    conn: &Connection,
+    filter: &WantFilter,
+    refs: &[String],
+) -> Result<Vec<WantRow>, BelError> {
     let mut sql = format!("SELECT {COLUMNS} FROM wants WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if !filter.statuses.is_empty() {
@@ -113,28 +148,53 @@ pub(super) fn list(conn: &Connection, filter: &WantFilter) -> Result<Vec<WantRow
             .iter()
             .map(|s| (*s as i32).to_string())
             .collect();
-        // Paging through many wants walks the primary key in order (`+status` keeps the
-        // status index out of it, which would sort every matching row for each page).
-        let column = if filter.after.is_some() {
+        // Paging through wants of several statuses walks the primary key in order
+        // (`+status` keeps the status index out of it, which would sort every matching row
+        // for each page); one status pages along the status index itself.
+        let column = if filter.after.is_some() && list.len() > 1 {
             "+status"
         } else {
             "status"
         };
-        sql.push_str(&format!(" AND {column} IN ({})", list.join(",")));
+        sql.push_str(&format!(" AND {column} IN ({})", list.join(", ")));
     }
     if let Some(r) = &filter.partition_ref {
         args.push(r.clone().into());
         sql.push_str(&format!(" AND ref = ?{}", args.len()));
     }
+    if !refs.is_empty() {
+        let first = args.len() + 1;
+        args.extend(refs.iter().map(|r| r.clone().into()));
+        let marks: Vec<String> = (first..=args.len()).map(|i| format!("?{i}")).collect();
+        sql.push_str(&format!(" AND ref IN ({})", marks.join(", ")));
+    }
     if let Some(b) = &filter.backfill {
         args.push(b.clone().into());
         sql.push_str(&format!(" AND backfill = ?{}", args.len()));
+    }
+    if let Some(at) = filter.expires_by {
+        args.push(at.into());
+        sql.push_str(&format!(
+            " AND expires_ts IS NOT NULL AND expires_ts <= ?{}",
+            args.len()
+        ));
+    }
+    if filter.unavailable {
+        // Driven by the partitions that are not AVAILABLE (their status index), each
+        // looked up in the wants by ref.
+        sql.push_str(
+            " AND ref IN (SELECT ref FROM partitions WHERE status IN (0, 1, 2, 3, 5, 6, 7, 8))",
+        );
     }
     if let Some(after) = &filter.after {
         args.push(after.clone().into());
         sql.push_str(&format!(" AND want_id > ?{}", args.len()));
     }
-    sql.push_str(" ORDER BY want_id");
+    if filter.expires_by.is_some() {
+        sql.push_str(" ORDER BY expires_ts, want_id");
+    } else {
+        sql.push_str(" ORDER BY want_id");
+    }
     if filter.limit > 0 {
         sql.push_str(&format!(" LIMIT {}", filter.limit));
     }

@@ -469,7 +469,7 @@ pub async fn a_log_written_by_a_newer_schema_is_refused(b: &Backend) {
     let msg = err.to_string();
     assert!(
         msg.ends_with(
-            "was written by a newer databuild (event log schema version 99, this databuild reads up to 3); upgrade databuild to read it"
+            "was written by a newer databuild (event log schema version 99, this databuild reads up to 4); upgrade databuild to read it"
         ),
         "{msg}"
     );

@@ -56,6 +56,7 @@ conformance!(
     causes::failure_causes_are_kept_and_derived_for_events_without_one,
     wants::wants_follow_their_events_and_a_tick_is_recorded_once,
     wants::backfills_follow_their_events_and_count_their_wants,
+    wants::wants_by_refs_by_expiry_and_by_unavailable_partition,
 );
 
 type CaseFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;

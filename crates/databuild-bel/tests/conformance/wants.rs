@@ -254,3 +254,99 @@ pub async fn backfills_follow_their_events_and_count_their_wants(b: &Backend) {
     assert_eq!(bel.backfills().await.unwrap().len(), 1);
     assert_eq!(bel.run_events("bf1").await.unwrap().len(), 6);
 }
+
+fn expiring(id: &str, r: &str, expires: i64) -> Event {
+    let Event::Want(mut w) = want(id, r, WantStatus::WantActive) else {
+        unreachable!()
+    };
+    w.expires_at = Some(databuild_proto::timestamp_from_micros(expires));
+    Event::Want(w)
+}
+
+/// The reads a reconciler holding only the wants that need it makes: wants of many refs,
+/// live wants due to expire (soonest first, ended ones left out), and wants whose
+/// partition went out of AVAILABLE.
+pub async fn wants_by_refs_by_expiry_and_by_unavailable_partition(b: &Backend) {
+    use WantStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    build(bel, "r1", "up/1", &[]).await;
+    build(bel, "r2", "p/1", &["up/1"]).await;
+    build(bel, "r3", "p/2", &[]).await;
+    bel.append(vec![
+        expiring("e30", "p/1", 30),
+        expiring("e10", "p/2", 10),
+        expiring("e20", "p/3", 20),
+        expiring("e5", "p/4", 5),
+        want("never", "p/1", WantActive),
+    ])
+    .await
+    .unwrap();
+    bel.append(vec![
+        want("e30", "p/1", WantSatisfied),
+        want("e10", "p/2", WantSatisfied),
+        want("e5", "p/4", WantCancelled),
+    ])
+    .await
+    .unwrap();
+
+    // Many refs at once (more than one statement binds), by id; ANDed with the rest.
+    let mut refs: Vec<String> = (0..1_200).map(|i| format!("x/{i}")).collect();
+    refs.extend(["p/2".to_string(), "p/1".to_string()]);
+    let of = |statuses: Vec<WantStatus>, refs: &[String]| WantFilter {
+        statuses,
+        refs: refs.to_vec(),
+        ..Default::default()
+    };
+    let got: Vec<String> = bel
+        .wants(&of(vec![], &refs))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.want_id)
+        .collect();
+    assert_eq!(got, ["e10", "e30", "never"]);
+    let got = bel.wants(&of(vec![WantSatisfied], &refs)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|w| w.want_id.as_str()).collect::<Vec<_>>(),
+        ["e10", "e30"]
+    );
+
+    // Live wants due by 25: soonest first; the cancelled one (due at 5) is not live.
+    let due = |by: i64, limit: usize| WantFilter {
+        statuses: vec![WantActive, WantSatisfied],
+        expires_by: Some(by),
+        limit,
+        ..Default::default()
+    };
+    let got: Vec<String> = bel
+        .wants(&due(25, 0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.want_id)
+        .collect();
+    assert_eq!(got, ["e10", "e20"]);
+    let got = bel.wants(&due(100, 1)).await.unwrap();
+    assert_eq!(got[0].want_id, "e10");
+    assert_eq!(got.len(), 1);
+    assert!(bel.wants(&due(9, 0)).await.unwrap().is_empty());
+
+    // Nothing unavailable yet; invalidating `up/1` makes `p/1` STALE, and its live wants
+    // (not those of never-built `p/3`) are found from the partitions.
+    let unavailable = WantFilter {
+        statuses: vec![WantActive, WantSatisfied],
+        unavailable: true,
+        ..Default::default()
+    };
+    assert!(bel.wants(&unavailable).await.unwrap().is_empty());
+    bel.invalidate("up/1", "test").await.unwrap();
+    let got: Vec<String> = bel
+        .wants(&unavailable)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.want_id)
+        .collect();
+    assert_eq!(got, ["e30", "never"]);
+}

@@ -1,8 +1,12 @@
 //! The reconciler: keeps every live want satisfied. It reacts to events — wants created
 //! or withdrawn, their partitions going STALE, FAILED or AVAILABLE, external data being
 //! registered — and to timers (schedule ticks, SLA deadlines, expiry, retry backoff); it
-//! never rescans every want. Wanted partitions that are not AVAILABLE are built through the
-//! normal path (graph runs, claims, delegation), batched into as few graph runs as it can.
+//! never rescans every want. It holds only the wants that need it: those not yet satisfied,
+//! and satisfied ones whose partition left AVAILABLE (found from the partition's event, or
+//! on start from the partitions that are not AVAILABLE); wants due to expire are read from
+//! the log's index of live wants by expiry. Wanted partitions that are not AVAILABLE are
+//! built through the normal path (graph runs, claims, delegation), batched into as few
+//! graph runs as it can.
 //! Everything it decides is an event in the log, so two reconcilers on one log agree: a
 //! tick or a want's transition recorded by one is refused to the other.
 
@@ -67,7 +71,8 @@ pub struct PassReport {
     pub failed: usize,
     /// Partitions whose build this pass started.
     pub started: usize,
-    /// Live wants held in memory.
+    /// Wants held in memory: those not yet satisfied, and satisfied ones whose partition
+    /// is not AVAILABLE.
     pub live: usize,
     /// Partitions a pass would build (a dry run's answer).
     pub would_build: usize,
@@ -83,6 +88,26 @@ struct Tracked {
 }
 
 type BuildResult = (Vec<String>, Result<RunOutcome, CoreError>);
+
+/// What one pass has decided so far.
+#[derive(Default)]
+struct Plan {
+    report: PassReport,
+    /// Partitions to build, in the order decided.
+    to_build: Vec<String>,
+    queued: HashSet<String>,
+}
+
+/// Whether a partition with this status is being built (or was asked for and will be).
+fn in_flight(status: PartitionStatus) -> bool {
+    matches!(
+        status,
+        PartitionStatus::PartitionRequested
+            | PartitionStatus::PartitionScheduled
+            | PartitionStatus::PartitionBuilding
+            | PartitionStatus::PartitionDelegated
+    )
+}
 
 /// The reconciler of one graph and event log.
 pub struct Reconciler {
@@ -104,7 +129,14 @@ pub struct Reconciler {
     sent: Vec<tokio::task::JoinHandle<()>>,
     /// Wants this reconciler failed for good.
     failed: usize,
+    /// Refs of untracked wants whose partition left AVAILABLE: their wants are read.
+    check_refs: HashSet<String>,
+    /// What loading decided, reported (and built) by the first pass.
+    carry: Option<(PassReport, Vec<String>)>,
 }
+
+/// Wants read (and decided) at once while loading, or due to expire in one step.
+const PAGE: usize = 50_000;
 
 fn now_micros() -> i64 {
     databuild_proto::timestamp_micros(&databuild_proto::now())
@@ -146,6 +178,8 @@ impl Reconciler {
             loaded: false,
             sent: Vec::new(),
             failed: 0,
+            check_refs: HashSet::new(),
+            carry: None,
         }
     }
 
@@ -153,44 +187,65 @@ impl Reconciler {
         &self.graph.schedules
     }
 
-    /// Reads the live wants and where the log ends; every live want is looked at once.
+    /// Reads where the log ends and the wants that need attention: every ACTIVE want, page
+    /// by page, each page decided before the next is read (a satisfied one is let go), and
+    /// the SATISFIED wants whose partition is not AVAILABLE. What it decides is reported
+    /// (and built) by the next pass.
     pub async fn load(&mut self) -> Result<(), CoreError> {
         self.after_seq = self.bel.last_seq().await?;
-        // From the first id on (an `after` pages along the primary key).
-        let mut after = Some(String::new());
-        loop {
-            let page = self
-                .bel
-                .wants(&WantFilter {
-                    statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
-                    after: after.clone(),
-                    limit: 50_000,
-                    ..Default::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.want_id.clone());
-            for row in page {
-                self.track(row);
-            }
-        }
         for s in self.graph.schedules.iter() {
             let t = self.bel.last_tick(&s.name).await?;
             self.last_tick.insert(s.name.clone(), t);
         }
         self.loaded = true;
+        let now = now_micros();
+        let mut plan = Plan::default();
+        // From the first id on, along the status index.
+        let mut after = Some(String::new());
+        loop {
+            let page = self
+                .bel
+                .wants(&WantFilter {
+                    statuses: vec![WantStatus::WantActive],
+                    after: after.clone(),
+                    limit: PAGE,
+                    ..Default::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.want_id.clone());
+            let ids = page.into_iter().filter_map(|row| self.track(row)).collect();
+            self.decide(ids, now, &mut plan).await?;
+        }
+        let stale = self
+            .bel
+            .wants(&WantFilter {
+                statuses: vec![WantStatus::WantSatisfied],
+                unavailable: true,
+                ..Default::default()
+            })
+            .await?;
+        let ids = stale
+            .into_iter()
+            .filter_map(|row| self.track(row))
+            .collect();
+        self.decide(ids, now, &mut plan).await?;
+        self.carry = Some((plan.report, plan.to_build));
         Ok(())
     }
 
-    fn track(&mut self, row: WantRow) {
+    /// Holds want `row` (unless held already); returns its id.
+    fn track(&mut self, row: WantRow) -> Option<String> {
+        if self.wants.contains_key(&row.want_id) {
+            return None;
+        }
         let id = row.want_id.clone();
         self.by_ref
             .entry(row.partition_ref.clone())
             .or_default()
             .push(id.clone());
-        self.dirty.insert(id.clone());
         self.wants.insert(
-            id,
+            id.clone(),
             Tracked {
                 row,
                 attempts: 0,
@@ -198,6 +253,7 @@ impl Reconciler {
                 waiting_on: None,
             },
         );
+        Some(id)
     }
 
     fn untrack(&mut self, id: &str) {
@@ -276,12 +332,17 @@ impl Reconciler {
                     .map(databuild_proto::timestamp_micros)
                     .unwrap_or(0);
                 match status {
-                    WantStatus::WantActive if !self.wants.contains_key(&w.want_id) => {
-                        self.track(WantRow::created(&w, ts, e.seq))
+                    WantStatus::WantActive => {
+                        if let Some(id) = self.track(WantRow::created(&w, ts, e.seq)) {
+                            self.dirty.insert(id);
+                        }
                     }
                     WantStatus::WantSatisfied => {
+                        // Satisfied by another reconciler: let go once its partition is
+                        // seen AVAILABLE.
                         if let Some(t) = self.wants.get_mut(&w.want_id) {
                             t.row.status = status;
+                            self.dirty.insert(w.want_id.clone());
                         }
                     }
                     WantStatus::WantSlaMissed => {
@@ -299,8 +360,12 @@ impl Reconciler {
                 let Some(r) = p.partition_ref.as_ref().map(|r| r.str.as_str()) else {
                     return;
                 };
+                let status = PartitionStatus::try_from(p.status).unwrap_or_default();
                 if let Some(ids) = self.by_ref.get(r) {
                     self.dirty.extend(ids.iter().cloned());
+                } else if status != PartitionStatus::PartitionAvailable && !in_flight(status) {
+                    // Satisfied wants of this ref (not held) need it rebuilt.
+                    self.check_refs.insert(r.to_string());
                 }
                 if p.status == PartitionStatus::PartitionAvailable as i32 {
                     if let Some(ids) = self.waiting.remove(r) {
@@ -350,16 +415,18 @@ impl Reconciler {
         if !self.loaded {
             self.load().await?;
         }
+        let mut plan = Plan::default();
+        if let Some((report, to_build)) = self.carry.take() {
+            plan.queued.extend(to_build.iter().cloned());
+            plan.report = report;
+            plan.to_build = to_build;
+        }
         let now = now_micros();
-        let mut report = PassReport {
-            ticks: if ticks {
-                self.fire_ticks(now).await?
-            } else {
-                0
-            },
-            ..Default::default()
-        };
+        if ticks {
+            plan.report.ticks += self.fire_ticks(now).await?;
+        }
         self.read_events().await?;
+        self.read_unavailable().await?;
         while let Some((t, id)) = self.timers.first().cloned() {
             if t > now {
                 break;
@@ -367,12 +434,85 @@ impl Reconciler {
             self.timers.pop_first();
             self.dirty.insert(id);
         }
-        let ids: Vec<String> = self
-            .dirty
-            .drain()
+        let ids: Vec<String> = self.dirty.drain().collect();
+        self.decide(ids, now, &mut plan).await?;
+        // Wants due to expire, held or not, a page at a time (a dry run records nothing,
+        // so it reads one page).
+        for _ in 0..1_000 {
+            let due = self
+                .bel
+                .wants(&WantFilter {
+                    statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
+                    expires_by: Some(now),
+                    limit: PAGE,
+                    ..Default::default()
+                })
+                .await?;
+            let full = due.len() == PAGE;
+            let ids: Vec<String> = due
+                .into_iter()
+                .map(|row| {
+                    let id = row.want_id.clone();
+                    self.track(row);
+                    id
+                })
+                .collect();
+            self.decide(ids, now, &mut plan).await?;
+            if !full || self.opts.dry_run {
+                break;
+            }
+        }
+        let mut report = plan.report;
+        report.would_build = plan.to_build.len();
+        if start && !self.opts.dry_run && !plan.to_build.is_empty() {
+            report.started = plan.to_build.len();
+            for chunk in plan.to_build.chunks(self.opts.batch.max(1)) {
+                self.start_build(chunk.to_vec());
+            }
+        }
+        report.live = self.wants.len();
+        Ok(report)
+    }
+
+    /// Holds the satisfied wants of the refs whose partition left AVAILABLE.
+    async fn read_unavailable(&mut self) -> Result<(), CoreError> {
+        let refs: Vec<String> = self.check_refs.drain().collect();
+        for chunk in refs.chunks(PAGE) {
+            let rows = self
+                .bel
+                .wants(&WantFilter {
+                    statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
+                    refs: chunk.to_vec(),
+                    ..Default::default()
+                })
+                .await?;
+            for row in rows {
+                if let Some(id) = self.track(row) {
+                    self.dirty.insert(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides what held wants `ids` need: expiry, satisfaction (a satisfied want whose
+    /// partition is AVAILABLE is let go), an SLA miss, failure for good, or a build (added
+    /// to `plan`). Records the events and sends the notifications.
+    async fn decide(
+        &mut self,
+        ids: Vec<String>,
+        now: i64,
+        plan: &mut Plan,
+    ) -> Result<(), CoreError> {
+        let ids: Vec<String> = ids
+            .into_iter()
             .filter(|id| self.wants.contains_key(id))
             .collect();
-        report.checked = ids.len();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let report = &mut plan.report;
+        report.checked += ids.len();
         let refs: Vec<String> = ids
             .iter()
             .map(|id| self.wants[id].row.partition_ref.clone())
@@ -380,10 +520,10 @@ impl Reconciler {
         let statuses = self.bel.statuses(&refs).await?;
         let mut events = Vec::new();
         let mut notes = Vec::new();
-        let mut to_build: Vec<String> = Vec::new();
         let mut failing: Vec<WantRow> = Vec::new();
-        let mut queued: HashSet<&str> = HashSet::new();
+        let mut let_go: Vec<String> = Vec::new();
         for ((id, r), status) in ids.iter().zip(&refs).zip(statuses) {
+            self.dirty.remove(id);
             let t = self.wants.get_mut(id).expect("filtered above");
             let row = &t.row;
             if row.expires_micros.is_some_and(|e| e <= now) {
@@ -396,15 +536,8 @@ impl Reconciler {
                 report.expired += 1;
                 continue;
             }
-            if let Some(e) = row.expires_micros {
-                self.timers.insert((e, id.clone()));
-            }
             if status == Some(PartitionStatus::PartitionAvailable) {
-                t.attempts = 0;
-                t.retry_at = None;
-                if row.status == WantStatus::WantActive && self.opts.dry_run {
-                    report.satisfied += 1;
-                } else if row.status == WantStatus::WantActive {
+                if row.status == WantStatus::WantActive && !self.opts.dry_run {
                     let mut e = event(id, r, WantStatus::WantSatisfied);
                     e.late = row.sla_micros.is_some_and(|s| s < now);
                     if e.late {
@@ -412,8 +545,17 @@ impl Reconciler {
                     }
                     events.push(Event::Want(e));
                     report.satisfied += 1;
+                } else {
+                    if row.status == WantStatus::WantActive {
+                        report.satisfied += 1;
+                    }
+                    let_go.push(id.clone());
                 }
                 continue;
+            }
+            // Held until it is satisfied: its deadlines are timers.
+            if let Some(e) = row.expires_micros {
+                self.timers.insert((e, id.clone()));
             }
             if row.status == WantStatus::WantActive && !row.sla_missed {
                 match row.sla_micros {
@@ -430,16 +572,8 @@ impl Reconciler {
                     None => {}
                 }
             }
-            let in_flight = matches!(
-                status,
-                Some(
-                    PartitionStatus::PartitionRequested
-                        | PartitionStatus::PartitionScheduled
-                        | PartitionStatus::PartitionBuilding
-                        | PartitionStatus::PartitionDelegated
-                )
-            );
-            if in_flight || self.building.contains(r) || t.waiting_on.is_some() {
+            if status.is_some_and(in_flight) || self.building.contains(r) || t.waiting_on.is_some()
+            {
                 continue;
             }
             if status == Some(PartitionStatus::PartitionFailed) && t.attempts == 0 {
@@ -467,24 +601,25 @@ impl Reconciler {
                 self.timers.insert((at, id.clone()));
                 continue;
             }
-            if queued.insert(r.as_str()) {
-                to_build.push(r.clone());
+            if plan.queued.insert(r.clone()) {
+                plan.to_build.push(r.clone());
             }
+        }
+        for id in let_go {
+            self.untrack(&id);
         }
         let recorded = self.record(events).await?;
         for e in &recorded {
             if let Event::Want(w) = e {
                 match WantStatus::try_from(w.status) {
-                    Ok(WantStatus::WantExpired) => self.untrack(&w.want_id),
+                    // Satisfied: its partition is AVAILABLE, so it is let go.
+                    Ok(WantStatus::WantExpired | WantStatus::WantSatisfied) => {
+                        self.untrack(&w.want_id)
+                    }
                     Ok(WantStatus::WantFailed) => {
                         self.failed += 1;
-                        report.failed += 1;
+                        plan.report.failed += 1;
                         self.untrack(&w.want_id);
-                    }
-                    Ok(WantStatus::WantSatisfied) => {
-                        if let Some(t) = self.wants.get_mut(&w.want_id) {
-                            t.row.status = WantStatus::WantSatisfied;
-                        }
                     }
                     Ok(WantStatus::WantSlaMissed) => {
                         if let Some(t) = self.wants.get_mut(&w.want_id) {
@@ -517,15 +652,7 @@ impl Reconciler {
                 self.notify(kind, &row).await;
             }
         }
-        report.would_build = to_build.len();
-        if start && !self.opts.dry_run && !to_build.is_empty() {
-            report.started = to_build.len();
-            for chunk in to_build.chunks(self.opts.batch.max(1)) {
-                self.start_build(chunk.to_vec());
-            }
-        }
-        report.live = self.wants.len();
-        Ok(report)
+        Ok(())
     }
 
     fn start_build(&mut self, refs: Vec<String>) {

@@ -205,7 +205,7 @@ pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind>
             );
         } else {
             println!(
-                "{} live wants, {} looked at: {} partitions to build (loaded in {:.0} ms, decided in {:.0} ms; nothing recorded)",
+                "{} wants need attention (not yet satisfied, or their partition is not AVAILABLE), {} looked at: {} partitions to build (loaded in {:.0} ms, rest of the pass {:.0} ms; nothing recorded)",
                 report.live,
                 report.checked,
                 report.would_build,
@@ -218,8 +218,8 @@ pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind>
     if once {
         let report = r.once().await?;
         eprintln!(
-            "reconciled {} live wants: {} ticks recorded, {} partitions built or rebuilt, {} wants satisfied, {} SLA misses, {} expired, {} failed",
-            report.live, report.ticks, report.started, report.satisfied, report.sla_missed, report.expired, report.failed
+            "reconciled: {} ticks recorded, {} partitions built or rebuilt, {} wants satisfied, {} SLA misses, {} expired, {} failed; {} wants still need attention",
+            report.ticks, report.started, report.satisfied, report.sla_missed, report.expired, report.failed, report.live
         );
         return Ok(if report.failed > 0 {
             ExitKind::BuildFailed
