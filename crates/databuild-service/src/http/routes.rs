@@ -107,7 +107,7 @@ pub const ROUTES: &[RouteDoc] = &[
     get_doc("/api/v1/runs/{run_id}/jobs", "The job runs of one graph run", "WireJobRuns", &[]),
     get_doc("/api/v1/jobs/{job_run_id}", "One job run", "WireJobRun", &[]),
     get_doc("/api/v1/jobs/{job_run_id}/events", "Every event of one job run", "WireEvents", &[]),
-    get_doc("/api/v1/wants", "Wants.ListWants: wants in id order (oldest first)", "ListWantsResponse", &[("status", "a want status such as `active`"), ("limit", "at most this many (default 1000, at most 10000)")]),
+    get_doc("/api/v1/wants", "Wants.ListWants: wants in id order (oldest first)", "ListWantsResponse", &[("status", "a want status such as `active`"), ("after", "wants with ids after this one (`nextAfter` of the previous page)"), ("limit", "at most this many (default 1000, at most 10000)")]),
     RouteDoc { method: "POST", path: "/api/v1/wants", summary: "Wants.CreateWants: keep the refs built, one want each (a ref no job produces and not registered is refused)", request: Some("WireWantRequest"), response: "CreateWantsResponse", params: &[] },
     get_doc("/api/v1/wants/{want_id}", "Wants.GetWant: one want, its events and what it waits for (404 for an unknown id)", "GetWantResponse", &[]),
     post_rpc("/api/v1/wants/cancel", "Wants.CancelWants: withdraw wants, each named by its id or by its partition ref (all live wants of the ref); 404 if one names no live want, and then none is withdrawn", "CancelWantsRequest", "CancelWantsResponse"),
@@ -235,6 +235,7 @@ async fn list_wants(State(app): State<App>, RawQuery(q): RawQuery) -> Response {
         let req = databuild_proto::ListWantsRequest {
             status: status as i32,
             limit,
+            after: p.get("after").unwrap_or_default().to_string(),
         };
         ops::wants::list(&app, req).await
     };

@@ -140,16 +140,25 @@ pub async fn list(app: &App, req: ListWantsRequest) -> Result<ListWantsResponse,
     } else {
         req.limit
     };
+    if !req.after.is_empty() {
+        databuild_proto::validate_ref(&req.after)?;
+    }
     let rows = app
         .bel
         .wants(&WantFilter {
             statuses,
             limit: limit as usize,
+            after: (!req.after.is_empty()).then(|| req.after.clone()),
             ..Default::default()
         })
         .await?;
+    let next_after = match rows.last() {
+        Some(last) if rows.len() == limit as usize => last.want_id.clone(),
+        _ => String::new(),
+    };
     Ok(ListWantsResponse {
         wants: rows.iter().map(want_of).collect(),
+        next_after,
     })
 }
 

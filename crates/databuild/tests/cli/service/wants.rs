@@ -78,16 +78,30 @@ fn wants_over_grpc_are_created_listed_shown_and_cancelled() {
         ids.sort_unstable();
         made.sort_unstable();
         assert_eq!(ids, made);
-        let limited = wants
-            .list_wants(pb::ListWantsRequest {
-                status: 0,
-                limit: 1,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .wants;
-        assert_eq!(limited.len(), 1);
+        // Paged one at a time with `after`: every want once, in id order, and the last
+        // page says there is no next one.
+        let mut paged: Vec<String> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = wants
+                .list_wants(pb::ListWantsRequest {
+                    status: 0,
+                    limit: 1,
+                    after: after.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(page.wants.len() <= 1);
+            paged.extend(page.wants.iter().map(|w| w.want_id.clone()));
+            if page.next_after.is_empty() {
+                break;
+            }
+            assert_eq!(page.next_after, page.wants[0].want_id);
+            after = page.next_after;
+            assert!(paged.len() <= ids.len(), "paging does not end: {paged:?}");
+        }
+        assert_eq!(paged, ids);
 
         let got = wants
             .get_want(pb::GetWantRequest {
@@ -135,7 +149,7 @@ fn wants_over_grpc_are_created_listed_shown_and_cancelled() {
         let listed = wants
             .list_wants(pb::ListWantsRequest {
                 status: WantStatus::WantCancelled as i32,
-                limit: 0,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -209,7 +223,7 @@ fn wants_over_grpc_are_created_listed_shown_and_cancelled() {
         let e = wants
             .list_wants(pb::ListWantsRequest {
                 status: WantStatus::WantSlaMissed as i32,
-                limit: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -286,6 +300,7 @@ fn wants_over_http_and_bad_input_that_writes_nothing() {
         ("GET", "/api/v1/wants?status=shiny", "", 400),
         ("GET", "/api/v1/wants?status=sla_missed", "", 400),
         ("GET", "/api/v1/wants?limit=100000", "", 400),
+        ("GET", "/api/v1/wants?after=line%0Abreak", "", 400),
     ];
     let mut report = Vec::new();
     for (method, path, body, want) in cases {
@@ -321,6 +336,13 @@ fn wants_over_http_and_bad_input_that_writes_nothing() {
 
     let listed = svc.get_json("/api/v1/wants");
     assert_eq!(listed["wants"][0]["wantId"], id.as_str(), "{listed}");
+    // One want: a page of one names it as where the next page starts, and that page is
+    // empty and the last.
+    let page = svc.get_json("/api/v1/wants?limit=1");
+    assert_eq!(page["nextAfter"], id.as_str(), "{page}");
+    let next = svc.get_json(&format!("/api/v1/wants?after={id}"));
+    assert!(next["wants"].as_array().is_none_or(Vec::is_empty), "{next}");
+    assert!(next["nextAfter"].as_str().is_none_or(str::is_empty), "{next}");
     let none = svc.get_json("/api/v1/wants?status=cancelled");
     assert!(none["wants"].as_array().is_none_or(Vec::is_empty), "{none}");
     let got = svc.get_json(&format!("/api/v1/wants/{id}"));
