@@ -141,7 +141,11 @@ pub async fn list(app: &App, req: ListWantsRequest) -> Result<ListWantsResponse,
         req.limit
     };
     if !req.after.is_empty() {
-        databuild_proto::validate_ref(&req.after)?;
+        databuild_proto::validate_ref(&req.after).map_err(|e| {
+            ApiError::invalid(format!(
+                "`after` must be the id of a want (the `nextAfter` of the previous page): {e}"
+            ))
+        })?;
     }
     let rows = app
         .bel

@@ -18,7 +18,7 @@ use crate::{
 
 fn local_only(cli: &Cli, what: &str) -> Result<()> {
     if cli.remote.is_some() {
-        bail!("`{what}` works on a local graph and event log; with `--remote`, use the service's HTTP API (`/api/wants`)");
+        bail!("`{what}` works on a local graph and event log; with `--remote`, use the service's HTTP API (`/api/v1/wants`)");
     }
     Ok(())
 }
@@ -50,6 +50,7 @@ fn print_wants(cli: &Cli, rows: &[WantRow]) {
     if cli.json {
         let resp = databuild_proto::ListWantsResponse {
             wants: rows.iter().map(WantRow::to_proto).collect(),
+            next_after: String::new(),
         };
         println!("{}", databuild_proto::to_json_pretty(&resp));
     } else {
