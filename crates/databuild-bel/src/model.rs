@@ -373,6 +373,39 @@ impl WantRow {
             reason: self.reason.clone(),
         }
     }
+
+    /// The row a `databuild.v1.Want` describes (as a service answers): what the message
+    /// lacks — when it last changed, its log position — reads as its creation.
+    pub fn from_proto(w: &databuild_proto::Want) -> Self {
+        let micros = |t: &Option<databuild_proto::Timestamp>| {
+            t.as_ref().map(databuild_proto::timestamp_micros)
+        };
+        let created = micros(&w.created_at).unwrap_or(0);
+        Self {
+            want_id: w.want_id.clone(),
+            partition_ref: w
+                .partition_ref
+                .as_ref()
+                .map(|r| r.str.clone())
+                .unwrap_or_default(),
+            status: WantStatus::try_from(w.status).unwrap_or_default(),
+            created_micros: created,
+            updated_micros: created,
+            expires_micros: micros(&w.expires_at),
+            sla_micros: micros(&w.sla_deadline),
+            sla_missed: w.sla_missed,
+            schedule: w.schedule.clone(),
+            tick_micros: micros(&w.tick),
+            requesters: w.requesting_clients.clone(),
+            reason: w.reason.clone(),
+            seq: 0,
+            backfill: w
+                .want_id
+                .rsplit_once('#')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A backfill's want ids are `<backfill id>#<index in its expanded refs, 9 digits>`, so

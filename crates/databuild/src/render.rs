@@ -177,7 +177,7 @@ pub fn request(r: &GraphRequestEvent) -> String {
 /// One line per event: position, time, what changed.
 pub fn event_line(e: &LoggedEvent) -> String {
     match &e.event {
-        Event::Want(w) => want_event_line(e.seq, w),
+        Event::Want(w) => want_event_line(Some(e.seq), w),
         Event::Backfill(b) => {
             let ts = b
                 .timestamp
@@ -413,7 +413,7 @@ pub(crate) fn cause_word(cause: databuild_proto::FailureCause) -> Option<String>
 }
 
 /// One line for a want event: position, time, want, what happened and why.
-pub fn want_event_line(seq: i64, w: &databuild_proto::WantEvent) -> String {
+pub fn want_event_line(seq: Option<i64>, w: &databuild_proto::WantEvent) -> String {
     let ts = w
         .timestamp
         .as_ref()
@@ -427,7 +427,10 @@ pub fn want_event_line(seq: i64, w: &databuild_proto::WantEvent) -> String {
         .as_ref()
         .map(|r| r.str.as_str())
         .unwrap_or("");
-    let mut line = format!("#{seq} {} want {} {status} {r}", timestamp(ts), w.want_id);
+    let mut line = match seq {
+        Some(seq) => format!("#{seq} {} want {} {status} {r}", timestamp(ts), w.want_id),
+        None => format!("{} want {} {status} {r}", timestamp(ts), w.want_id),
+    };
     if w.late {
         line.push_str(" (late)");
     }

@@ -1,23 +1,25 @@
 //! The commands that ask a service (`--remote URL`) to do work: `build`, `analyze`,
-//! `lookup`, `execute`, `request`. Read commands need nothing here: they read the
+//! `lookup`, `execute`, `request`, and the wants (`want`, `unwant`, `wants list|show`). Read commands need nothing here: they read the
 //! service's log through `context::bel` and print it as they print a local one.
 
 use std::io::Read as _;
 
 use anyhow::{bail, Result};
+use databuild_bel::WantRow;
 use databuild_core::{ExitKind, RunOutcome};
 use databuild_proto::{
+    CancelWantsRequest, CancelWantsResponse, CreateWantsResponse, GetWantResponse,
     GraphAnalyzeRequest, GraphAnalyzeResponse, GraphBuildRequest, GraphExecuteResponse,
-    GraphLookupRequest, GraphLookupResponse, JobGraph, PartitionRef, RequestOptions,
-    RequestPartitionRequest, RequestPartitionResponse,
+    GraphLookupRequest, GraphLookupResponse, JobGraph, ListWantsResponse, PartitionRef,
+    RequestOptions, RequestPartitionRequest, RequestPartitionResponse, WantEvent,
 };
 use databuild_service::{
-    remote::{query, Client, ClientError},
-    wire::{WireBuild, WireEvent, WireSubmitted},
+    remote::{query, segment, Client, ClientError},
+    wire::{WireBuild, WireEvent, WireSubmitted, WireWantRequest},
 };
 
 use crate::{
-    cli::{Cli, Command, Format},
+    cli::{Cli, Command, Format, WantsCommand},
     render,
 };
 
@@ -140,8 +142,109 @@ pub async fn run(cli: &Cli, client: &Client) -> Result<Option<ExitKind>> {
             println!("{}", databuild_proto::to_json_pretty(&resp));
             ExitKind::Success
         }
+        Command::Want {
+            refs,
+            from_file,
+            syntax,
+            ttl,
+            sla,
+        } => {
+            let all = super::refs_and_file(refs, from_file.as_deref(), *syntax)?;
+            // Whole seconds, in the graph file's duration syntax.
+            let secs = |d: &Option<std::time::Duration>| {
+                d.map(|d| format!("{}s", d.as_secs_f64().ceil() as u64))
+                    .unwrap_or_default()
+            };
+            let resp: CreateWantsResponse = client
+                .post(
+                    "/api/v1/wants",
+                    &WireWantRequest {
+                        refs: all,
+                        ttl: secs(ttl),
+                        sla: secs(sla),
+                    },
+                )
+                .await?;
+            let rows: Vec<WantRow> = resp.wants.iter().map(WantRow::from_proto).collect();
+            super::wants::print_wants(cli, &rows);
+            if !cli.json {
+                eprintln!(
+                    "recorded {} want{} on {}; its reconciler builds them",
+                    rows.len(),
+                    if rows.len() == 1 { "" } else { "s" },
+                    client.url()
+                );
+            }
+            ExitKind::Success
+        }
+        Command::Unwant { wants } => {
+            let resp: CancelWantsResponse = client
+                .post(
+                    "/api/v1/wants/cancel",
+                    &CancelWantsRequest {
+                        wants: wants.clone(),
+                    },
+                )
+                .await?;
+            let rows: Vec<WantRow> = resp.wants.iter().map(WantRow::from_proto).collect();
+            super::wants::print_wants(cli, &rows);
+            ExitKind::Success
+        }
+        Command::Wants(WantsCommand::List { status, limit }) => {
+            let rows = list_wants(client, status, *limit).await?;
+            super::wants::print_wants(cli, &rows);
+            ExitKind::Success
+        }
+        Command::Wants(WantsCommand::Show { want_id }) => {
+            let resp: GetWantResponse = client
+                .get(&format!("/api/v1/wants/{}", segment(want_id)))
+                .await?;
+            let Some(w) = resp.want.as_ref() else {
+                bail!("{} answered without the want `{want_id}`", client.url());
+            };
+            let events: Vec<(Option<i64>, WantEvent)> =
+                resp.events.into_iter().map(|e| (None, e)).collect();
+            super::wants::print_show(cli, &WantRow::from_proto(w), &events, resp.waiting_for);
+            ExitKind::Success
+        }
         _ => return Ok(None),
     }))
+}
+
+/// `wants list` from the service: each status asked for (all if none), page by page
+/// along `next_after`, merged by id; at most `limit` (0: all).
+async fn list_wants(client: &Client, statuses: &[String], limit: usize) -> Result<Vec<WantRow>> {
+    let statuses: Vec<Option<&str>> = if statuses.is_empty() {
+        vec![None]
+    } else {
+        statuses.iter().map(|s| Some(s.as_str())).collect()
+    };
+    let mut rows = Vec::new();
+    for status in statuses {
+        let mut after = String::new();
+        loop {
+            let mut params: Vec<(&str, &str)> = vec![("limit", "10000")];
+            if let Some(s) = status {
+                params.push(("status", s));
+            }
+            if !after.is_empty() {
+                params.push(("after", after.as_str()));
+            }
+            let page: ListWantsResponse = client
+                .get(&format!("/api/v1/wants?{}", query(params)))
+                .await?;
+            rows.extend(page.wants.iter().map(WantRow::from_proto));
+            if page.next_after.is_empty() || (limit > 0 && rows.len() >= limit) {
+                break;
+            }
+            after = page.next_after;
+        }
+    }
+    rows.sort_by(|a, b| a.want_id.cmp(&b.want_id));
+    if limit > 0 {
+        rows.truncate(limit);
+    }
+    Ok(rows)
 }
 
 /// Submits the build, prints its events as they happen (stderr), then the same summary as

@@ -7,7 +7,7 @@ use databuild_core::{
     wants::{self, ReconcileOptions, Reconciler},
     CoreError, ExitKind,
 };
-use databuild_proto::WantStatus;
+use databuild_proto::{WantEvent, WantStatus};
 
 use crate::{
     cli::{Cli, ExecArgs, WantsCommand},
@@ -18,7 +18,7 @@ use crate::{
 
 fn local_only(cli: &Cli, what: &str) -> Result<()> {
     if cli.remote.is_some() {
-        bail!("`{what}` works on a local graph and event log; with `--remote`, use the service's HTTP API (`/api/v1/wants`)");
+        bail!("`{what}` works on a local graph and event log; drop `--remote`");
     }
     Ok(())
 }
@@ -46,7 +46,7 @@ fn line(w: &WantRow) -> String {
     s
 }
 
-fn print_wants(cli: &Cli, rows: &[WantRow]) {
+pub(super) fn print_wants(cli: &Cli, rows: &[WantRow]) {
     if cli.json {
         let resp = databuild_proto::ListWantsResponse {
             wants: rows.iter().map(WantRow::to_proto).collect(),
@@ -66,7 +66,6 @@ pub async fn want(
     ttl: Option<std::time::Duration>,
     sla: Option<std::time::Duration>,
 ) -> Result<ExitKind> {
-    local_only(cli, "want")?;
     let graph = context::graph(cli)?;
     for r in refs {
         databuild_proto::validate_ref(r)
@@ -91,7 +90,6 @@ pub async fn want(
 }
 
 pub async fn unwant(cli: &Cli, ids: &[String]) -> Result<ExitKind> {
-    local_only(cli, "unwant")?;
     let graph = context::graph(cli)?;
     let bel = context::writable_bel(cli, Some(&graph)).await?;
     let rows = wants::cancel(bel.log.as_ref(), ids, "withdrawn with `databuild unwant`").await?;
@@ -100,7 +98,6 @@ pub async fn unwant(cli: &Cli, ids: &[String]) -> Result<ExitKind> {
 }
 
 pub async fn wants(cli: &Cli, cmd: &WantsCommand) -> Result<ExitKind> {
-    local_only(cli, "wants")?;
     let graph = context::graph(cli)?;
     let bel = context::bel(cli, Some(&graph)).await?;
     match cmd {
@@ -130,36 +127,46 @@ pub async fn wants(cli: &Cli, cmd: &WantsCommand) -> Result<ExitKind> {
                 .await
                 .map_err(CoreError::from)?;
             let waiting = wants::waiting_for(&graph, bel.log.as_ref(), &w).await?;
-            if cli.json {
-                let resp = databuild_proto::GetWantResponse {
-                    want: Some(w.to_proto()),
-                    events: events
-                        .iter()
-                        .filter_map(|e| match &e.event {
-                            Event::Want(w) => Some(w.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                    waiting_for: waiting,
-                };
-                println!("{}", databuild_proto::to_json_pretty(&resp));
-            } else {
-                println!("{}", line(&w));
-                println!(
-                    "created {} by {}",
-                    timestamp(w.created_micros),
-                    w.requesters.join(", ")
-                );
-                println!("waiting for: {waiting}");
-                for e in &events {
-                    if let Event::Want(ev) = &e.event {
-                        println!("  {}", render::want_event_line(e.seq, ev));
-                    }
-                }
-            }
+            let events: Vec<(Option<i64>, WantEvent)> = events
+                .into_iter()
+                .filter_map(|e| match e.event {
+                    Event::Want(w) => Some((Some(e.seq), w)),
+                    _ => None,
+                })
+                .collect();
+            print_show(cli, &w, &events, waiting);
         }
     }
     Ok(ExitKind::Success)
+}
+
+/// Prints `wants show`: the want, who asked, what it waits for, and its events (with
+/// their log positions when read from the log).
+pub(super) fn print_show(
+    cli: &Cli,
+    w: &WantRow,
+    events: &[(Option<i64>, WantEvent)],
+    waiting: String,
+) {
+    if cli.json {
+        let resp = databuild_proto::GetWantResponse {
+            want: Some(w.to_proto()),
+            events: events.iter().map(|(_, e)| e.clone()).collect(),
+            waiting_for: waiting,
+        };
+        println!("{}", databuild_proto::to_json_pretty(&resp));
+        return;
+    }
+    println!("{}", line(w));
+    println!(
+        "created {} by {}",
+        timestamp(w.created_micros),
+        w.requesters.join(", ")
+    );
+    println!("waiting for: {waiting}");
+    for (seq, ev) in events {
+        println!("  {}", render::want_event_line(*seq, ev));
+    }
 }
 
 /// How `reconcile` runs.

@@ -342,7 +342,10 @@ fn wants_over_http_and_bad_input_that_writes_nothing() {
     assert_eq!(page["nextAfter"], id.as_str(), "{page}");
     let next = svc.get_json(&format!("/api/v1/wants?after={id}"));
     assert!(next["wants"].as_array().is_none_or(Vec::is_empty), "{next}");
-    assert!(next["nextAfter"].as_str().is_none_or(str::is_empty), "{next}");
+    assert!(
+        next["nextAfter"].as_str().is_none_or(str::is_empty),
+        "{next}"
+    );
     let none = svc.get_json("/api/v1/wants?status=cancelled");
     assert!(none["wants"].as_array().is_none_or(Vec::is_empty), "{none}");
     let got = svc.get_json(&format!("/api/v1/wants/{id}"));
@@ -554,6 +557,63 @@ fn the_dashboard_lists_wants_and_shows_each_with_its_history() {
         "{unknown}"
     );
     page("/wants?status=bogus", 400);
+    drop(svc);
+    g.assert_bel_intact();
+}
+
+#[test]
+fn want_unwant_and_wants_with_remote_match_the_local_commands() {
+    let g = example();
+    let svc = Service::start(&g, &["--no-reconcile"]);
+    let remote = |args: &[&str]| {
+        let mut all = vec!["--remote", svc.url.as_str()];
+        all.extend(args);
+        g.run(&all)
+    };
+    const OTHER: &str = "reviews/daily/date=2025-01-09";
+    let out = remote(&["want", DAY, OTHER, "--ttl", "30d", "--sla", "6h"]);
+    crate::util::assert_code(&out, 0);
+    let ids: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", out.stdout);
+    assert!(out.stdout.contains(" sla ") && out.stdout.contains(" expires "));
+
+    // The service's answers print as the local commands print the log (the local `show`
+    // also numbers each event with its log position).
+    let id = ids[0].as_str();
+    for args in [
+        vec!["wants", "list"],
+        vec!["wants", "list", "--status", "active", "--limit", "1"],
+        vec!["--json", "wants", "list"],
+        vec!["--json", "wants", "show", id],
+    ] {
+        let (here, there) = (g.run(&args), remote(&args));
+        crate::util::assert_code(&there, 0);
+        assert_eq!(here.stdout, there.stdout, "{args:?}");
+    }
+    let here = g.run(&["wants", "show", id]).stdout;
+    let there = remote(&["wants", "show", id]).stdout;
+    let unnumbered = regex::Regex::new(r"(?m)^  #\d+ ").unwrap();
+    assert_eq!(unnumbered.replace_all(&here, "  "), there);
+    assert!(there.contains("WANT_ACTIVE"), "{there}");
+
+    // Unknown ids are refused as locally, and nothing is withdrawn.
+    let before = g.events().len();
+    let (here, there) = (
+        g.run(&["unwant", "want-nope", OTHER]),
+        remote(&["unwant", "want-nope", OTHER]),
+    );
+    assert_ne!(there.code, 0, "{}", there.stdout);
+    assert_eq!(here.code, there.code, "{}\n{}", here.stderr, there.stderr);
+    assert!(there.stderr.contains("want-nope"), "{}", there.stderr);
+    assert_eq!(g.events().len(), before);
+    let out = remote(&["unwant", id, OTHER]);
+    crate::util::assert_code(&out, 0);
+    let listed = g.run(&["wants", "list", "--status", "cancelled"]).stdout;
+    assert_eq!(listed.lines().count(), 2, "{listed}");
     drop(svc);
     g.assert_bel_intact();
 }
