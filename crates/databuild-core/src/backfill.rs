@@ -121,25 +121,12 @@ pub async fn expand(
     for r in &all {
         databuild_proto::validate_ref(r).map_err(|e| CoreError::from(crate::PlanError::from(e)))?;
     }
-    let looked_up = graph
-        .lookup(&all)
-        .await
-        .map_err(|e| CoreError::from(crate::PlanError::from(e)))?;
-    if !looked_up.unproduced.is_empty() {
-        let statuses = bel.statuses(&looked_up.unproduced).await?;
-        let missing: Vec<&String> = looked_up
-            .unproduced
-            .iter()
-            .zip(statuses)
-            .filter(|(_, s)| s.is_none())
-            .map(|(r, _)| r)
-            .collect();
-        if !missing.is_empty() {
-            return Err(BackfillError::Unproduced {
-                count: missing.len(),
-                refs: crate::protocol::ref_list(&missing),
-            });
-        }
+    let missing = crate::wants::unbuildable(graph, bel, &all).await?;
+    if !missing.is_empty() {
+        return Err(BackfillError::Unproduced {
+            count: missing.len(),
+            refs: crate::protocol::ref_list(&missing),
+        });
     }
     Ok(all)
 }

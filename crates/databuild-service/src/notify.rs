@@ -119,8 +119,7 @@ pub async fn reconcile(
     notifiers: Notifiers,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut opts = ReconcileOptions::new(app.opts.build.clone());
-    opts.build.client_id = "reconciler".into();
+    let opts = ReconcileOptions::new(app.opts.build.clone());
     let mut r = Reconciler::new(app.graph.clone(), app.bel.clone(), opts, notifiers);
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

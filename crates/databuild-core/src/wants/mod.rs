@@ -60,26 +60,13 @@ pub async fn create(
     client: &str,
 ) -> Result<Vec<WantRow>, WantError> {
     let refs = crate::planner::distinct(refs);
-    let looked_up = graph
-        .lookup(&refs)
-        .await
-        .map_err(|e| CoreError::from(crate::planner::PlanError::from(e)))?;
-    if !looked_up.unproduced.is_empty() {
-        let statuses = bel.statuses(&looked_up.unproduced).await?;
-        let mut missing: Vec<String> = looked_up
-            .unproduced
-            .iter()
-            .zip(statuses)
-            .filter(|(_, s)| s.is_none())
-            .map(|(r, _)| r.clone())
-            .collect();
-        if !missing.is_empty() {
-            missing.sort();
-            return Err(WantError::Unproduced {
-                count: missing.len(),
-                refs: crate::protocol::ref_list(&missing),
-            });
-        }
+    let mut missing = unbuildable(graph, bel, &refs).await?;
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(WantError::Unproduced {
+            count: missing.len(),
+            refs: crate::protocol::ref_list(&missing),
+        });
     }
     let now = databuild_proto::timestamp_micros(&databuild_proto::now());
     let events: Vec<Event> = refs
@@ -98,6 +85,30 @@ pub async fn create(
         .collect();
     let logged = bel.append(events).await?;
     Ok(logged.iter().filter_map(created_row).collect())
+}
+
+/// The refs of `refs` that can never be built here: no job of `graph` produces them and
+/// they are not registered in the log. In the order given.
+pub(crate) async fn unbuildable(
+    graph: &Graph,
+    bel: &dyn databuild_bel::EventRead,
+    refs: &[String],
+) -> Result<Vec<String>, CoreError> {
+    let looked_up = graph
+        .lookup(refs)
+        .await
+        .map_err(|e| CoreError::from(crate::planner::PlanError::from(e)))?;
+    if looked_up.unproduced.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statuses = bel.statuses(&looked_up.unproduced).await?;
+    Ok(looked_up
+        .unproduced
+        .into_iter()
+        .zip(statuses)
+        .filter(|(_, s)| s.is_none())
+        .map(|(r, _)| r)
+        .collect())
 }
 
 /// The row a want's creation event makes (what the log's `wants` view holds for it).

@@ -41,8 +41,10 @@ pub struct ReconcileOptions {
 }
 
 impl ReconcileOptions {
-    /// Defaults around `build`: 3 retries from 5 s, 10,000 partitions per graph run.
-    pub fn new(build: BuildOptions) -> Self {
+    /// Defaults around `build`: 3 retries from 5 s, 10,000 partitions per graph run; its
+    /// graph runs are asked for by the client `reconciler`.
+    pub fn new(mut build: BuildOptions) -> Self {
+        build.client_id = "reconciler".into();
         Self {
             build,
             retries: 3,

@@ -189,7 +189,6 @@ pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind>
     let notifiers = databuild_service::notify::notifiers(&graph).map_err(anyhow::Error::msg)?;
     let bel = context::writable_bel(cli, Some(&graph)).await?;
     let mut build = super::build::options(exec, bel.log_dir);
-    build.client_id = "reconciler".into();
     build.handle_signals = false;
     let mut opts = ReconcileOptions::new(build);
     opts.retries = retries;
