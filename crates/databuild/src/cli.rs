@@ -246,6 +246,10 @@ pub enum Command {
         /// Wait before the first retry, doubled after each.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         retry_backoff: std::time::Duration,
+        /// Leave wanted partitions built by another version of their job as they are
+        /// (by default they are rebuilt like STALE ones).
+        #[arg(long)]
+        keep_outdated: bool,
         /// Options of the builds it runs.
         #[command(flatten)]
         exec: ExecArgs,

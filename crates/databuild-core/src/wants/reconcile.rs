@@ -135,6 +135,9 @@ pub struct Reconciler {
     check_refs: HashSet<String>,
     /// What loading decided, reported (and built) by the first pass.
     carry: Option<(PassReport, Vec<String>)>,
+    /// Wanted partitions AVAILABLE but outdated (built by another version of their job
+    /// than the graph gives, or from such a partition), until a build of them ends.
+    outdated: HashSet<String>,
 }
 
 /// Wants read (and decided) at once while loading, or due to expire in one step.
@@ -182,6 +185,7 @@ impl Reconciler {
             failed: 0,
             check_refs: HashSet::new(),
             carry: None,
+            outdated: HashSet::new(),
         }
     }
 
@@ -189,10 +193,10 @@ impl Reconciler {
         &self.graph.schedules
     }
 
-    /// Reads where the log ends and the wants that need attention: every ACTIVE want, page
-    /// by page, each page decided before the next is read (a satisfied one is let go), and
-    /// the SATISFIED wants whose partition is not AVAILABLE. What it decides is reported
-    /// (and built) by the next pass.
+    /// Reads where the log ends and the wants that need attention: those whose partition
+    /// is outdated, every ACTIVE want, page by page, each page decided before the next is
+    /// read (a satisfied one is let go), and the SATISFIED wants whose partition is not
+    /// AVAILABLE. What it decides is reported (and built) by the next pass.
     pub async fn load(&mut self) -> Result<(), CoreError> {
         self.after_seq = self.bel.last_seq().await?;
         for s in self.graph.schedules.iter() {
@@ -202,6 +206,32 @@ impl Reconciler {
         self.loaded = true;
         let now = now_micros();
         let mut plan = Plan::default();
+        // The graph's job versions are fixed for this reconciler's life: the wanted
+        // partitions they make outdated are found once, and rebuilt like STALE ones.
+        if !self.opts.build.keep_outdated {
+            let outdated: Vec<String> = crate::scheduler::outdated(&self.graph, self.bel.as_ref())
+                .await?
+                .all
+                .into_iter()
+                .collect();
+            let mut ids = Vec::new();
+            for chunk in outdated.chunks(PAGE) {
+                let rows = self
+                    .bel
+                    .wants(&WantFilter {
+                        statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
+                        refs: chunk.to_vec(),
+                        ..Default::default()
+                    })
+                    .await?;
+                for row in rows {
+                    self.outdated.insert(row.partition_ref.clone());
+                    ids.push(row.want_id.clone());
+                    self.track(row);
+                }
+            }
+            self.decide(ids, now, &mut plan).await?;
+        }
         // From the first id on, along the status index.
         let mut after = Some(String::new());
         loop {
@@ -370,6 +400,8 @@ impl Reconciler {
                     self.check_refs.insert(r.to_string());
                 }
                 if p.status == PartitionStatus::PartitionAvailable as i32 {
+                    // Built again, by the graph's versions.
+                    self.outdated.remove(r);
                     if let Some(ids) = self.waiting.remove(r) {
                         for id in ids {
                             if let Some(t) = self.wants.get_mut(&id) {
@@ -538,7 +570,7 @@ impl Reconciler {
                 report.expired += 1;
                 continue;
             }
-            if status == Some(PartitionStatus::PartitionAvailable) {
+            if status == Some(PartitionStatus::PartitionAvailable) && !self.outdated.contains(r) {
                 if row.status == WantStatus::WantActive && !self.opts.dry_run {
                     let mut e = event(id, r, WantStatus::WantSatisfied);
                     e.late = row.sla_micros.is_some_and(|s| s < now);

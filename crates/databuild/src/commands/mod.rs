@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
             dry_run,
             retries,
             retry_backoff,
+            keep_outdated,
             exec,
         } => {
             let how = wants::How {
@@ -121,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<ExitKind> {
                 dry_run: *dry_run,
                 retries: *retries,
                 retry_backoff: *retry_backoff,
+                keep_outdated: *keep_outdated,
             };
             wants::reconcile(&cli, how, exec).await
         }

@@ -175,6 +175,7 @@ pub struct How {
     pub dry_run: bool,
     pub retries: u32,
     pub retry_backoff: std::time::Duration,
+    pub keep_outdated: bool,
 }
 
 pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind> {
@@ -183,12 +184,14 @@ pub async fn reconcile(cli: &Cli, how: How, exec: &ExecArgs) -> Result<ExitKind>
         dry_run,
         retries,
         retry_backoff,
+        keep_outdated,
     } = how;
     local_only(cli, "reconcile")?;
     let graph = std::sync::Arc::new(context::graph(cli)?);
     let notifiers = databuild_service::notify::notifiers(&graph).map_err(anyhow::Error::msg)?;
     let bel = context::writable_bel(cli, Some(&graph)).await?;
     let mut build = super::build::options(exec, bel.log_dir);
+    build.keep_outdated = keep_outdated;
     build.handle_signals = false;
     let mut opts = ReconcileOptions::new(build);
     opts.retries = retries;

@@ -161,6 +161,40 @@ fn a_reconciler_holds_only_the_wants_that_need_it_and_expires_the_rest_from_the_
 }
 
 #[test]
+fn a_wanted_partition_built_by_another_version_of_its_job_is_rebuilt() {
+    let g = external_graph();
+    assert_code(&g.run(&["partitions", "register", "raw/1", "raw/2"]), 0);
+    assert_code(&g.run(&["want", "b/1"]), 0);
+    assert_code(&g.run(&["build", "b/2"]), 0);
+    assert_code(&g.run(&["reconcile", "--once"]), 0);
+    assert_eq!(execs(&g), ["b/2", "b/1"]);
+    // Job `b` at version 2: its wanted partition is outdated and rebuilt; `b/2`, built by
+    // the old version too but not wanted, is left alone.
+    let path = g.path().join("databuild.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let bumped = toml.replacen("label = \"b\"\n", "label = \"b\"\nversion = \"2\"\n", 1);
+    assert_ne!(toml, bumped);
+    std::fs::write(&path, bumped).unwrap();
+    // `--keep-outdated` keeps it as it is.
+    let out = g.run(&[
+        "--json",
+        "reconcile",
+        "--once",
+        "--dry-run",
+        "--keep-outdated",
+    ]);
+    assert_code(&out, 0);
+    assert!(out.stdout.contains("\"wouldBuild\":0"), "{}", out.stdout);
+    assert_eq!(held(&g), (1, 1));
+    assert_code(&g.run(&["reconcile", "--once"]), 0);
+    assert_eq!(execs(&g), ["b/2", "b/1", "b/1"]);
+    assert_eq!(held(&g), (0, 0));
+    assert_code(&g.run(&["reconcile", "--once"]), 0);
+    assert_eq!(execs(&g).len(), 3, "built once by the new version");
+    g.assert_bel_intact();
+}
+
+#[test]
 fn serve_wakes_a_waiting_want_when_its_external_data_is_registered() {
     let g = external_graph();
     let mut s = Service::start(&g, &[]);
