@@ -7,6 +7,7 @@ mod checkpoint;
 mod read_only;
 mod rows;
 mod schema;
+mod statuses;
 mod wants;
 mod write;
 
@@ -26,6 +27,7 @@ use crate::{
 
 use rows::{query_events, read_job_run_row, read_run_row, JOB_RUN_COLUMNS, RUN_COLUMNS};
 pub use schema::SCHEMA_VERSION;
+use statuses::{point_statuses, sorted_statuses, STATUS_RUN};
 use write::TxRows;
 
 /// How long a write waits for another writer's lock by default.
@@ -331,14 +333,11 @@ impl crate::EventRead for SqliteEventLog {
     async fn statuses(&self, refs: &[String]) -> Result<Vec<Option<PartitionStatus>>, BelError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let mut out = Vec::with_capacity(refs.len());
-            {
-                let mut stmt = tx.prepare_cached("SELECT status FROM partitions WHERE ref = ?1")?;
-                for r in refs {
-                    let status: Option<i32> = stmt.query_row([r], |row| row.get(0)).optional()?;
-                    out.push(status.map(|s| PartitionStatus::try_from(s).unwrap_or_default()));
-                }
-            }
+            let out = if refs.len() >= STATUS_RUN && refs.windows(2).all(|w| w[0] < w[1]) {
+                sorted_statuses(&tx, refs)?
+            } else {
+                point_statuses(&tx, refs)?
+            };
             tx.commit()?;
             Ok(out)
         })

@@ -23,7 +23,7 @@ pub use error::{CoreError, ExitKind};
 pub use graph::{Graph, GraphError, JobDef};
 pub use planner::{analyze, PlanError};
 pub use remote::{RemoteError, RemoteExec, RemoteJobs};
-pub use scheduler::{build, execute, BuildOptions, Progress, RunOutcome};
+pub use scheduler::{build, build_owned, execute, BuildOptions, Progress, RunOutcome};
 
 /// Stable hash of a job label and its (sorted) outputs, tying runs of one task together.
 pub fn job_key(label: &str, outputs: &[String]) -> String {

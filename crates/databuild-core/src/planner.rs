@@ -69,6 +69,11 @@ pub async fn analyze(
 
 /// `refs` without repeats, in first-seen order (borrowed when there are none).
 pub(crate) fn distinct(refs: &[String]) -> std::borrow::Cow<'_, [String]> {
+    // Sorted refs (a file of them, an expanded range) repeat none if each is greater than
+    // the one before: one pass, no set.
+    if refs.windows(2).all(|w| w[0] < w[1]) {
+        return std::borrow::Cow::Borrowed(refs);
+    }
     let mut seen: HashSet<&str> = HashSet::with_capacity(refs.len());
     if refs.iter().all(|r| seen.insert(r)) {
         return std::borrow::Cow::Borrowed(refs);

@@ -137,7 +137,7 @@ pub fn reporter(quiet: bool) -> ProgressFn {
                 say!(
                     "planned {}; {} up to date",
                     count(tasks, "job"),
-                    count(up_to_date.len(), "requested partition")
+                    count(up_to_date, "requested partition")
                 )
             }
             Progress::JobStarted {

@@ -49,6 +49,7 @@ conformance!(
     views::recent_job_runs_are_newest_first_by_label,
     views::a_forgotten_partition_leaves_the_listings_and_keeps_its_events,
     views::a_rebuild_with_the_same_digest_keeps_its_dependents_fresh,
+    views::statuses_of_many_refs_agree_sorted_sparse_or_not,
     coordination::a_claimed_group_is_delegated_to_the_run_holding_it,
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
     coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,

@@ -589,3 +589,53 @@ pub async fn a_rebuild_with_the_same_digest_keeps_its_dependents_fresh(b: &Backe
         "a STALE partition is rebuilt anyway"
     );
 }
+
+/// `statuses` answers one status per ref asked, in that order, whatever the order of the
+/// refs: sorted and dense among the partitions, sorted and sparse, with refs before and
+/// after every partition, or unsorted.
+pub async fn statuses_of_many_refs_agree_sorted_sparse_or_not(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    let name = |i: usize| format!("p/{i:04}");
+    // 6,000 refs, every third one never recorded (more than one run of refs is walked,
+    // and the sparse refs, one in ten, fall back to lookups).
+    let present: Vec<String> = (0..6_000).filter(|i| i % 3 != 0).map(name).collect();
+    bel.append(
+        present
+            .iter()
+            .map(|r| partition(r, PartitionAvailable, "", 0))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    for r in ["p/0001", "p/1501", "p/5999"] {
+        bel.invalidate(r, "test").await.unwrap();
+    }
+    let expect = |r: &str| -> Option<PartitionStatus> {
+        let i: usize = r.strip_prefix("p/")?.parse().ok()?;
+        if i % 3 == 0 || i >= 6_000 {
+            None
+        } else if [1, 1501, 5999].contains(&i) {
+            Some(PartitionStale)
+        } else {
+            Some(PartitionAvailable)
+        }
+    };
+    let dense: Vec<String> = std::iter::once("a".to_string())
+        .chain((0..6_000).map(name))
+        .chain(["p/9999".to_string(), "q".to_string()])
+        .collect();
+    let sparse: Vec<String> = (0..6_000).step_by(10).map(name).collect();
+    let mut unsorted = dense.clone();
+    unsorted.reverse();
+    unsorted.push("p/0002".into());
+    for (what, refs) in [("dense", dense), ("sparse", sparse), ("unsorted", unsorted)] {
+        let got = bel.statuses(&refs).await.unwrap();
+        let want: Vec<Option<PartitionStatus>> = refs.iter().map(|r| expect(r)).collect();
+        assert_eq!(got.len(), refs.len(), "{what}");
+        for ((r, g), w) in refs.iter().zip(&got).zip(&want) {
+            assert_eq!(g, w, "{what}: {r}");
+        }
+    }
+}

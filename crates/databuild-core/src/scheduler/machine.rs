@@ -150,7 +150,7 @@ pub(crate) struct Machine {
 
 impl Machine {
     /// The machine of graph run `run_id` over the planned tasks `nodes`; `requested` are
-    /// the distinct refs the run was asked for. Also returns those that need no work.
+    /// the distinct refs the run was asked for. Also returns how many of them need no work.
     pub fn new(
         run_id: &str,
         graph_label: &str,
@@ -159,7 +159,7 @@ impl Machine {
         progress: ProgressFn,
         nodes: Vec<Task>,
         requested: &[String],
-    ) -> Result<(Self, Vec<String>), CoreError> {
+    ) -> Result<(Self, usize), CoreError> {
         let by_label: HashMap<&str, usize> = jobs
             .iter()
             .enumerate()
@@ -212,8 +212,7 @@ impl Machine {
         let up_to_date = requested
             .iter()
             .filter(|r| !producer.contains_key(*r))
-            .cloned()
-            .collect();
+            .count();
         let n = jobs.len();
         let machine = Self {
             run_id: run_id.to_string(),
@@ -247,7 +246,7 @@ impl Machine {
     /// Records GRAPH_ANALYZED with the plan: the requested refs with work to do (the
     /// up-to-date ones are counted on GRAPH_STARTED, so the event grows with the work,
     /// not the request) and the planned tasks.
-    pub fn analyzed(&mut self, requested: &[String], planned: Vec<Task>, up_to_date: Vec<String>) {
+    pub fn analyzed(&mut self, requested: &[String], planned: Vec<Task>, up_to_date: usize) {
         let analysis = JobGraph {
             label: Some(GraphLabel {
                 label: self.graph_label.clone(),
@@ -262,7 +261,6 @@ impl Machine {
         self.out
             .events
             .push(self.graph_event(JobGraphRunStatus::GraphAnalyzed, Some(analysis)));
-        self.outcome.up_to_date = up_to_date.clone();
         (self.progress)(Progress::Planned {
             run_id: self.run_id.clone(),
             tasks: self.tasks.len(),
@@ -623,6 +621,22 @@ impl Machine {
         if next != self.graph_status {
             self.graph_status = next;
             self.out.events.push(self.graph_event(next, None));
+        }
+    }
+
+    /// The requested refs that needed no work, for the outcome: moved out of `requested`
+    /// when it is owned (a request of ten million refs is not copied).
+    pub fn up_to_date(&self, requested: std::borrow::Cow<'_, [String]>) -> Vec<String> {
+        match requested {
+            std::borrow::Cow::Owned(refs) => refs
+                .into_iter()
+                .filter(|r| !self.producer.contains_key(r))
+                .collect(),
+            std::borrow::Cow::Borrowed(refs) => refs
+                .iter()
+                .filter(|r| !self.producer.contains_key(*r))
+                .cloned()
+                .collect(),
         }
     }
 

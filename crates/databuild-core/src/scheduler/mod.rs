@@ -79,7 +79,8 @@ pub enum Progress {
     Planned {
         run_id: String,
         tasks: usize,
-        up_to_date: Vec<String>,
+        /// How many requested refs need no work.
+        up_to_date: usize,
     },
     /// A job run started.
     JobStarted {
@@ -449,7 +450,43 @@ pub async fn build(
     for r in refs {
         databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
     }
-    let requested = planner::distinct(refs);
+    build_distinct(graph, bel, planner::distinct(refs), opts, progress).await
+}
+
+/// [`build`] of refs the caller gives up: the outcome's up-to-date refs are moved out of
+/// them rather than copied (a no-op request of ten million refs holds them once).
+pub async fn build_owned(
+    graph: &Graph,
+    bel: Arc<dyn EventLog>,
+    refs: Vec<String>,
+    opts: &BuildOptions,
+    progress: ProgressFn,
+) -> Result<RunOutcome, CoreError> {
+    for r in &refs {
+        databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
+    }
+    let requested = match planner::distinct(&refs) {
+        std::borrow::Cow::Borrowed(_) => refs,
+        std::borrow::Cow::Owned(distinct) => distinct,
+    };
+    build_distinct(
+        graph,
+        bel,
+        std::borrow::Cow::Owned(requested),
+        opts,
+        progress,
+    )
+    .await
+}
+
+/// [`build`] of the distinct refs `requested`.
+async fn build_distinct(
+    graph: &Graph,
+    bel: Arc<dyn EventLog>,
+    requested: std::borrow::Cow<'_, [String]>,
+    opts: &BuildOptions,
+    progress: ProgressFn,
+) -> Result<RunOutcome, CoreError> {
     let mut signals = Signals::new(opts)?;
     let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
@@ -492,10 +529,7 @@ pub async fn build(
         return Err(e);
     }
     drop(statuses);
-    run::execute_run(
-        graph, bel, begun, nodes, &requested, opts, progress, signals,
-    )
-    .await
+    run::execute_run(graph, bel, begun, nodes, requested, opts, progress, signals).await
 }
 
 /// Executes a given job graph as a new graph run.
@@ -570,7 +604,7 @@ pub async fn execute(
         bel,
         begun,
         job_graph.nodes,
-        &requested,
+        requested,
         opts,
         progress,
         signals,

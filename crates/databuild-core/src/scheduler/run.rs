@@ -4,6 +4,7 @@
 //! their executors, times retries, and renews nothing itself (the lease keeper does).
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
     sync::Arc,
 };
@@ -52,7 +53,7 @@ pub(super) async fn execute_run(
     bel: Arc<dyn EventLog>,
     begun: Begun,
     nodes: Vec<Task>,
-    requested: &[String],
+    requested: Cow<'_, [String]>,
     opts: &BuildOptions,
     progress: ProgressFn,
     mut signals: Signals,
@@ -92,7 +93,7 @@ pub(super) async fn execute_run(
         policy,
         progress,
         nodes,
-        requested,
+        &requested,
     )?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut run = Run {
@@ -108,7 +109,7 @@ pub(super) async fn execute_run(
         orphans: HashMap::new(),
         log_dir_made: false,
     };
-    run.m.analyzed(requested, planned, up_to_date);
+    run.m.analyzed(&requested, planned, up_to_date);
     run.flush().await?;
     run.versions().await?;
     let all: Vec<usize> = (0..run.m.len()).collect();
@@ -297,8 +298,9 @@ impl Run<'_> {
         self.failure = Some(e);
     }
 
-    async fn finish(mut self, requested: &[String]) -> Result<RunOutcome, CoreError> {
-        let outcome = self.m.finish(requested);
+    async fn finish(mut self, requested: Cow<'_, [String]>) -> Result<RunOutcome, CoreError> {
+        let mut outcome = self.m.finish(&requested);
+        outcome.up_to_date = self.m.up_to_date(requested);
         let recorded = self.flush_or_keep().await;
         if let Some(cause) = self.failure.take() {
             return Err(CoreError::Stopped {

@@ -38,7 +38,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitKind> {
     opts.force = args.force;
     opts.keep_outdated = args.keep_outdated;
     let outcome =
-        databuild_core::build(&graph, bel.log, &refs, &opts, output::reporter(false)).await?;
+        databuild_core::build_owned(&graph, bel.log, refs, &opts, output::reporter(false)).await?;
     Ok(report(cli, &outcome))
 }
 
