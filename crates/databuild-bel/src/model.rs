@@ -262,20 +262,23 @@ pub struct WantRow {
     pub backfill: String,
 }
 
+/// Microseconds since the epoch of an optional timestamp.
+fn micros(t: &Option<databuild_proto::Timestamp>) -> Option<i64> {
+    t.as_ref().map(databuild_proto::timestamp_micros)
+}
+
+/// The ref an optional `PartitionRef` names (empty if none).
+fn ref_of(r: &Option<databuild_proto::PartitionRef>) -> String {
+    r.as_ref().map(|r| r.str.clone()).unwrap_or_default()
+}
+
 impl WantRow {
     /// The row a want's creation event makes: `w` (WANT_ACTIVE, written at `ts`
     /// microseconds) stored at log position `seq`.
     pub fn created(w: &WantEvent, ts: i64, seq: i64) -> WantRow {
-        let micros = |t: &Option<databuild_proto::Timestamp>| {
-            t.as_ref().map(databuild_proto::timestamp_micros)
-        };
         WantRow {
             want_id: w.want_id.clone(),
-            partition_ref: w
-                .partition_ref
-                .as_ref()
-                .map(|r| r.str.clone())
-                .unwrap_or_default(),
+            partition_ref: ref_of(&w.partition_ref),
             status: WantStatus::WantActive,
             created_micros: ts,
             updated_micros: ts,
@@ -377,17 +380,10 @@ impl WantRow {
     /// The row a `databuild.v1.Want` describes (as a service answers): what the message
     /// lacks — when it last changed, its log position — reads as its creation.
     pub fn from_proto(w: &databuild_proto::Want) -> Self {
-        let micros = |t: &Option<databuild_proto::Timestamp>| {
-            t.as_ref().map(databuild_proto::timestamp_micros)
-        };
         let created = micros(&w.created_at).unwrap_or(0);
         Self {
             want_id: w.want_id.clone(),
-            partition_ref: w
-                .partition_ref
-                .as_ref()
-                .map(|r| r.str.clone())
-                .unwrap_or_default(),
+            partition_ref: ref_of(&w.partition_ref),
             status: WantStatus::try_from(w.status).unwrap_or_default(),
             created_micros: created,
             updated_micros: created,

@@ -215,20 +215,10 @@ impl Reconciler {
                 .into_iter()
                 .collect();
             let mut ids = Vec::new();
-            for chunk in outdated.chunks(PAGE) {
-                let rows = self
-                    .bel
-                    .wants(&WantFilter {
-                        statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
-                        refs: chunk.to_vec(),
-                        ..Default::default()
-                    })
-                    .await?;
-                for row in rows {
-                    self.outdated.insert(row.partition_ref.clone());
-                    ids.push(row.want_id.clone());
-                    self.track(row);
-                }
+            for row in self.live_wants_of(&outdated).await? {
+                self.outdated.insert(row.partition_ref.clone());
+                ids.push(row.want_id.clone());
+                self.track(row);
             }
             self.decide(ids, now, &mut plan).await?;
         }
@@ -511,22 +501,29 @@ impl Reconciler {
     /// Holds the satisfied wants of the refs whose partition left AVAILABLE.
     async fn read_unavailable(&mut self) -> Result<(), CoreError> {
         let refs: Vec<String> = self.check_refs.drain().collect();
-        for chunk in refs.chunks(PAGE) {
-            let rows = self
-                .bel
-                .wants(&WantFilter {
-                    statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
-                    refs: chunk.to_vec(),
-                    ..Default::default()
-                })
-                .await?;
-            for row in rows {
-                if let Some(id) = self.track(row) {
-                    self.dirty.insert(id);
-                }
+        for row in self.live_wants_of(&refs).await? {
+            if let Some(id) = self.track(row) {
+                self.dirty.insert(id);
             }
         }
         Ok(())
+    }
+
+    /// The live wants (ACTIVE or SATISFIED) of `refs`, read [`PAGE`] refs at a time.
+    async fn live_wants_of(&self, refs: &[String]) -> Result<Vec<WantRow>, CoreError> {
+        let mut out = Vec::new();
+        for chunk in refs.chunks(PAGE) {
+            out.extend(
+                self.bel
+                    .wants(&WantFilter {
+                        statuses: vec![WantStatus::WantActive, WantStatus::WantSatisfied],
+                        refs: chunk.to_vec(),
+                        ..Default::default()
+                    })
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 
     /// Decides what held wants `ids` need: expiry, satisfaction (a satisfied want whose
