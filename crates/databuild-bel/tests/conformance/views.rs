@@ -600,7 +600,10 @@ pub async fn statuses_of_many_refs_agree_sorted_sparse_or_not(b: &Backend) {
     let name = |i: usize| format!("p/{i:04}");
     // 6,000 refs, every third one never recorded (more than one run of refs is walked,
     // and the sparse refs, one in ten, fall back to lookups).
-    let present: Vec<String> = (0..6_000).filter(|i| i % 3 != 0).map(name).collect();
+    let present: Vec<String> = (0..6_000)
+        .filter(|i: &usize| !i.is_multiple_of(3))
+        .map(name)
+        .collect();
     bel.append(
         present
             .iter()
@@ -614,7 +617,7 @@ pub async fn statuses_of_many_refs_agree_sorted_sparse_or_not(b: &Backend) {
     }
     let expect = |r: &str| -> Option<PartitionStatus> {
         let i: usize = r.strip_prefix("p/")?.parse().ok()?;
-        if i % 3 == 0 || i >= 6_000 {
+        if i.is_multiple_of(3) || i >= 6_000 {
             None
         } else if [1, 1501, 5999].contains(&i) {
             Some(PartitionStale)
