@@ -10,7 +10,8 @@
 # ~380 MB, created on first use). The head node listens on port 6379 and the dashboard, which
 # serves the Jobs REST API databuild talks to, on http://127.0.0.1:8265 with 2 CPUs. `start`
 # is idempotent: when the dashboard already answers it does nothing; when a previous cluster
-# is half dead (processes left but no dashboard) it runs `ray stop --force` first.
+# is half dead (processes left but no dashboard), or was started from a checkout since
+# deleted, it stops it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +32,27 @@ answering() {
     curl -sS --max-time 2 -o /dev/null -f "$ADDRESS/api/version" 2>/dev/null
 }
 
+# A cluster started from a checkout that is gone runs from deleted files in a deleted
+# working directory, which the shells of the jobs it starts inherit (`getcwd() failed`).
+stale() {
+    local pid
+    for pid in $(pgrep -f 'ray/core/src/ray/(gcs/gcs_server|raylet/raylet)' || true); do
+        [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == *" (deleted)" ]] && return 0
+        [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == *" (deleted)" ]] && return 0
+    done
+    return 1
+}
+
 start() {
     install
-    answering && return 0
-    if "$RAY" status >/dev/null 2>&1 || pgrep -f 'ray/core/src/ray/gcs/gcs_server' >/dev/null 2>&1; then
+    if answering && ! stale; then
+        return 0
+    fi
+    if stale; then
+        say "the Ray cluster on $ADDRESS runs from a deleted checkout; stopping it"
+        "$RAY" stop --force >&2 || true
+        pkill -9 -f 'ray/core/src/ray/(gcs/gcs_server|raylet/raylet)' || true
+    elif "$RAY" status >/dev/null 2>&1 || pgrep -f 'ray/core/src/ray/gcs/gcs_server' >/dev/null 2>&1; then
         say "a previous Ray cluster is not answering on $ADDRESS; stopping it"
         "$RAY" stop --force >&2 || true
     fi
