@@ -442,10 +442,8 @@ impl Reconciler {
             self.timers.pop_first();
             self.dirty.insert(id);
         }
-        let ids: Vec<String> = self.dirty.drain().collect();
-        self.decide(ids, now, &mut plan).await?;
-        // Wants due to expire, held or not, a page at a time (a dry run records nothing,
-        // so it reads one page).
+        // The wants touched, with those due to expire (held or not), a page of those at a
+        // time; each want is decided once (a dry run records nothing, so it reads one page).
         for _ in 0..1_000 {
             let due = self
                 .bel
@@ -457,14 +455,11 @@ impl Reconciler {
                 })
                 .await?;
             let full = due.len() == PAGE;
-            let ids: Vec<String> = due
-                .into_iter()
-                .map(|row| {
-                    let id = row.want_id.clone();
-                    self.track(row);
-                    id
-                })
-                .collect();
+            for row in due {
+                self.dirty.insert(row.want_id.clone());
+                self.track(row);
+            }
+            let ids: Vec<String> = self.dirty.drain().collect();
             self.decide(ids, now, &mut plan).await?;
             if !full || self.opts.dry_run {
                 break;
