@@ -447,9 +447,6 @@ pub async fn build(
     opts: &BuildOptions,
     progress: ProgressFn,
 ) -> Result<RunOutcome, CoreError> {
-    for r in refs {
-        databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
-    }
     build_distinct(graph, bel, planner::distinct(refs), opts, progress).await
 }
 
@@ -462,9 +459,6 @@ pub async fn build_owned(
     opts: &BuildOptions,
     progress: ProgressFn,
 ) -> Result<RunOutcome, CoreError> {
-    for r in &refs {
-        databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
-    }
     let requested = match planner::distinct(&refs) {
         std::borrow::Cow::Borrowed(_) => refs,
         std::borrow::Cow::Owned(distinct) => distinct,
@@ -479,7 +473,7 @@ pub async fn build_owned(
     .await
 }
 
-/// [`build`] of the distinct refs `requested`.
+/// [`build`] of the distinct refs `requested`, each validated first.
 async fn build_distinct(
     graph: &Graph,
     bel: Arc<dyn EventLog>,
@@ -487,6 +481,9 @@ async fn build_distinct(
     opts: &BuildOptions,
     progress: ProgressFn,
 ) -> Result<RunOutcome, CoreError> {
+    for r in requested.iter() {
+        databuild_proto::validate_ref(r).map_err(planner::PlanError::from)?;
+    }
     let mut signals = Signals::new(opts)?;
     let mut begun = begin(graph, bel.as_ref(), opts, &requested).await?;
     let run_id = begun.run_id.clone();
