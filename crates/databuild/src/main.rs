@@ -26,10 +26,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&args.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -48,6 +45,17 @@ fn main() -> ExitCode {
                 .map_or(databuild_core::ExitKind::Usage, |c| c.exit_kind());
             ExitCode::from(kind as u8)
         }
+    }
+}
+
+/// The async runtime for `command`: the service answers many clients at once, on every
+/// CPU; everything else (a build's jobs, their pipes and pidfds, the event log) runs on
+/// one thread, which spares a build the wake-ups of handing each job's events between
+/// threads.
+fn runtime_for(command: &cli::Command) -> tokio::runtime::Builder {
+    match command {
+        cli::Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
     }
 }
 

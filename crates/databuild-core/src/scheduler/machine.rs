@@ -109,6 +109,10 @@ pub(crate) struct Start {
 pub(crate) struct Effects {
     /// Events to append, in order, in one transaction.
     pub events: Vec<Event>,
+    /// How many of `events` are notes on running job runs (a local process's handle, output
+    /// lines): they change no state, so they may wait for the next write (see
+    /// [`Effects::only_notes`]).
+    pub notes: usize,
     /// Job runs to start once `events` are durable.
     pub start: Vec<Start>,
     /// Tasks whose running job run to stop.
@@ -117,6 +121,31 @@ pub(crate) struct Effects {
     pub retry: Vec<(usize, Duration)>,
     /// Delegated tasks to claim again (their owner let them go).
     pub claim: Vec<usize>,
+}
+
+impl Effects {
+    /// Adds a note on a running job run: an event that changes no state.
+    pub fn note(&mut self, e: Event) {
+        self.events.push(e);
+        self.notes += 1;
+    }
+
+    /// Whether everything to do is notes: the shell may let them wait a little for the
+    /// next write, so that a short job's handle and its end take one transaction.
+    pub fn only_notes(&self) -> bool {
+        self.notes > 0
+            && self.notes == self.events.len()
+            && self.start.is_empty()
+            && self.cancel.is_empty()
+            && self.retry.is_empty()
+            && self.claim.is_empty()
+    }
+
+    /// Takes the events to append (notes or not).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.notes = 0;
+        std::mem::take(&mut self.events)
+    }
 }
 
 /// The state of one graph run's tasks and the rules that move it.

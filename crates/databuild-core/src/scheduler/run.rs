@@ -7,6 +7,7 @@ use std::{
     borrow::Cow,
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use databuild_bel::EventLog;
@@ -20,6 +21,10 @@ use super::{
     Begun, BuildOptions, ProgressFn, RunOutcome, Signals,
 };
 use crate::{events, graph::Graph, CoreError};
+
+/// How long notes on running job runs (a process's handle, output lines) may wait for the
+/// next write: a job shorter than this records its handle and its end in one transaction.
+const NOTES_WAIT: Duration = Duration::from_millis(20);
 
 mod delegation;
 mod jobs;
@@ -129,12 +134,34 @@ pub(super) async fn execute_run(
 
     // From here on jobs run: an error stops them and fails the run (see `stop_on`)
     // instead of returning while they still run.
+    // Since when notes on running job runs (handles, output lines) wait for the next write.
+    let mut notes_since: Option<Instant> = None;
     loop {
         run.m.start_ready();
         if let Err(e) = run.lineage().await {
             run.stop_on(e);
         }
         run.m.track_graph_status();
+        // Notes alone wait up to NOTES_WAIT for something else to write: a short job's
+        // handle then shares its end's transaction. A restarted build finds a job whose
+        // handle was not yet written by its environment (`executor::procs`).
+        if run.m.out.only_notes() && !run.m.is_done() {
+            let since = *notes_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < NOTES_WAIT {
+                tokio::select! {
+                    Some(msg) = rx.recv() => {
+                        run.on(msg);
+                        while let Ok(msg) = rx.try_recv() {
+                            run.on(msg);
+                        }
+                    }
+                    _ = tokio::time::sleep_until((since + NOTES_WAIT).into()) => {}
+                    reason = signals.recv() => run.m.cancel_all(reason.into()),
+                }
+                continue;
+            }
+        }
+        notes_since = None;
         let starts = std::mem::take(&mut run.m.out.start);
         match run.flush_or_keep().await {
             Ok(()) => {
@@ -263,9 +290,7 @@ impl Run<'_> {
 
     async fn flush(&mut self) -> Result<(), CoreError> {
         if !self.m.out.events.is_empty() {
-            self.bel
-                .append(std::mem::take(&mut self.m.out.events))
-                .await?;
+            self.bel.append(self.m.out.take_events()).await?;
         }
         Ok(())
     }
@@ -276,7 +301,7 @@ impl Run<'_> {
         if self.m.out.events.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.m.out.events);
+        let batch = self.m.out.take_events();
         match self.bel.append(batch.clone()).await {
             Ok(_) => Ok(()),
             Err(e) => {

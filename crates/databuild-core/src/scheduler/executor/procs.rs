@@ -21,11 +21,17 @@ use databuild_proto::JobRunHandle;
 /// The executor name recorded in local handles and in `DATABUILD_EXECUTOR`.
 pub(crate) const LOCAL: &str = "local";
 
-/// The kernel's boot id: tells a process from one with the same pid after a reboot.
+/// The kernel's boot id: tells a process from one with the same pid after a reboot (read
+/// once per process).
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// State and start time (clock ticks since boot) of process `pid`, if it exists.

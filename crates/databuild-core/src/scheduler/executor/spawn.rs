@@ -5,7 +5,7 @@
 //! parent and makes its next writes fault page by page: a cost per job that grows with
 //! databuild's memory, so quadratic in the number of tasks of a large build.
 
-#![allow(unsafe_code)] // clone, dup2, execve and waitpid have no safe wrappers
+#![allow(unsafe_code)] // clone, dup2, execve, waitpid and pidfd_open have no safe wrappers
 
 use std::{
     ffi::{CString, OsStr, OsString},
@@ -200,6 +200,10 @@ fn resolve(name: &str, path: Option<&OsStr>) -> io::Result<PathBuf> {
 /// for.
 pub(crate) struct Child {
     pid: libc::pid_t,
+    /// The process's pidfd, readable once it exited: waited for on the runtime's own
+    /// poller, with no thread per job (None until first waited for, or where the kernel
+    /// has no `pidfd_open`).
+    pidfd: Option<tokio::io::unix::AsyncFd<OwnedFd>>,
     waiter: Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>,
     status: Option<ExitStatus>,
 }
@@ -208,18 +212,32 @@ impl Child {
     pub(crate) fn new(pid: libc::pid_t) -> Self {
         Child {
             pid,
+            pidfd: None,
             waiter: None,
             status: None,
         }
     }
 
-    /// Waits for the process to exit (on a blocking thread); may be called again after
-    /// being cancelled.
+    /// Waits for the process to exit (on its pidfd, else on a blocking thread); may be
+    /// called again after being cancelled.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
         if let Some(s) = self.status {
             return Ok(s);
         }
         let pid = self.pid;
+        if self.waiter.is_none() && self.pidfd.is_none() {
+            self.pidfd = pidfd_open(pid);
+        }
+        if let Some(fd) = &self.pidfd {
+            loop {
+                let mut ready = fd.readable().await?;
+                if let Some(status) = try_reap(pid)? {
+                    self.status = Some(status);
+                    return Ok(status);
+                }
+                ready.clear_ready();
+            }
+        }
         let waiter = self
             .waiter
             .get_or_insert_with(|| tokio::task::spawn_blocking(move || reap(pid)));
@@ -242,6 +260,39 @@ impl Drop for Child {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn_blocking(move || reap(pid));
             }
+        }
+    }
+}
+
+/// A pidfd of child `pid` registered with the runtime, if the kernel has `pidfd_open`.
+fn pidfd_open(pid: libc::pid_t) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::O_NONBLOCK) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned to us and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: an OwnedFd keeps its descriptor open, and names the same one, until dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .ok()
+}
+
+/// Reaps `pid` if it has exited.
+fn try_reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child, without blocking.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(Some(ExitStatus::from_raw(status)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

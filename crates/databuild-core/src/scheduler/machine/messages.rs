@@ -24,7 +24,7 @@ impl Machine {
                     None,
                     Some(lines),
                 );
-                self.out.events.push(e);
+                self.out.note(e);
             }
             Msg::Submitted {
                 task,
@@ -52,7 +52,7 @@ impl Machine {
                 let t = &self.tasks[task];
                 if t.is_running(&job_run_id) {
                     let e = t.handle_event(&self.run_id, &job_run_id, handle, None);
-                    self.out.events.push(e);
+                    self.out.note(e);
                 }
             }
             Msg::Exited {

@@ -312,7 +312,7 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
         to_stop.extend(std::mem::take(&mut m.out.cancel));
         backoff.extend(std::mem::take(&mut m.out.retry).into_iter().map(|(t, _)| t));
         reclaim.extend(m.claims_due());
-        checker.take(std::mem::take(&mut m.out.events))?;
+        checker.take(m.out.take_events())?;
         if m.is_done() {
             break;
         }
@@ -406,7 +406,7 @@ fn simulate(c: &Case, choices: &[u32]) -> Result<(), TestCaseError> {
 
     prop_assert!(running.is_empty());
     let outcome = m.finish(&requested);
-    checker.take(std::mem::take(&mut m.out.events))?;
+    checker.take(m.out.take_events())?;
     prop_assert!(matches!(
         checker.graph,
         JobGraphRunStatus::GraphSuccess | JobGraphRunStatus::GraphFailed

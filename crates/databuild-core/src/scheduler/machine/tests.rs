@@ -114,7 +114,7 @@ fn failed(reason: &str) -> ExecResult {
 
 /// The partition events taken from the machine: (ref, status, cause).
 fn partition_events(m: &mut Machine) -> Vec<(String, PartitionStatus, FailureCause)> {
-    std::mem::take(&mut m.out.events)
+    m.out.take_events()
         .into_iter()
         .filter_map(|e| match e {
             Event::Partition(p) => Some((
@@ -152,7 +152,7 @@ fn a_chain_runs_in_order_and_ends_in_success() {
         let s = starts(&mut m);
         assert_eq!(s.len(), 1, "only the task whose inputs are built starts");
         assert_eq!(m.task(s[0].task).outputs, [want]);
-        let events = std::mem::take(&mut m.out.events);
+        let events = m.out.take_events();
         assert_eq!(
             job_statuses(&events),
             [JobRunStatus::JobScheduled, JobRunStatus::JobRunning]
@@ -208,7 +208,7 @@ fn a_failure_fails_everything_downstream_as_upstream_failed() {
     );
     let s = starts(&mut m);
     assert_eq!(s.len(), 2);
-    m.out.events.clear();
+    m.out.take_events();
     exit(&mut m, &s[0], failed("exit code 1"));
     let got = partition_events(&mut m);
     assert_eq!(
@@ -274,7 +274,7 @@ fn a_failed_job_is_retried_after_its_backoff_and_may_then_succeed() {
     );
     m.on(Msg::RetryDue { task: 0 });
     let third = starts(&mut m).remove(0);
-    m.out.events.clear();
+    m.out.take_events();
     exit(&mut m, &third, failed("flaky"));
     assert_eq!(m.out.retry.len(), 2, "no retry after the last attempt");
     let outcome = m.finish(&["a".into()]);
@@ -327,7 +327,7 @@ fn cancelling_stops_running_jobs_and_fails_waiting_work_as_cancelled() {
         ],
     );
     let s = starts(&mut m);
-    m.out.events.clear();
+    m.out.take_events();
     m.cancel_all("cancelled (interrupted)".into());
     assert_eq!(m.out.cancel, [s[0].task], "the running job is stopped");
     let got = partition_events(&mut m);
@@ -535,7 +535,7 @@ fn a_queueing_executor_has_outputs_building_once_its_engine_accepts_the_job() {
         job_run_id: s.job_run_id.clone(),
         submission,
     });
-    let events = std::mem::take(&mut m.out.events);
+    let events = m.out.take_events();
     let Event::Run(r) = &events[0] else {
         panic!("a job event first")
     };
@@ -552,10 +552,11 @@ fn a_queueing_executor_has_outputs_building_once_its_engine_accepts_the_job() {
 }
 
 #[test]
-fn a_started_local_job_records_its_handle() {
+fn a_started_local_job_records_its_handle_as_a_note_that_may_wait_for_its_end() {
     let mut m = claimed(vec![rules("j")], policy(1), vec![task("j", &["a"], &[])]);
     let s = starts(&mut m).remove(0);
-    m.out.events.clear();
+    m.out.take_events();
+    assert!(!m.out.only_notes(), "nothing to write is not a note");
     let handle = JobRunHandle {
         executor: "local".into(),
         pid: 7,
@@ -573,14 +574,42 @@ fn a_started_local_job_records_its_handle() {
         r.job_event.as_ref().unwrap().handle.as_ref().unwrap().pid,
         7
     );
+    assert!(m.out.only_notes(), "a handle alone may wait");
+    m.on(Msg::Lines {
+        task: s.task,
+        job_run_id: s.job_run_id.clone(),
+        lines: vec!["working".into()],
+    });
+    assert!(m.out.only_notes(), "so may output lines");
+    // The end is a state change: it is written at once, after the notes, in order.
+    exit(&mut m, &s, ExecResult::Success);
+    assert!(!m.out.only_notes());
+    let statuses: Vec<JobRunStatus> = m
+        .out
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Run(r) => r.job_event.as_ref().map(|j| j.status()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            JobRunStatus::JobRunning,
+            JobRunStatus::JobRunning,
+            JobRunStatus::JobSuccess
+        ]
+    );
+    assert!(!m.out.only_notes(), "taken: nothing left");
 }
 
 #[test]
 fn the_graph_status_follows_the_work() {
     let mut m = claimed(vec![rules("j")], policy(1), vec![task("j", &["a"], &[])]);
-    m.out.events.clear();
+    m.out.take_events();
     let graph_statuses = |m: &mut Machine| -> Vec<JobGraphRunStatus> {
-        std::mem::take(&mut m.out.events)
+        m.out.take_events()
             .into_iter()
             .filter_map(|e| match e {
                 Event::Run(r) => r.graph_event.map(|g| g.status()),

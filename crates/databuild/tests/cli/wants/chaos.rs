@@ -71,17 +71,41 @@ rmdir "locks/$name""#,
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    wait_for("every want satisfied", Duration::from_secs(120), || {
+    let pending = || {
         let w = wants(&g, &[]);
-        w.len() >= 20
-            && w.values().all(|(r, st)| {
+        let mut left: Vec<(String, String)> = w
+            .into_iter()
+            .filter(|(_, (r, st))| {
                 let tick: Option<i64> = r
                     .strip_prefix("t/")
                     .and_then(|n| n.parse().ok())
                     .filter(|n| *n > 1000);
-                st == "WANT_SATISFIED" || tick.is_some_and(|t| t > now)
+                st != "WANT_SATISFIED" && !tick.is_some_and(|t| t > now)
             })
-    });
+            .map(|(id, (r, _))| (id, r))
+            .collect();
+        if wants(&g, &[]).len() < 20 {
+            left.push(("(fewer than 20 wants)".into(), String::new()));
+        }
+        left
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = pending();
+        if left.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // Say why: each want still pending, its history and its partition's.
+            let mut why = String::new();
+            for (id, r) in left.iter().take(5) {
+                why += &g.run(&["wants", "show", id]).stdout;
+                why += &g.run(&["partitions", "history", r]).stdout;
+            }
+            panic!("timed out waiting for every want satisfied: {left:?}\n{why}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(s.signal_and_wait("TERM"), 0);
     // No partition built by two jobs at once.
     let overlaps = std::fs::read_to_string(g.path().join("overlaps")).unwrap_or_default();
