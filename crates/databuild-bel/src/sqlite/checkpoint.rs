@@ -17,11 +17,14 @@ use std::{
 
 use rusqlite::{hooks::Wal, Connection};
 
-/// Log pages after which the background thread checkpoints (SQLite's default for its
-/// own automatic checkpoint).
-const BACKGROUND_PAGES: c_int = 1_000;
+/// Log pages after which the background thread checkpoints (16 MiB of 4 KiB pages; four
+/// times SQLite's default for its own automatic checkpoint). A checkpoint copies each page
+/// once however often the log rewrote it, and a build rewrites the same few pages on every
+/// append: a longer log between checkpoints copies fewer pages per job (a W3 build of
+/// 1,000 jobs: 52 `fsync`s instead of about 250).
+const BACKGROUND_PAGES: c_int = 4_000;
 /// Log pages after which the writer checkpoints itself: the background thread is behind.
-const WRITER_PAGES: c_int = 10_000;
+const WRITER_PAGES: c_int = 20_000;
 
 thread_local! {
     /// Pages in the log after this thread's last commit (set by the log hook, which SQLite

@@ -15,6 +15,9 @@ use crate::BelError;
 /// for writing).
 pub const SCHEMA_VERSION: i64 = 4;
 
+/// The writer's page cache, in KiB (`PRAGMA cache_size` takes a negative number for KiB).
+const CACHE_KIB: i64 = -16 * 1024;
+
 const SCHEMA_V1: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Every event, in append order. body: the prost-encoded JobGraphRunEvent (kind 1 graph,
@@ -146,6 +149,10 @@ pub(crate) fn migrate(
 ) -> Result<(), BelError> {
     set_wal(conn, busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The pages a build rewrites on every append (the ends of the events table and of its
+    // indexes, the partitions and job runs it updates) stay cached: with SQLite's 2 MiB a
+    // build of a few thousand jobs read them back from the file on every transaction.
+    conn.pragma_update(None, "cache_size", CACHE_KIB)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_meta: bool = tx
         .query_row(

@@ -114,7 +114,8 @@ fn failed(reason: &str) -> ExecResult {
 
 /// The partition events taken from the machine: (ref, status, cause).
 fn partition_events(m: &mut Machine) -> Vec<(String, PartitionStatus, FailureCause)> {
-    m.out.take_events()
+    m.out
+        .take_events()
         .into_iter()
         .filter_map(|e| match e {
             Event::Partition(p) => Some((
@@ -609,7 +610,8 @@ fn the_graph_status_follows_the_work() {
     let mut m = claimed(vec![rules("j")], policy(1), vec![task("j", &["a"], &[])]);
     m.out.take_events();
     let graph_statuses = |m: &mut Machine| -> Vec<JobGraphRunStatus> {
-        m.out.take_events()
+        m.out
+            .take_events()
             .into_iter()
             .filter_map(|e| match e {
                 Event::Run(r) => r.graph_event.map(|g| g.status()),

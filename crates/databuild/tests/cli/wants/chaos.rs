@@ -80,7 +80,7 @@ rmdir "locks/$name""#,
                     .strip_prefix("t/")
                     .and_then(|n| n.parse().ok())
                     .filter(|n| *n > 1000);
-                st != "WANT_SATISFIED" && !tick.is_some_and(|t| t > now)
+                st != "WANT_SATISFIED" && tick.is_none_or(|t| t <= now)
             })
             .map(|(id, (r, _))| (id, r))
             .collect();
