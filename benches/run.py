@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import serve_load  # noqa: E402
+import spawner  # noqa: E402
 import workloads  # noqa: E402
 
 JOBS = "2"  # the same parallelism for every tool
@@ -57,18 +58,17 @@ class Result:
 
 
 def timed(argv, cwd):
-    """Runs argv and measures it with wait4 (wall, user+sys of the tree, peak RSS)."""
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        p = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - start
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    return Result(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode, text)
+    """Runs argv and measures it with wait4 (wall, user+sys of the tree, peak RSS), from
+    the small helper process of `spawner` (see there why)."""
+    fd, path = tempfile.mkstemp(prefix="databuild-bench-out-")
+    os.close(fd)
+    try:
+        wall, cpu, rss_kib, code = spawner.run(argv, cwd, path)
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+    finally:
+        os.unlink(path)
+    return Result(wall, cpu, rss_kib, code, text)
 
 
 def check(res, what):
@@ -518,6 +518,7 @@ def bench_bel(n):
 
 
 def main():
+    spawner.start()  # while this process is small
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 repetitions, W4 at 100,000, W6 at 100,000")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition, no W6, no installs")
