@@ -145,46 +145,18 @@ pub(super) async fn execute_run(
         // Notes alone wait up to NOTES_WAIT for something else to write: a short job's
         // handle then shares its end's transaction. A restarted build finds a job whose
         // handle was not yet written by its environment (`executor::procs`).
-        if run.m.out.only_notes() && !run.m.is_done() {
+        let hold = if run.m.out.only_notes() && !run.m.is_done() {
             let since = *notes_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < NOTES_WAIT {
-                tokio::select! {
-                    Some(msg) = rx.recv() => {
-                        run.on(msg);
-                        while let Ok(msg) = rx.try_recv() {
-                            run.on(msg);
-                        }
-                    }
-                    _ = tokio::time::sleep_until((since + NOTES_WAIT).into()) => {}
-                    reason = signals.recv() => run.m.cancel_all(reason.into()),
-                }
-                continue;
+            Some(since + NOTES_WAIT).filter(|until| Instant::now() < *until)
+        } else {
+            None
+        };
+        if hold.is_none() {
+            notes_since = None;
+            run.write_and_launch().await;
+            if run.m.is_done() {
+                break;
             }
-        }
-        notes_since = None;
-        let starts = std::mem::take(&mut run.m.out.start);
-        match run.flush_or_keep().await {
-            Ok(()) => {
-                for s in starts {
-                    run.launch(s);
-                }
-            }
-            Err(e) => {
-                // Never started: a job runs only once the events announcing it are durable.
-                for s in starts {
-                    let _ = run.tx.send(Msg::Exited {
-                        task: s.task,
-                        job_run_id: s.job_run_id,
-                        result: ExecResult::failed(FailureCause::NotStarted, "not started"),
-                        digests: HashMap::new(),
-                    });
-                }
-                run.stop_on(e);
-            }
-        }
-        run.stop_and_time();
-        if run.m.is_done() {
-            break;
         }
         tokio::select! {
             Some(msg) = rx.recv() => {
@@ -193,6 +165,7 @@ pub(super) async fn execute_run(
                     run.on(msg);
                 }
             }
+            _ = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now).into()), if hold.is_some() => {}
             _ = tokio::time::sleep(delegation::POLL), if run.m.has_delegated() => {
                 if let Err(e) = run.poll_delegated().await {
                     run.stop_on(e);
@@ -262,6 +235,32 @@ impl Run<'_> {
             self.m.query_inputs_found(task, &found);
         }
         Ok(())
+    }
+
+    /// Appends the pending events, then launches the job runs they announce (a job runs
+    /// only once they are durable), stops the cancelled ones and times the retries.
+    async fn write_and_launch(&mut self) {
+        let starts = std::mem::take(&mut self.m.out.start);
+        match self.flush_or_keep().await {
+            Ok(()) => {
+                for s in starts {
+                    self.launch(s);
+                }
+            }
+            Err(e) => {
+                // Never started: a job runs only once the events announcing it are durable.
+                for s in starts {
+                    let _ = self.tx.send(Msg::Exited {
+                        task: s.task,
+                        job_run_id: s.job_run_id,
+                        result: ExecResult::failed(FailureCause::NotStarted, "not started"),
+                        digests: HashMap::new(),
+                    });
+                }
+                self.stop_on(e);
+            }
+        }
+        self.stop_and_time();
     }
 
     /// Takes in a job run's message; a job run that ended can no longer be stopped.

@@ -257,13 +257,22 @@ pub fn redact(s: &str, dir: &Path) -> String {
 }
 
 /// Polls `cond` every 20 ms until it holds or `deadline` passes; panics with `what`.
-pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, deadline: Duration, cond: impl FnMut() -> bool) {
+    wait_for_or(what, deadline, cond, String::new)
+}
+
+/// [`wait_for`], whose failure message ends with `why()`, called once on timeout.
+pub fn wait_for_or(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> bool,
+    why: impl FnOnce() -> String,
+) {
     let start = Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        if start.elapsed() >= deadline {
+            panic!("timed out after {deadline:?} waiting for {what}\n{}", why());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

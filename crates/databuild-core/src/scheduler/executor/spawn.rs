@@ -280,31 +280,26 @@ fn pidfd_open(pid: libc::pid_t) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
 
 /// Reaps `pid` if it has exited.
 fn try_reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    waitpid(pid, libc::WNOHANG)
+}
+
+/// Blocks until `pid` exits and reaps it.
+fn reap(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    waitpid(pid, 0)?.ok_or_else(|| io::Error::other("waitpid returned without an exit"))
+}
+
+/// `waitpid(pid, flags)` of our own child, retried when interrupted: its exit status, or
+/// None if it is still running (with `WNOHANG`).
+fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
     let mut status = 0;
     loop {
-        // SAFETY: waits for our own child, without blocking.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        // SAFETY: waits for our own child; `status` is a valid place to write.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
         if r == pid {
             return Ok(Some(ExitStatus::from_raw(status)));
         }
         if r == 0 {
             return Ok(None);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// Blocks until `pid` exits and reaps it.
-fn reap(pid: libc::pid_t) -> io::Result<ExitStatus> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(ExitStatus::from_raw(status));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, time::Duration};
 use super::{tick_seconds, wants};
 use crate::{
     service::Service,
-    util::{assert_code, jobs_graph, ref_job, wait_for, TestGraph},
+    util::{assert_code, jobs_graph, ref_job, wait_for, wait_for_or, TestGraph},
 };
 
 #[test]
@@ -71,9 +71,12 @@ rmdir "locks/$name""#,
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    // The wants not yet satisfied (ticks of the last few seconds aside), and whether all
+    // 20 asked for exist.
     let pending = || {
         let w = wants(&g, &[]);
-        let mut left: Vec<(String, String)> = w
+        let all_asked = w.len() >= 20;
+        let left: Vec<(String, String)> = w
             .into_iter()
             .filter(|(_, (r, st))| {
                 let tick: Option<i64> = r
@@ -84,28 +87,23 @@ rmdir "locks/$name""#,
             })
             .map(|(id, (r, _))| (id, r))
             .collect();
-        if wants(&g, &[]).len() < 20 {
-            left.push(("(fewer than 20 wants)".into(), String::new()));
-        }
-        left
+        (all_asked, left)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = pending();
-        if left.is_empty() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            // Say why: each want still pending, its history and its partition's.
-            let mut why = String::new();
+    wait_for_or(
+        "every want satisfied",
+        Duration::from_secs(120),
+        || matches!(pending(), (true, left) if left.is_empty()),
+        // Say why: each want still pending, its history and its partition's.
+        || {
+            let (all_asked, left) = pending();
+            let mut why = format!("all 20 wants asked: {all_asked}; pending: {left:?}\n");
             for (id, r) in left.iter().take(5) {
                 why += &g.run(&["wants", "show", id]).stdout;
                 why += &g.run(&["partitions", "history", r]).stdout;
             }
-            panic!("timed out waiting for every want satisfied: {left:?}\n{why}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            why
+        },
+    );
     assert_eq!(s.signal_and_wait("TERM"), 0);
     // No partition built by two jobs at once.
     let overlaps = std::fs::read_to_string(g.path().join("overlaps")).unwrap_or_default();
