@@ -136,8 +136,13 @@ pub(crate) trait Rows {
     /// Removes partition `r` from the latest-status view.
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError>;
 
-    /// Stores an event; returns its log position.
-    fn insert_event(&mut self, row: EventRow) -> Result<i64, BelError>;
+    /// Stores an event; returns its log position (which a backend may have to reserve).
+    async fn insert_event(&mut self, row: EventRow) -> Result<i64, BelError>;
+
+    /// How many events the write is about to store (a hint; by default ignored).
+    fn expect_events(&mut self, n: usize) {
+        let _ = n;
+    }
 
     /// Adds `clients` to the requesters of `r`.
     fn add_requesters(&mut self, r: &str, clients: &[String]) -> Result<(), BelError>;
@@ -290,17 +295,19 @@ async fn store<R: Rows>(
     };
     common::set_run_sequence(&mut event, run_seq);
     let (kind, body) = common::encode(&event);
-    let seq = rows.insert_event(EventRow {
-        event_id: common::event_id(&event).to_string(),
-        kind,
-        run_id,
-        run_seq,
-        job_run_id,
-        partition_ref: None,
-        status,
-        ts,
-        body,
-    })?;
+    let seq = rows
+        .insert_event(EventRow {
+            event_id: common::event_id(&event).to_string(),
+            kind,
+            run_id,
+            run_seq,
+            job_run_id,
+            partition_ref: None,
+            status,
+            ts,
+            body,
+        })
+        .await?;
     Ok((LoggedEvent { seq, event }, None))
 }
 
@@ -321,17 +328,19 @@ async fn store_partition<R: Rows>(
     let cur = rows.partition(&r).await?;
     let effect = transitions::check_partition(&r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
     let (kind, body) = common::encode(&event);
-    let seq = rows.insert_event(EventRow {
-        event_id: p.partition_event_id.clone(),
-        kind,
-        run_id: p.job_graph_run_id.clone(),
-        run_seq: 0,
-        job_run_id: (!p.job_run_id.is_empty()).then(|| p.job_run_id.clone()),
-        partition_ref: Some(r.clone()),
-        status: p.status,
-        ts,
-        body,
-    })?;
+    let seq = rows
+        .insert_event(EventRow {
+            event_id: p.partition_event_id.clone(),
+            kind,
+            run_id: p.job_graph_run_id.clone(),
+            run_seq: 0,
+            job_run_id: (!p.job_run_id.is_empty()).then(|| p.job_run_id.clone()),
+            partition_ref: Some(r.clone()),
+            status: p.status,
+            ts,
+            body,
+        })
+        .await?;
     match effect {
         PartitionEffect::SetStatus => rows.put_partition(PartitionRow {
             partition_ref: r.clone(),

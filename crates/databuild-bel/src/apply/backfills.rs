@@ -21,17 +21,19 @@ pub(super) async fn store<R: Rows>(
     let Event::Backfill(b) = event else {
         unreachable!()
     };
-    let seq = rows.insert_event(EventRow {
-        event_id: b.backfill_event_id.clone(),
-        kind,
-        run_id: backfill_id.clone(),
-        run_seq: 0,
-        job_run_id: None,
-        partition_ref: None,
-        status: b.status,
-        ts,
-        body,
-    })?;
+    let seq = rows
+        .insert_event(EventRow {
+            event_id: b.backfill_event_id.clone(),
+            kind,
+            run_id: backfill_id.clone(),
+            run_seq: 0,
+            job_run_id: None,
+            partition_ref: None,
+            status: b.status,
+            ts,
+            body,
+        })
+        .await?;
     let row = match cur {
         None => BackfillRow {
             backfill_id,

@@ -34,17 +34,19 @@ pub(super) async fn store<R: Rows>(
     let Event::Want(w) = event else {
         unreachable!()
     };
-    let seq = rows.insert_event(EventRow {
-        event_id: w.want_event_id.clone(),
-        kind,
-        run_id: want_id.clone(),
-        run_seq: 0,
-        job_run_id: None,
-        partition_ref: None,
-        status: w.status,
-        ts,
-        body,
-    })?;
+    let seq = rows
+        .insert_event(EventRow {
+            event_id: w.want_event_id.clone(),
+            kind,
+            run_id: want_id.clone(),
+            run_seq: 0,
+            job_run_id: None,
+            partition_ref: None,
+            status: w.status,
+            ts,
+            body,
+        })
+        .await?;
     let row = match cur {
         None => WantRow::created(&w, ts, seq),
         Some(mut row) => {

@@ -12,6 +12,7 @@ pub(crate) async fn append<R: Rows>(
     rows: &mut R,
     events: Vec<Event>,
 ) -> Result<Vec<LoggedEvent>, BelError> {
+    rows.expect_events(events.len());
     rows.prefetch(keys(&events)).await?;
     let mut out = Vec::with_capacity(events.len());
     for e in events {
@@ -115,6 +116,7 @@ pub(crate) async fn claim<R: Rows>(
     client: &str,
     groups: &[ClaimGroup],
 ) -> Result<Vec<ClaimOutcome>, BelError> {
+    rows.expect_events(groups.iter().map(|g| g.refs.len()).sum());
     rows.prefetch(Keys {
         refs: groups.iter().flat_map(|g| g.refs.clone()).collect(),
         run_ids: vec![run_id.to_string()],

@@ -1,8 +1,9 @@
 //! The writes of the PostgreSQL backend, each a [`WriteOp`] run in a transaction that
-//! holds the write lock: append, heartbeat, reclaiming lost runs, invalidation and claims,
-//! applied by `crate::apply` over the transaction's [`State`].
+//! holds the write lock (shared or alone, see `locks.rs`): append, heartbeat, reclaiming
+//! lost runs, invalidation and claims, applied by `crate::apply` over the transaction's
+//! [`State`].
 
-use super::state::State;
+use super::{locks::Mode, state::State};
 use crate::{apply, BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun};
 
 /// One write, run in a transaction that holds the write lock. `run` may be called again
@@ -10,6 +11,9 @@ use crate::{apply, BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner
 #[async_trait::async_trait]
 pub(super) trait WriteOp: Sync {
     type Out: Send;
+    /// The mode the write is tried in first: shared for the writes that touch a few known
+    /// rows, alone for those that read many (unfinished runs, everything downstream).
+    const MODE: Mode = Mode::Exclusive;
     async fn run(&self, st: &mut State<'_>) -> Result<Self::Out, BelError>;
 }
 
@@ -19,6 +23,7 @@ pub(super) struct Append(pub Vec<Event>);
 #[async_trait::async_trait]
 impl WriteOp for Append {
     type Out = Vec<LoggedEvent>;
+    const MODE: Mode = Mode::Shared;
     async fn run(&self, st: &mut State<'_>) -> Result<Self::Out, BelError> {
         apply::append(st, self.0.clone()).await
     }
@@ -78,6 +83,7 @@ pub(super) struct Claim<'a> {
 #[async_trait::async_trait]
 impl WriteOp for Claim<'_> {
     type Out = Vec<ClaimOutcome>;
+    const MODE: Mode = Mode::Shared;
     async fn run(&self, st: &mut State<'_>) -> Result<Self::Out, BelError> {
         apply::claim(st, self.run_id, self.client, &self.groups).await
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::{types::ToSql, Transaction};
 
 use super::{
+    locks::Mode,
     schema,
     state::{Overlay, State},
 };
@@ -18,6 +19,7 @@ type Fut<'a> = std::pin::Pin<
 impl State<'_> {
     /// Writes everything held back to the database (in one pipelined round trip).
     pub async fn flush(&mut self) -> Result<(), BelError> {
+        self.write_lock().await?;
         let s_events = self.stmts.get(self.tx, INSERT_EVENTS).await?;
         let s_parts = self.stmts.get(self.tx, UPSERT_PARTITIONS).await?;
         let s_parts_del = self.stmts.get(self.tx, DELETE_PARTITIONS).await?;
@@ -166,7 +168,8 @@ impl State<'_> {
 
     /// Flushes, records the commit token, prunes old tokens and notifies listeners of the
     /// last position written. The caller commits.
-    pub async fn finish(mut self) -> Result<(), BelError> {
+    pub async fn finish(&mut self) -> Result<(), BelError> {
+        self.lock_touched().await?;
         self.flush().await?;
         let s_token = self
             .stmts
@@ -187,9 +190,17 @@ impl State<'_> {
                 None => Ok(0),
             }
         };
+        // Concurrent writes leave pruning to the exclusive ones (which reclaim lost runs at
+        // the start of every build), so no two writes delete the same rows.
+        let prune = async {
+            match self.mode {
+                Mode::Exclusive => tx.execute(&s_prune, &[&hour_ago]).await,
+                Mode::Shared => Ok(0),
+            }
+        };
         tokio::try_join!(
             async { tx.execute(&s_token, &[&self.token, &now]).await },
-            async { tx.execute(&s_prune, &[&hour_ago]).await },
+            prune,
             notify,
         )?;
         Ok(())

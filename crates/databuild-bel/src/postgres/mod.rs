@@ -1,7 +1,11 @@
 //! The PostgreSQL backend, for many processes on many machines sharing one log. Every
-//! write is one transaction that first takes a transaction-level advisory lock
-//! (`pg_advisory_xact_lock`), so writers are serialized by the server and a claim is
-//! decided against the state every earlier writer committed. Reads need no lock.
+//! write is one transaction. Appends and claims hold the write lock (a transaction-level
+//! advisory lock) shared and lock each row they touch, so writes on disjoint partitions run
+//! at once; a write that finds a row locked is rolled back and run again holding the write
+//! lock alone, as the other writes always do (`locks.rs`). A claim is decided against the
+//! state every earlier writer of its rows committed. Log positions come from a sequence;
+//! readers of the log in order stop below the first position a running write may still
+//! commit (`schema::SCHEMA_V5`). Reads need no lock.
 //!
 //! A lost connection (server restart) is retried on a new one for up to
 //! [`conn::RECONNECT_WINDOW`]: a write that failed before COMMIT was rolled back and runs
@@ -12,6 +16,7 @@ mod apply;
 mod conn;
 mod flush;
 mod listen;
+mod locks;
 mod read;
 mod schema;
 mod state;
@@ -24,6 +29,7 @@ use std::time::Duration;
 
 use apply::WriteOp;
 use conn::{Conn, Pool, Retry};
+use locks::Mode;
 use state::State;
 
 pub(crate) use conn::describe;
@@ -74,6 +80,8 @@ macro_rules! read {
 
 /// How one try of a write ended badly.
 enum Failed<T> {
+    /// A row it needed was locked by another write: rolled back, to run again alone.
+    Contended,
     /// Before COMMIT: the transaction was rolled back.
     Before(BelError),
     /// At COMMIT, with the result the write would have.
@@ -114,6 +122,7 @@ impl PostgresEventLog {
 
     async fn write<O: WriteOp>(&self, op: &O) -> Result<O::Out, BelError> {
         let mut retry = Retry::new();
+        let mut mode = O::MODE;
         loop {
             let mut conn = match self.pool.get().await {
                 Ok(c) => c,
@@ -123,10 +132,14 @@ impl PostgresEventLog {
                 },
             };
             let token = crate::new_id();
-            match attempt(&mut conn, op, &token).await {
+            match attempt(&mut conn, op, &token, mode).await {
                 Ok(v) => {
                     self.pool.put(conn);
                     return Ok(v);
+                }
+                Err(Failed::Contended) => {
+                    self.pool.put(conn);
+                    mode = Mode::Exclusive;
                 }
                 Err(Failed::Before(e)) => {
                     self.pool.put(conn);
@@ -158,6 +171,7 @@ async fn attempt<O: WriteOp>(
     conn: &mut Conn,
     op: &O,
     token: &str,
+    mode: Mode,
 ) -> Result<O::Out, Failed<O::Out>> {
     let Conn { client, stmts } = conn;
     let tx = client
@@ -165,12 +179,18 @@ async fn attempt<O: WriteOp>(
         .await
         .map_err(|e| Failed::Before(e.into()))?;
     let out = {
-        let mut st = State::begin(&tx, stmts, token)
+        let mut st = State::begin(&tx, stmts, token, mode)
             .await
             .map_err(Failed::Before)?;
-        let out = op.run(&mut st).await.map_err(Failed::Before)?;
-        st.finish().await.map_err(Failed::Before)?;
-        out
+        let out = match op.run(&mut st).await {
+            Ok(v) => st.finish().await.map(|()| v),
+            Err(e) => Err(e),
+        };
+        // Whatever the write made of it (dropping the transaction rolls it back).
+        if st.contended {
+            return Err(Failed::Contended);
+        }
+        out.map_err(Failed::Before)?
     };
     match tx.commit().await {
         Ok(()) => Ok(out),

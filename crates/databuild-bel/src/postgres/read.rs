@@ -367,17 +367,32 @@ pub(super) async fn events_after(
     after_seq: i64,
     n: usize,
 ) -> Result<Vec<LoggedEvent>, BelError> {
+    let below = horizon(c).await?;
     events(
         c,
-        "SELECT seq, kind, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-        &[&after_seq, &limit(n)],
+        "SELECT seq, kind, body FROM events WHERE seq > $1 AND seq < $3 ORDER BY seq LIMIT $2",
+        &[&after_seq, &limit(n), &below],
     )
     .await
 }
 
-/// The highest log position (0 for an empty log).
+/// The highest final log position (0 for an empty log): no write still running can
+/// commit an event at or below it.
 pub(super) async fn last_seq(c: &mut Conn) -> Result<i64, BelError> {
-    let rows = query(c, "SELECT coalesce(max(seq), 0)::int8 FROM events", &[]).await?;
+    let below = horizon(c).await?;
+    let rows = query(
+        c,
+        "SELECT coalesce(max(seq), 0)::int8 FROM events WHERE seq < $1",
+        &[&below],
+    )
+    .await?;
+    Ok(rows[0].get(0))
+}
+
+/// The first log position a running write may still commit. Read in a statement of its
+/// own, before the statement that reads the events below it (whose snapshot is later).
+async fn horizon(c: &mut Conn) -> Result<i64, BelError> {
+    let rows = query(c, "SELECT databuild_horizon()", &[]).await?;
     Ok(rows[0].get(0))
 }
 

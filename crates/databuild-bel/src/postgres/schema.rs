@@ -7,13 +7,48 @@ use tokio_postgres::Client;
 use crate::BelError;
 
 /// The schema version this build writes and reads (versioned apart from SQLite's; 2 added
-/// `builds`, 3 `wants` and `backfills`, 4 an index of live wants by expiry; an older
-/// database is upgraded on first use).
-pub const SCHEMA_VERSION: i64 = 4;
+/// `builds`, 3 `wants` and `backfills`, 4 an index of live wants by expiry, 5 log positions
+/// from a sequence, reserved under a lock a reader can see; an older database is upgraded
+/// on first use).
+pub const SCHEMA_VERSION: i64 = 5;
 
-/// Key of the transaction-level advisory lock every write holds: writers to one database
-/// are serialized by the server, whichever process or machine they run on.
+/// Key of the transaction-level advisory lock every write holds: shared by the writes that
+/// lock the rows they touch (appends, claims), exclusive for the others (and for creating
+/// the schema), whichever process or machine they run on.
 pub(super) const WRITE_LOCK: i64 = 0x6461_7461_6275_696c; // "databuil"
+
+/// What version 5 added: log positions come from `events_seq`. A write reserves its
+/// positions with `databuild_reserve(n)`, which first takes a shared transaction-level
+/// advisory lock keyed by the next position (a bigint key below 2^62; the write lock's key
+/// is above it, row locks use the two-integer form), then takes `n` values. Positions
+/// below `databuild_horizon()` are final: every write that reserved one has ended. It
+/// reads the next position first and the lowest held reservation second, so a write that
+/// reserved before the first read is seen by the second.
+pub(super) const SCHEMA_V5: &str = r#"
+CREATE SEQUENCE IF NOT EXISTS events_seq;
+SELECT setval('events_seq', coalesce((SELECT max(seq) FROM events), 0) + 1, false);
+CREATE OR REPLACE FUNCTION databuild_reserve(n integer) RETURNS bigint[]
+LANGUAGE plpgsql AS $$
+DECLARE k bigint;
+BEGIN
+    SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO k FROM events_seq;
+    PERFORM pg_advisory_xact_lock_shared(k);
+    RETURN ARRAY(SELECT nextval('events_seq') FROM generate_series(1, n));
+END $$;
+CREATE OR REPLACE FUNCTION databuild_horizon() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE upcoming bigint;
+DECLARE held bigint;
+BEGIN
+    SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO upcoming FROM events_seq;
+    SELECT min((l.classid::int8 << 32) | l.objid::int8) INTO held
+      FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.classid::int8 < 1073741824;
+    RETURN least(upcoming, coalesce(held, upcoming));
+END $$;
+"#;
 
 /// The channel on which every append notifies the last log position it wrote.
 pub(super) const CHANNEL: &str = "databuild_events";
@@ -21,8 +56,8 @@ pub(super) const CHANNEL: &str = "databuild_events";
 // Refs and run ids sort bytewise (`COLLATE "C"`), as in SQLite. Times are microseconds.
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- Every event, in append order (seq is assigned under the write lock, so commit order and
--- seq order agree). body: the prost-encoded JobGraphRunEvent (kind 1 graph, 2 job) or
+-- Every event, in log order (seq from events_seq; see SCHEMA_V5 for when a position is
+-- final). body: the prost-encoded JobGraphRunEvent (kind 1 graph, 2 job) or
 -- PartitionEvent (kind 3).
 CREATE TABLE events (
     seq BIGINT PRIMARY KEY,
@@ -136,6 +171,7 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
         tx.batch_execute(SCHEMA_V2).await?;
         tx.batch_execute(super::wants::SCHEMA_V3).await?;
         tx.batch_execute(super::wants::SCHEMA_V4).await?;
+        tx.batch_execute(SCHEMA_V5).await?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('application', 'databuild')",
             &[&SCHEMA_VERSION.to_string()],
@@ -165,6 +201,7 @@ pub(super) async fn migrate(client: &mut Client, url: &str) -> Result<(), BelErr
         tx.batch_execute(SCHEMA_V2).await?;
         tx.batch_execute(super::wants::SCHEMA_V3).await?;
         tx.batch_execute(super::wants::SCHEMA_V4).await?;
+        tx.batch_execute(SCHEMA_V5).await?;
         tx.execute(
             "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
             &[&SCHEMA_VERSION.to_string()],

@@ -5,11 +5,15 @@
 //! would say. What is read with SQL over many rows (unfinished runs, what a run holds) is
 //! read after a flush.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use tokio_postgres::Transaction;
 
-use super::{conn::Stmts, schema};
+use super::{
+    conn::Stmts,
+    locks::{self, Class, KeyLocks, Mode},
+    schema,
+};
 use crate::{
     apply::{EventRow, GraphRow, Holdings, JobRow, Keys, Rows, RunOwner},
     BelError, BuildRow, Owner, PartitionRow, WantRow,
@@ -27,7 +31,19 @@ pub(super) struct State<'a> {
     pub tx: &'a Transaction<'a>,
     pub stmts: &'a mut Stmts,
     pub(super) token: &'a str,
-    pub(super) next_seq: i64,
+    pub(super) mode: Mode,
+    /// Whether the write lock is held yet.
+    pub(super) write_locked: bool,
+    pub(super) locks: KeyLocks,
+    /// A row this write needs is held by another write: it is rolled back and run again in
+    /// exclusive mode, whatever it returned.
+    pub(super) contended: bool,
+    /// Log positions reserved and not yet used, in order.
+    pub(super) seqs: VecDeque<i64>,
+    /// How many events the write said it would store, before the first reservation.
+    pub(super) expected: usize,
+    /// The size of the last reservation made without being told.
+    pub(super) growth: usize,
     pub(super) last_seq: Option<i64>,
     pub(super) parts: HashMap<String, Option<PartitionRow>>,
     pub(super) parts_dirty: BTreeSet<String>,
@@ -52,25 +68,29 @@ pub(super) struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    /// Takes the write lock and reads the log's last position.
+    /// Takes the write lock alone (exclusive mode), or starts a shared-mode write, which
+    /// takes it shared in the first round trip it makes (see [`State::write_lock`]).
     pub async fn begin(
         tx: &'a Transaction<'a>,
         stmts: &'a mut Stmts,
         token: &'a str,
+        mode: Mode,
     ) -> Result<Self, BelError> {
-        let lock = stmts.get(tx, "SELECT pg_advisory_xact_lock($1)").await?;
-        let max = stmts
-            .get(tx, "SELECT coalesce(max(seq), 0)::int8 FROM events")
-            .await?;
-        let (_, row) = tokio::try_join!(
-            tx.execute(&lock, &[&schema::WRITE_LOCK]),
-            tx.query_one(&max, &[])
-        )?;
+        if mode == Mode::Exclusive {
+            let lock = stmts.get(tx, "SELECT pg_advisory_xact_lock($1)").await?;
+            tx.execute(&lock, &[&schema::WRITE_LOCK]).await?;
+        }
         Ok(Self {
             tx,
             stmts,
             token,
-            next_seq: row.get::<_, i64>(0) + 1,
+            mode,
+            write_locked: mode == Mode::Exclusive,
+            locks: KeyLocks::default(),
+            contended: false,
+            seqs: VecDeque::new(),
+            expected: 0,
+            growth: 0,
             last_seq: None,
             parts: HashMap::new(),
             parts_dirty: BTreeSet::new(),
@@ -108,17 +128,58 @@ impl<'a> State<'a> {
         let run_ids = missing(run_ids, &|k| self.graphs.contains_key(k));
         let job_run_ids = missing(job_run_ids, &|k| self.jobs.contains_key(k));
         let upstreams = missing(upstreams, &|k| self.deps_stored.contains_key(k));
+        let mut part_keys = refs.clone();
+        part_keys.extend(upstreams.iter().cloned());
+        let batches = self.unheld(vec![
+            (Class::Partition, part_keys),
+            (Class::Run, run_ids.clone()),
+            (Class::JobRun, job_run_ids.clone()),
+        ]);
+        let reserve = if self.expected > 0 && self.seqs.is_empty() {
+            Some(locks::reserve_count(std::mem::take(&mut self.expected)))
+        } else {
+            None
+        };
+        let write_lock = !std::mem::replace(&mut self.write_locked, true);
+        let s_shared = self.stmts.get(self.tx, locks::SHARED_WRITE_LOCK).await?;
+        let s_lock = self.stmts.get(self.tx, locks::TRY_LOCK).await?;
+        let s_reserve = self.stmts.get(self.tx, locks::RESERVE).await?;
         let sp = self.stmts.get(self.tx, SELECT_PARTITIONS).await?;
         let sg = self.stmts.get(self.tx, SELECT_GRAPHS).await?;
         let sj = self.stmts.get(self.tx, SELECT_JOBS).await?;
         let sd = self.stmts.get(self.tx, SELECT_DEPS).await?;
         let tx = self.tx;
-        let (p, g, j, d) = tokio::try_join!(
+        // One round trip, sent in this order: the write lock (shared) if not yet held, the
+        // row locks, then the reads behind them (each statement reads what was committed
+        // when it starts). Reads made without a lock are dropped with the write.
+        let (_, got, reserved, p, g, j, d) = tokio::try_join!(
+            async {
+                match write_lock {
+                    true => tx.execute(&s_shared, &[&schema::WRITE_LOCK]).await,
+                    false => Ok(0),
+                }
+            },
+            async {
+                match batches.is_empty() {
+                    true => Ok(true),
+                    false => locks::try_lock(tx, &s_lock, &batches).await,
+                }
+            },
+            async {
+                match reserve {
+                    Some(n) => tx.query_one(&s_reserve, &[&n]).await.map(Some),
+                    None => Ok(None),
+                }
+            },
             query_if(tx, &sp, &refs),
             query_if(tx, &sg, &run_ids),
             query_if(tx, &sj, &job_run_ids),
             query_if(tx, &sd, &upstreams),
         )?;
+        self.locked(batches, got)?;
+        if let Some(row) = reserved {
+            self.reserved(&row);
+        }
         for r in refs {
             self.parts.insert(r, None);
         }
@@ -171,6 +232,8 @@ impl<'a> State<'a> {
 impl Rows for State<'_> {
     async fn build(&mut self, r: &str) -> Result<Option<BuildRow>, BelError> {
         if !self.builds.contains_key(r) {
+            self.lock(vec![(Class::Partition, vec![r.to_string()])])
+                .await?;
             let stmt = self
                 .stmts
                 .get(
@@ -190,6 +253,8 @@ impl Rows for State<'_> {
 
     async fn want(&mut self, want_id: &str) -> Result<Option<WantRow>, BelError> {
         if !self.wants.contains_key(want_id) {
+            self.lock(vec![(Class::Want, vec![want_id.to_string()])])
+                .await?;
             let row = super::wants::get_tx(self.tx, self.stmts, want_id).await?;
             self.wants.insert(want_id.to_string(), row);
         }
@@ -198,6 +263,8 @@ impl Rows for State<'_> {
 
     async fn backfill(&mut self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
         if !self.backfills.contains_key(id) {
+            self.lock(vec![(Class::Backfill, vec![id.to_string()])])
+                .await?;
             let row = super::wants::get_backfill_tx(self.tx, self.stmts, id).await?;
             self.backfills.insert(id.to_string(), row);
         }
@@ -205,18 +272,21 @@ impl Rows for State<'_> {
     }
 
     fn put_backfill(&mut self, row: crate::BackfillRow) -> Result<(), BelError> {
+        self.touch(Class::Backfill, &row.backfill_id);
         self.backfills_dirty.insert(row.backfill_id.clone());
         self.backfills.insert(row.backfill_id.clone(), Some(row));
         Ok(())
     }
 
     fn put_want(&mut self, row: WantRow) -> Result<(), BelError> {
+        self.touch(Class::Want, &row.want_id);
         self.wants_dirty.insert(row.want_id.clone());
         self.wants.insert(row.want_id.clone(), Some(row));
         Ok(())
     }
 
     fn put_build(&mut self, r: &str, row: BuildRow) -> Result<(), BelError> {
+        self.touch(Class::Partition, r);
         self.builds_dirty.insert(r.to_string());
         self.builds.insert(r.to_string(), Some(row));
         Ok(())
@@ -238,6 +308,7 @@ impl Rows for State<'_> {
     }
 
     fn put_graph(&mut self, run_id: &str, row: GraphRow) -> Result<(), BelError> {
+        self.touch(Class::Run, run_id);
         self.graphs_dirty.insert(run_id.to_string());
         self.graphs.insert(run_id.to_string(), Some(row));
         Ok(())
@@ -255,6 +326,7 @@ impl Rows for State<'_> {
     }
 
     fn put_job(&mut self, job_run_id: &str, row: JobRow) -> Result<(), BelError> {
+        self.touch(Class::JobRun, job_run_id);
         self.jobs_dirty.insert(job_run_id.to_string());
         self.jobs.insert(job_run_id.to_string(), Some(row));
         Ok(())
@@ -272,26 +344,34 @@ impl Rows for State<'_> {
     }
 
     fn put_partition(&mut self, row: PartitionRow) -> Result<(), BelError> {
+        self.touch(Class::Partition, &row.partition_ref);
         self.parts_dirty.insert(row.partition_ref.clone());
         self.parts.insert(row.partition_ref.clone(), Some(row));
         Ok(())
     }
 
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {
+        self.touch(Class::Partition, r);
         self.parts_dirty.insert(r.to_string());
         self.parts.insert(r.to_string(), None);
         Ok(())
     }
 
-    fn insert_event(&mut self, row: EventRow) -> Result<i64, BelError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    async fn insert_event(&mut self, row: EventRow) -> Result<i64, BelError> {
+        let seq = self.next_position().await?;
         self.last_seq = Some(seq);
         self.events.push((seq, row));
         Ok(seq)
     }
 
+    fn expect_events(&mut self, n: usize) {
+        if self.seqs.is_empty() {
+            self.expected = n;
+        }
+    }
+
     fn add_requesters(&mut self, r: &str, clients: &[String]) -> Result<(), BelError> {
+        self.touch(Class::Partition, r);
         if !clients.is_empty() {
             let o = self.requesters.entry(r.to_string()).or_default();
             o.added.extend(clients.iter().cloned());
@@ -300,6 +380,7 @@ impl Rows for State<'_> {
     }
 
     fn clear_requesters(&mut self, r: &str) -> Result<(), BelError> {
+        self.touch(Class::Partition, r);
         let o = self.requesters.entry(r.to_string()).or_default();
         o.cleared = true;
         o.added.clear();
@@ -307,6 +388,10 @@ impl Rows for State<'_> {
     }
 
     fn replace_deps(&mut self, downstream: &str, upstreams: Vec<String>) -> Result<(), BelError> {
+        self.touch(Class::Partition, downstream);
+        for u in &upstreams {
+            self.touch(Class::Partition, u);
+        }
         if let Some(old) = self.deps.get(downstream) {
             for u in &old.added {
                 if let Some(set) = self.deps_added_by_up.get_mut(u) {
@@ -357,6 +442,7 @@ impl Rows for State<'_> {
     }
 
     async fn unfinished_runs(&mut self) -> Result<Vec<RunOwner>, BelError> {
+        self.needs_exclusive()?;
         self.flush().await?;
         let stmt = self
             .stmts
@@ -381,6 +467,7 @@ impl Rows for State<'_> {
     }
 
     async fn holdings(&mut self, run_id: &str) -> Result<Holdings, BelError> {
+        self.needs_exclusive()?;
         self.flush().await?;
         let s_held = self
             .stmts
@@ -417,6 +504,7 @@ impl Rows for State<'_> {
         owner: &Owner,
         lease_until: i64,
     ) -> Result<bool, BelError> {
+        self.needs_exclusive()?;
         self.flush().await?;
         let stmt = self
             .stmts

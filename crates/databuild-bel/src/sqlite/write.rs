@@ -173,7 +173,7 @@ impl Rows for TxRows<'_> {
         Ok(())
     }
 
-    fn insert_event(&mut self, e: EventRow) -> Result<i64, BelError> {
+    async fn insert_event(&mut self, e: EventRow) -> Result<i64, BelError> {
         self.0
             .prepare_cached(
                 "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
