@@ -40,13 +40,24 @@ pub(super) struct KeyLocks {
 /// Takes the write lock shared (waiting for a write that holds it alone).
 pub(super) const SHARED_WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 
-/// Keys of one class to lock: the class, its number, the keys.
-pub(super) type LockBatch = (Class, i32, Vec<String>);
+/// Keys to lock, of any class: each key's class, the class's number, and the key.
+#[derive(Debug, Default)]
+pub(super) struct Unheld {
+    kinds: Vec<Class>,
+    classes: Vec<i32>,
+    keys: Vec<String>,
+}
 
-/// Tries to lock every key in $2 of class $1; true if it got them all.
+impl Unheld {
+    pub(super) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Tries to lock every key $2[i] of class $1[i]; true if it got them all.
 pub(super) const TRY_LOCK: &str =
-    "SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1::int4, hashtext(k))), true)
-     FROM unnest($2::text[]) AS k";
+    "SELECT coalesce(bool_and(pg_try_advisory_xact_lock(c, hashtext(k))), true)
+     FROM unnest($1::int4[], $2::text[]) AS t(c, k)";
 
 /// How many positions a write reserves at most at once when it was not told how many.
 const MAX_GROWTH: usize = 1024;
@@ -56,13 +67,13 @@ impl State<'_> {
     /// another write holds makes this write contended (see [`State::contended`]).
     pub(super) async fn lock(&mut self, wanted: Vec<(Class, Vec<String>)>) -> Result<(), BelError> {
         self.write_lock().await?;
-        let batches = self.unheld(wanted);
-        if batches.is_empty() {
+        let unheld = self.unheld(wanted);
+        if unheld.is_empty() {
             return Ok(());
         }
         let stmt = self.stmts.get(self.tx, TRY_LOCK).await?;
-        let got = try_lock(self.tx, &stmt, &batches).await?;
-        self.locked(batches, got)
+        let got = try_lock(self.tx, &stmt, &unheld).await?;
+        self.locked(unheld, got)
     }
 
     /// Takes the write lock shared, if it is not held yet: before anything else a write
@@ -78,34 +89,34 @@ impl State<'_> {
         Ok(())
     }
 
-    /// The keys of `wanted` to lock (none in exclusive mode), by class.
-    pub(super) fn unheld(&self, wanted: Vec<(Class, Vec<String>)>) -> Vec<LockBatch> {
+    /// The keys of `wanted` to lock (none in exclusive mode).
+    pub(super) fn unheld(&self, wanted: Vec<(Class, Vec<String>)>) -> Unheld {
+        let mut out = Unheld::default();
         if self.mode == Mode::Exclusive {
-            return Vec::new();
+            return out;
         }
-        let mut batches = Vec::new();
         for (class, keys) in wanted {
             let keys: BTreeSet<String> = keys
                 .into_iter()
                 .filter(|k| !self.locks.held.contains(&(class, k.clone())))
                 .collect();
-            if !keys.is_empty() {
-                batches.push((class, class as i32, keys.into_iter().collect()));
+            for k in keys {
+                out.kinds.push(class);
+                out.classes.push(class as i32);
+                out.keys.push(k);
             }
         }
-        batches
+        out
     }
 
-    /// Records what [`try_lock`] got for `batches`.
-    pub(super) fn locked(&mut self, batches: Vec<LockBatch>, got: bool) -> Result<(), BelError> {
+    /// Records what [`try_lock`] got for `unheld`.
+    pub(super) fn locked(&mut self, unheld: Unheld, got: bool) -> Result<(), BelError> {
         if !got {
             return Err(self.contend());
         }
-        for (class, _, keys) in batches {
-            for k in keys {
-                self.locks.needed.remove(&(class, k.clone()));
-                self.locks.held.insert((class, k));
-            }
+        for (class, k) in unheld.kinds.into_iter().zip(unheld.keys) {
+            self.locks.needed.remove(&(class, k.clone()));
+            self.locks.held.insert((class, k));
         }
         Ok(())
     }
@@ -185,18 +196,15 @@ pub(super) fn reserve_count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Runs [`TRY_LOCK`] (prepared as `stmt`) for each batch, pipelined; true if every key
-/// was locked.
+/// Runs [`TRY_LOCK`] (prepared as `stmt`) for `unheld`; true if every key was locked.
 pub(super) async fn try_lock(
     tx: &tokio_postgres::Transaction<'_>,
     stmt: &tokio_postgres::Statement,
-    batches: &[LockBatch],
+    unheld: &Unheld,
 ) -> Result<bool, tokio_postgres::Error> {
-    let got = futures_util::future::try_join_all(
-        batches
-            .iter()
-            .map(|(_, id, keys)| async move { tx.query_one(stmt, &[id, keys]).await }),
-    )
-    .await?;
-    Ok(got.iter().all(|r| r.get::<_, bool>(0)))
+    if unheld.is_empty() {
+        return Ok(true);
+    }
+    let row = tx.query_one(stmt, &[&unheld.classes, &unheld.keys]).await?;
+    Ok(row.get(0))
 }

@@ -130,7 +130,7 @@ impl<'a> State<'a> {
         let upstreams = missing(upstreams, &|k| self.deps_stored.contains_key(k));
         let mut part_keys = refs.clone();
         part_keys.extend(upstreams.iter().cloned());
-        let batches = self.unheld(vec![
+        let unheld = self.unheld(vec![
             (Class::Partition, part_keys),
             (Class::Run, run_ids.clone()),
             (Class::JobRun, job_run_ids.clone()),
@@ -159,12 +159,7 @@ impl<'a> State<'a> {
                     false => Ok(0),
                 }
             },
-            async {
-                match batches.is_empty() {
-                    true => Ok(true),
-                    false => locks::try_lock(tx, &s_lock, &batches).await,
-                }
-            },
+            locks::try_lock(tx, &s_lock, &unheld),
             async {
                 match reserve {
                     Some(n) => tx.query_one(&s_reserve, &[&n]).await.map(Some),
@@ -176,7 +171,7 @@ impl<'a> State<'a> {
             query_if(tx, &sj, &job_run_ids),
             query_if(tx, &sd, &upstreams),
         )?;
-        self.locked(batches, got)?;
+        self.locked(unheld, got)?;
         if let Some(row) = reserved {
             self.reserved(&row);
         }

@@ -341,3 +341,82 @@ pub async fn concurrent_writers_claim_each_partition_exactly_once(b: &Backend) {
         REFS * (WRITERS - 1)
     );
 }
+
+/// PostgreSQL: a write whose row another write holds does not wait on that row (no
+/// deadlock is possible); it runs again holding the write lock alone, after the other
+/// write ends, and then succeeds. A write on another row is not held up at all.
+pub async fn a_write_on_a_row_another_write_holds_runs_again_alone(b: &Backend) {
+    use std::time::Duration;
+    let url = b.url();
+    if !url.starts_with("postgres") {
+        return; // SQLite has one writer at a time.
+    }
+    let bel = b.open().await.unwrap();
+    bel.append(vec![graph("r", JobGraphRunStatus::GraphStarted)])
+        .await
+        .unwrap();
+    // Another writer, as databuild's shared-mode writes lock: the write lock shared, then
+    // partition `p` (class 1).
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let other = client.transaction().await.unwrap();
+    other
+        .execute(
+            "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock(1, hashtext('p'))",
+            &[&0x6461_7461_6275_696c_i64],
+        )
+        .await
+        .unwrap();
+
+    // A write on another partition goes through while the other writer is open.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        bel.append(vec![partition(
+            "q",
+            PartitionStatus::PartitionScheduled,
+            "r",
+            0,
+        )]),
+    )
+    .await
+    .expect("a write on another row is not held up")
+    .unwrap();
+
+    // A write on `p` is held until the other writer ends.
+    let mut held = tokio::spawn({
+        let bel = bel.clone();
+        async move {
+            bel.append(vec![partition(
+                "p",
+                PartitionStatus::PartitionScheduled,
+                "r",
+                0,
+            )])
+            .await
+        }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut held)
+            .await
+            .is_err(),
+        "the write on `p` did not wait for the writer holding it"
+    );
+    other.rollback().await.unwrap();
+    drop(client);
+    let _ = driver.await;
+    let logged = tokio::time::timeout(Duration::from_secs(20), held)
+        .await
+        .expect("the write on `p` ends once the other writer has")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        summary(&logged),
+        [ev("p", PartitionStatus::PartitionScheduled, "r")]
+    );
+    assert_eq!(
+        status(bel.as_ref(), "p").await,
+        Some(PartitionStatus::PartitionScheduled)
+    );
+}

@@ -55,6 +55,7 @@ conformance!(
     coordination::expired_leases_are_reclaimed_as_owner_run_lost,
     coordination::a_lost_run_of_this_host_is_reclaimed_only_once_its_jobs_are_stopped,
     coordination::concurrent_writers_claim_each_partition_exactly_once,
+    coordination::a_write_on_a_row_another_write_holds_runs_again_alone,
     follow::a_reader_following_the_log_sees_every_event_once_while_writers_race,
     follow::a_running_write_holds_readers_below_its_positions,
     causes::failure_causes_are_kept_and_derived_for_events_without_one,
