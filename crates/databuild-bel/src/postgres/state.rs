@@ -128,6 +128,9 @@ impl<'a> State<'a> {
         let run_ids = missing(run_ids, &|k| self.graphs.contains_key(k));
         let job_run_ids = missing(job_run_ids, &|k| self.jobs.contains_key(k));
         let upstreams = missing(upstreams, &|k| self.deps_stored.contains_key(k));
+        // A partition whose lineage is read is being made AVAILABLE: its last build is
+        // read next (early cutoff).
+        let builds = missing(upstreams.clone(), &|k| self.builds.contains_key(k));
         let mut part_keys = refs.clone();
         part_keys.extend(upstreams.iter().cloned());
         let unheld = self.unheld(vec![
@@ -148,11 +151,12 @@ impl<'a> State<'a> {
         let sg = self.stmts.get(self.tx, SELECT_GRAPHS).await?;
         let sj = self.stmts.get(self.tx, SELECT_JOBS).await?;
         let sd = self.stmts.get(self.tx, SELECT_DEPS).await?;
+        let sb = self.stmts.get(self.tx, SELECT_BUILDS).await?;
         let tx = self.tx;
         // One round trip, sent in this order: the write lock (shared) if not yet held, the
         // row locks, then the reads behind them (each statement reads what was committed
         // when it starts). Reads made without a lock are dropped with the write.
-        let (_, got, reserved, p, g, j, d) = tokio::try_join!(
+        let (_, got, reserved, p, g, j, d, b) = tokio::try_join!(
             async {
                 match write_lock {
                     true => tx.execute(&s_shared, &[&schema::WRITE_LOCK]).await,
@@ -170,6 +174,7 @@ impl<'a> State<'a> {
             query_if(tx, &sg, &run_ids),
             query_if(tx, &sj, &job_run_ids),
             query_if(tx, &sd, &upstreams),
+            query_if(tx, &sb, &builds),
         )?;
         self.locked(unheld, got)?;
         if let Some(row) = reserved {
@@ -177,6 +182,17 @@ impl<'a> State<'a> {
         }
         for r in refs {
             self.parts.insert(r, None);
+        }
+        for r in builds {
+            self.builds.insert(r, None);
+        }
+        for row in b {
+            let build = BuildRow {
+                job: row.get(1),
+                version: row.get(2),
+                digest: row.get(3),
+            };
+            self.builds.insert(row.get(0), Some(build));
         }
         for row in p {
             let row = super::read::partition_row(&row);
@@ -538,4 +554,5 @@ const SELECT_GRAPHS: &str = "SELECT run_id, label, status, started_ts, updated_t
 const SELECT_JOBS: &str =
     "SELECT job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts
      FROM job_runs WHERE job_run_id = ANY($1)";
+const SELECT_BUILDS: &str = "SELECT ref, job, version, digest FROM builds WHERE ref = ANY($1)";
 const SELECT_DEPS: &str = "SELECT upstream, downstream FROM deps WHERE upstream = ANY($1)";
