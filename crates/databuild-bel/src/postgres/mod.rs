@@ -412,15 +412,21 @@ impl crate::EventRead for PostgresEventLog {
             Err(e) => return Err(e.into()),
         };
         // Listening from here on: anything committed earlier is in the table.
+        rx.borrow_and_update();
         if read!(self, |c| read::last_seq(&mut c).await)? > after_seq {
             return Ok(());
         }
         loop {
-            if *rx.borrow_and_update() > after_seq {
-                return Ok(());
-            }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
+                // An event above `after_seq` was committed; it can be read once no write
+                // below it is still running (a later write's notification may come first).
+                Ok(Ok(())) => {
+                    if *rx.borrow_and_update() > after_seq
+                        && read!(self, |c| read::last_seq(&mut c).await)? > after_seq
+                    {
+                        return Ok(());
+                    }
+                }
                 // Timed out, or the listening connection ended: let the caller read again.
                 Err(_) | Ok(Err(_)) => return Ok(()),
             }
