@@ -6,7 +6,7 @@
 //! locks. No write waits for a row lock, so writes never deadlock. Log positions are
 //! reserved from `events_seq` (see `schema::SCHEMA_V5`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::state::State;
 use crate::BelError;
@@ -33,12 +33,24 @@ pub(super) enum Class {
 /// The keys a shared-mode write holds, and those it wrote without holding yet.
 #[derive(Debug, Default)]
 pub(super) struct KeyLocks {
-    held: HashSet<(Class, String)>,
+    held: HashMap<Class, HashSet<String>>,
     needed: BTreeSet<(Class, String)>,
 }
 
-/// Takes the write lock shared (waiting for a write that holds it alone).
-pub(super) const SHARED_WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+impl KeyLocks {
+    fn holds(&self, class: Class, k: &str) -> bool {
+        self.held.get(&class).is_some_and(|keys| keys.contains(k))
+    }
+}
+
+/// The statement that takes the write lock in `mode` (waiting for any write holding it
+/// in a mode that excludes this one).
+pub(super) fn write_lock_sql(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Shared => "SELECT pg_advisory_xact_lock_shared($1)",
+        Mode::Exclusive => "SELECT pg_advisory_xact_lock($1)",
+    }
+}
 
 /// Keys to lock, of any class: each key's class, the class's number, and the key.
 #[derive(Debug, Default)]
@@ -76,11 +88,11 @@ impl State<'_> {
         self.locked(unheld, got)
     }
 
-    /// Takes the write lock shared, if it is not held yet: before anything else a write
-    /// reads or writes.
+    /// Takes the write lock in this write's mode, if it is not held yet: before anything
+    /// else a write reads or writes.
     pub(super) async fn write_lock(&mut self) -> Result<(), BelError> {
         if !self.write_locked {
-            let stmt = self.stmts.get(self.tx, SHARED_WRITE_LOCK).await?;
+            let stmt = self.stmts.get(self.tx, write_lock_sql(self.mode)).await?;
             self.tx
                 .execute(&stmt, &[&super::schema::WRITE_LOCK])
                 .await?;
@@ -98,7 +110,7 @@ impl State<'_> {
         for (class, keys) in wanted {
             let keys: BTreeSet<String> = keys
                 .into_iter()
-                .filter(|k| !self.locks.held.contains(&(class, k.clone())))
+                .filter(|k| !self.locks.holds(class, k))
                 .collect();
             for k in keys {
                 out.kinds.push(class);
@@ -116,7 +128,7 @@ impl State<'_> {
         }
         for (class, k) in unheld.kinds.into_iter().zip(unheld.keys) {
             self.locks.needed.remove(&(class, k.clone()));
-            self.locks.held.insert((class, k));
+            self.locks.held.entry(class).or_default().insert(k);
         }
         Ok(())
     }
@@ -124,7 +136,7 @@ impl State<'_> {
     /// Records that this write changes key `k` of `class`: it is locked before the write
     /// is flushed, if it is not held by then.
     pub(super) fn touch(&mut self, class: Class, k: &str) {
-        if self.mode == Mode::Shared && !self.locks.held.contains(&(class, k.to_string())) {
+        if self.mode == Mode::Shared && !self.locks.holds(class, k) {
             self.locks.needed.insert((class, k.to_string()));
         }
     }

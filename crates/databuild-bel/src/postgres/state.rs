@@ -76,16 +76,12 @@ impl<'a> State<'a> {
         token: &'a str,
         mode: Mode,
     ) -> Result<Self, BelError> {
-        if mode == Mode::Exclusive {
-            let lock = stmts.get(tx, "SELECT pg_advisory_xact_lock($1)").await?;
-            tx.execute(&lock, &[&schema::WRITE_LOCK]).await?;
-        }
-        Ok(Self {
+        let mut st = Self {
             tx,
             stmts,
             token,
             mode,
-            write_locked: mode == Mode::Exclusive,
+            write_locked: false,
             locks: KeyLocks::default(),
             contended: false,
             seqs: VecDeque::new(),
@@ -109,7 +105,11 @@ impl<'a> State<'a> {
             deps: BTreeMap::new(),
             deps_added_by_up: HashMap::new(),
             deps_stored: HashMap::new(),
-        })
+        };
+        if mode == Mode::Exclusive {
+            st.write_lock().await?;
+        }
+        Ok(st)
     }
 
     /// Loads, in one round trip, the rows of these keys not yet held.
@@ -144,7 +144,10 @@ impl<'a> State<'a> {
             None
         };
         let write_lock = !std::mem::replace(&mut self.write_locked, true);
-        let s_shared = self.stmts.get(self.tx, locks::SHARED_WRITE_LOCK).await?;
+        let s_shared = self
+            .stmts
+            .get(self.tx, locks::write_lock_sql(self.mode))
+            .await?;
         let s_lock = self.stmts.get(self.tx, locks::TRY_LOCK).await?;
         let s_reserve = self.stmts.get(self.tx, locks::RESERVE).await?;
         let sp = self.stmts.get(self.tx, SELECT_PARTITIONS).await?;

@@ -57,6 +57,23 @@ impl Backend {
         databuild_bel::open(&self.url(), std::path::Path::new("/")).await
     }
 
+    /// PostgreSQL: a connection of its own to the log's database, outside databuild (as
+    /// another writer would have), with the task driving it; SQLite: none.
+    pub async fn postgres_client(
+        &self,
+    ) -> Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+        let Self::Postgres { url, .. } = self else {
+            return None;
+        };
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e:?}"));
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some((client, driver))
+    }
+
     /// Records `version` as the log's schema version, as a newer databuild would.
     pub async fn set_schema_version(&self, version: i64) {
         let sql = format!("UPDATE meta SET value = '{version}' WHERE key = 'schema_version'");

@@ -347,20 +347,15 @@ pub async fn concurrent_writers_claim_each_partition_exactly_once(b: &Backend) {
 /// write ends, and then succeeds. A write on another row is not held up at all.
 pub async fn a_write_on_a_row_another_write_holds_runs_again_alone(b: &Backend) {
     use std::time::Duration;
-    let url = b.url();
-    if !url.starts_with("postgres") {
+    let Some((mut client, driver)) = b.postgres_client().await else {
         return; // SQLite has one writer at a time.
-    }
+    };
     let bel = b.open().await.unwrap();
     bel.append(vec![graph("r", JobGraphRunStatus::GraphStarted)])
         .await
         .unwrap();
     // Another writer, as databuild's shared-mode writes lock: the write lock shared, then
     // partition `p` (class 1).
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
     let other = client.transaction().await.unwrap();
     other
         .execute(

@@ -83,10 +83,9 @@ pub async fn a_reader_following_the_log_sees_every_event_once_while_writers_race
 /// PostgreSQL: a write that reserved a position and has not ended holds readers below it,
 /// though a later write committed above it; when it ends, the later write is read.
 pub async fn a_running_write_holds_readers_below_its_positions(b: &Backend) {
-    let url = b.url();
-    if !url.starts_with("postgres") {
+    let Some((mut client, driver)) = b.postgres_client().await else {
         return; // SQLite has one writer at a time: commit order is log order.
-    }
+    };
     let bel = b.open().await.unwrap();
     bel.append(vec![
         graph("r", JobGraphRunStatus::GraphStarted),
@@ -98,10 +97,6 @@ pub async fn a_running_write_holds_readers_below_its_positions(b: &Backend) {
     let last = before.last().unwrap().seq;
 
     // A write that has reserved a position and not yet committed, as a slow writer would.
-    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
     let slow = client.transaction().await.unwrap();
     let held: Vec<i64> = slow
         .query_one("SELECT databuild_reserve(1)", &[])
