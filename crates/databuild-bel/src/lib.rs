@@ -332,6 +332,12 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// Gives `event` its id and timestamp (now) if it has none, as an append would: an event
+/// kept to be written later then says when it happened, not when it was written.
+pub fn stamp(event: &mut Event) {
+    common::stamp(event);
+}
+
 /// A new UUIDv7 as a string.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

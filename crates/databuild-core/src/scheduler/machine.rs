@@ -51,6 +51,10 @@ pub(crate) struct JobRules {
     pub queues: bool,
     /// Its version, recorded with each build (`JobDef::version`).
     pub version: String,
+    /// Whether its executor finds a job run after a crash even if nothing about it was
+    /// recorded (`Executor::finds_unrecorded`): its job runs may start before the events
+    /// announcing them are durable.
+    pub finds_unrecorded: bool,
 }
 
 /// The run's options that decide what happens.
@@ -97,11 +101,15 @@ pub(crate) enum Msg {
     RetryDue { task: usize },
 }
 
-/// A job run to start, once the events announcing it are durable.
+/// A job run to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Start {
     pub task: usize,
     pub job_run_id: String,
+    /// Whether it may start before the events announcing it are durable: its executor
+    /// finds a job run after a crash even if nothing about it was recorded
+    /// ([`JobRules::finds_unrecorded`]). The others start once they are durable.
+    pub early: bool,
 }
 
 /// What the shell has to do, accumulated until it takes it.
@@ -109,11 +117,12 @@ pub(crate) struct Start {
 pub(crate) struct Effects {
     /// Events to append, in order, in one transaction.
     pub events: Vec<Event>,
-    /// How many of `events` are notes on running job runs (a local process's handle, output
-    /// lines): they change no state, so they may wait for the next write (see
-    /// [`Effects::only_notes`]).
-    pub notes: usize,
-    /// Job runs to start once `events` are durable.
+    /// Whether `events` hold something to write at once: an engine's id for a submitted
+    /// job run, by which a later run finds it.
+    pub urgent: bool,
+    /// How many of `events` have their id and time ([`Effects::stamp`]).
+    stamped: usize,
+    /// Job runs to start (see [`Start::early`]).
     pub start: Vec<Start>,
     /// Tasks whose running job run to stop.
     pub cancel: Vec<usize>,
@@ -124,26 +133,32 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    /// Adds a note on a running job run: an event that changes no state.
-    pub fn note(&mut self, e: Event) {
-        self.events.push(e);
-        self.notes += 1;
-    }
-
-    /// Whether everything to do is notes: the shell may let them wait a little for the
-    /// next write, so that a short job's handle and its end take one transaction.
-    pub fn only_notes(&self) -> bool {
-        self.notes > 0
-            && self.notes == self.events.len()
-            && self.start.is_empty()
+    /// Whether what there is to do is events that may wait a little for more, so that
+    /// the job runs of several loop turns share one transaction, and job runs that may
+    /// start before their events are durable. Stops, retries and claims do not wait, nor
+    /// does a job run that starts only once its events are durable.
+    pub fn may_wait(&self) -> bool {
+        !self.events.is_empty()
+            && !self.urgent
+            && self.start.iter().all(|s| s.early)
             && self.cancel.is_empty()
             && self.retry.is_empty()
             && self.claim.is_empty()
     }
 
-    /// Takes the events to append (notes or not).
+    /// Gives the events added since the last call their id and the time they happened
+    /// (now), since they may be written a little later.
+    pub fn stamp(&mut self) {
+        for e in self.events.iter_mut().skip(self.stamped) {
+            databuild_bel::stamp(e);
+        }
+        self.stamped = self.events.len();
+    }
+
+    /// Takes the events to append.
     pub fn take_events(&mut self) -> Vec<Event> {
-        self.notes = 0;
+        self.urgent = false;
+        self.stamped = 0;
         std::mem::take(&mut self.events)
     }
 }
@@ -493,6 +508,7 @@ impl Machine {
         self.out.start.push(Start {
             task: i,
             job_run_id,
+            early: self.jobs[t.job].finds_unrecorded,
         });
     }
 

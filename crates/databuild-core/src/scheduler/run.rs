@@ -1,7 +1,8 @@
 //! The I/O shell of one graph run around its state machine ([`super::machine`]): it
 //! claims, reads what the machine needs from the event log, appends the events the
-//! machine decides (one transaction per loop tick), launches and stops job runs through
-//! their executors, times retries, and renews nothing itself (the lease keeper does).
+//! machine decides (one transaction for what gathers in up to [`WRITE_WAIT`]), launches
+//! and stops job runs through their executors, times retries, and renews nothing itself
+//! (the lease keeper does).
 
 use std::{
     borrow::Cow,
@@ -22,9 +23,10 @@ use super::{
 };
 use crate::{events, graph::Graph, CoreError};
 
-/// How long notes on running job runs (a process's handle, output lines) may wait for the
-/// next write: a job shorter than this records its handle and its end in one transaction.
-const NOTES_WAIT: Duration = Duration::from_millis(20);
+/// How long events that may wait ([`super::machine::Effects::may_wait`]) gather before
+/// they are written: the job runs that start and end in that time share one transaction,
+/// and a short job records its start, handle and end in it.
+const WRITE_WAIT: Duration = Duration::from_millis(20);
 
 mod delegation;
 mod jobs;
@@ -82,6 +84,7 @@ pub(super) async fn execute_run(
                 executor: executor.name(),
                 queues: executor.queues(),
                 version: j.version.clone(),
+                finds_unrecorded: executor.finds_unrecorded(),
             }
         })
         .collect();
@@ -134,25 +137,30 @@ pub(super) async fn execute_run(
 
     // From here on jobs run: an error stops them and fails the run (see `stop_on`)
     // instead of returning while they still run.
-    // Since when notes on running job runs (handles, output lines) wait for the next write.
-    let mut notes_since: Option<Instant> = None;
+    // Since when the pending events have been waiting for the next write.
+    let mut waiting_since: Option<Instant> = None;
     loop {
         run.m.start_ready();
         if let Err(e) = run.lineage().await {
             run.stop_on(e);
         }
         run.m.track_graph_status();
-        // Notes alone wait up to NOTES_WAIT for something else to write: a short job's
-        // handle then shares its end's transaction. A restarted build finds a job whose
-        // handle was not yet written by its environment (`executor::procs`).
-        let hold = if run.m.out.only_notes() && !run.m.is_done() {
-            let since = *notes_since.get_or_insert_with(Instant::now);
-            Some(since + NOTES_WAIT).filter(|until| Instant::now() < *until)
+        run.m.out.stamp();
+        // Events wait up to WRITE_WAIT for more, unless something needs them durable
+        // first (`Effects::may_wait`); the job runs that may start early start now. A
+        // restarted build finds such a job run by its environment (`executor::procs`)
+        // even if none of its events were written.
+        let hold = if run.m.out.may_wait() && !run.m.is_done() {
+            for s in std::mem::take(&mut run.m.out.start) {
+                run.launch(s);
+            }
+            let since = *waiting_since.get_or_insert_with(Instant::now);
+            Some(since + WRITE_WAIT).filter(|until| Instant::now() < *until)
         } else {
             None
         };
         if hold.is_none() {
-            notes_since = None;
+            waiting_since = None;
             run.write_and_launch().await;
             if run.m.is_done() {
                 break;
@@ -215,7 +223,8 @@ impl Run<'_> {
     }
 
     /// Completes the lineage of the job runs about to start with their QUERY inputs
-    /// that are AVAILABLE in the log.
+    /// that are AVAILABLE in the log (written first, so that the partitions this run
+    /// made available are among them).
     async fn lineage(&mut self) -> Result<(), CoreError> {
         for s in 0..self.m.out.start.len() {
             let task = self.m.out.start[s].task;
@@ -223,6 +232,7 @@ impl Run<'_> {
             if query.is_empty() {
                 continue;
             }
+            self.flush_or_keep().await?;
             let available: Vec<String> = self
                 .bel
                 .partitions(&query)
@@ -237,8 +247,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Appends the pending events, then launches the job runs they announce (a job runs
-    /// only once they are durable), stops the cancelled ones and times the retries.
+    /// Appends the pending events, then launches the job runs they announce that were
+    /// not launched early, stops the cancelled ones and times the retries.
     async fn write_and_launch(&mut self) {
         let starts = std::mem::take(&mut self.m.out.start);
         match self.flush_or_keep().await {
@@ -248,7 +258,8 @@ impl Run<'_> {
                 }
             }
             Err(e) => {
-                // Never started: a job runs only once the events announcing it are durable.
+                // Never started: these start only once the events announcing them are
+                // durable (those started early are stopped by `stop_on`).
                 for s in starts {
                     let _ = self.tx.send(Msg::Exited {
                         task: s.task,

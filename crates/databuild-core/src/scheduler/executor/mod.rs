@@ -128,6 +128,13 @@ pub(crate) trait Executor: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether a job run it started is found after a crash even if nothing about it was
+    /// recorded ([`Executor::stop_lost`] finds it all the same): such a job run may start
+    /// before the events announcing it are durable.
+    fn finds_unrecorded(&self) -> bool {
+        false
+    }
+
     /// Stops what graph runs `lost` (lost runs owned by this host) left running on this
     /// machine, before their claims are released. Returns whether all of it is gone.
     async fn stop_lost(&self, _bel: &dyn EventLog, _lost: &[String]) -> Result<bool, CoreError> {

@@ -24,7 +24,7 @@ impl Machine {
                     None,
                     Some(lines),
                 );
-                self.out.note(e);
+                self.out.events.push(e);
             }
             Msg::Submitted {
                 task,
@@ -42,6 +42,7 @@ impl Machine {
                     self.out.events.push(e);
                     let building = t.building(&self.run_id, &job_run_id, Some(&submission));
                     self.out.events.extend(building);
+                    self.out.urgent = true;
                 }
             }
             Msg::Started {
@@ -52,7 +53,7 @@ impl Machine {
                 let t = &self.tasks[task];
                 if t.is_running(&job_run_id) {
                     let e = t.handle_event(&self.run_id, &job_run_id, handle, None);
-                    self.out.note(e);
+                    self.out.events.push(e);
                 }
             }
             Msg::Exited {

@@ -38,6 +38,7 @@ pub(super) fn rules(label: &str) -> JobRules {
         executor: "local",
         queues: false,
         version: String::new(),
+        finds_unrecorded: true,
     }
 }
 
@@ -553,56 +554,90 @@ fn a_queueing_executor_has_outputs_building_once_its_engine_accepts_the_job() {
 }
 
 #[test]
-fn a_started_local_job_records_its_handle_as_a_note_that_may_wait_for_its_end() {
-    let mut m = claimed(vec![rules("j")], policy(1), vec![task("j", &["a"], &[])]);
-    let s = starts(&mut m).remove(0);
-    m.out.take_events();
-    assert!(!m.out.only_notes(), "nothing to write is not a note");
+fn a_local_job_run_starts_early_and_its_events_wait_for_more_until_something_cannot() {
+    let mut m = claimed(
+        vec![rules("j")],
+        policy(2),
+        vec![task("j", &["a"], &[]), task("j", &["b"], &[])],
+    );
+    assert!(!m.out.may_wait(), "nothing to write does not wait");
+    m.start_ready();
+    assert_eq!(m.out.start.len(), 2);
+    assert!(m.out.start.iter().all(|s| s.early));
+    assert!(
+        m.out.may_wait(),
+        "local starts may go before their events are durable"
+    );
+    let a = m.out.start.remove(0);
+    let b = m.out.start.remove(0);
     let handle = JobRunHandle {
         executor: "local".into(),
         pid: 7,
         ..Default::default()
     };
     m.on(Msg::Started {
-        task: s.task,
-        job_run_id: s.job_run_id.clone(),
+        task: a.task,
+        job_run_id: a.job_run_id.clone(),
         handle,
     });
-    let Event::Run(r) = &m.out.events[0] else {
-        panic!("a job event")
-    };
-    assert_eq!(
-        r.job_event.as_ref().unwrap().handle.as_ref().unwrap().pid,
-        7
-    );
-    assert!(m.out.only_notes(), "a handle alone may wait");
     m.on(Msg::Lines {
-        task: s.task,
-        job_run_id: s.job_run_id.clone(),
+        task: a.task,
+        job_run_id: a.job_run_id.clone(),
         lines: vec!["working".into()],
     });
-    assert!(m.out.only_notes(), "so may output lines");
-    // The end is a state change: it is written at once, after the notes, in order.
-    exit(&mut m, &s, ExecResult::Success);
-    assert!(!m.out.only_notes());
-    let statuses: Vec<JobRunStatus> = m
-        .out
-        .take_events()
-        .iter()
-        .filter_map(|e| match e {
-            Event::Run(r) => r.job_event.as_ref().map(|j| j.status()),
-            _ => None,
-        })
-        .collect();
+    exit(&mut m, &a, ExecResult::Success);
+    assert!(
+        m.out.may_wait(),
+        "a handle, output lines and an end may wait"
+    );
+    // Everything so far, in order, in one write.
+    let statuses = job_statuses(&m.out.events);
     assert_eq!(
         statuses,
         [
+            JobRunStatus::JobScheduled,
+            JobRunStatus::JobRunning,
+            JobRunStatus::JobScheduled,
             JobRunStatus::JobRunning,
             JobRunStatus::JobRunning,
-            JobRunStatus::JobSuccess
+            JobRunStatus::JobRunning,
+            JobRunStatus::JobSuccess,
         ]
     );
-    assert!(!m.out.only_notes(), "taken: nothing left");
+    // A stop does not wait.
+    m.cancel_all("cancelled: test".into());
+    assert_eq!(m.out.cancel, [b.task]);
+    assert!(!m.out.may_wait(), "a stop is sent at once");
+    m.out.take_events();
+    m.out.cancel.clear();
+    assert!(!m.out.may_wait(), "taken: nothing left");
+}
+
+#[test]
+fn a_job_run_whose_executor_cannot_find_it_unrecorded_starts_once_its_events_are_durable() {
+    let mut j = rules("j");
+    j.executor = "slurm";
+    j.queues = true;
+    j.finds_unrecorded = false;
+    let mut m = claimed(vec![j], policy(1), vec![task("j", &["a"], &[])]);
+    m.start_ready();
+    assert!(!m.out.start[0].early);
+    assert!(!m.out.may_wait(), "its start waits for nothing");
+    let s = m.out.start.remove(0);
+    m.out.take_events();
+    m.on(Msg::Submitted {
+        task: s.task,
+        job_run_id: s.job_run_id.clone(),
+        submission: Submission {
+            executor: "slurm",
+            id: "42".into(),
+            adopted_from: None,
+        },
+    });
+    assert!(!m.out.may_wait(), "the engine's id is written at once");
+    m.out.take_events();
+    exit(&mut m, &s, ExecResult::Success);
+    assert!(m.out.may_wait(), "its end may wait");
 }
 
 #[test]

@@ -1,6 +1,5 @@
-//! Job runs: launching one through its executor once the events announcing it are
-//! durable (taking over a lost run's job when it fits), and turning what it reports into
-//! messages to the machine.
+//! Job runs: launching one through its executor (taking over a lost run's job when it
+//! fits), and turning what it reports into messages to the machine.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -24,6 +23,7 @@ impl Run<'_> {
         let Start {
             task: i,
             job_run_id,
+            ..
         } = start;
         let t = self.m.task(i);
         let job = &self.graph.jobs[t.job];
