@@ -21,6 +21,14 @@ use std::{
 /// Stack of the cloned child until it execs (it runs a handful of system calls).
 const CHILD_STACK: usize = 64 * 1024;
 
+thread_local! {
+    /// The child stack of this thread's spawns, allocated once: `CLONE_VFORK` suspends
+    /// the thread until the child has exec'd or exited, so one spawn at a time uses it.
+    /// (Allocating and freeing 64 KiB per job costs a zeroing and, on free, a
+    /// consolidation of the allocator's free lists.)
+    static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHILD_STACK]);
+}
+
 /// A started job process: its pid and the parent's ends of its stdin, stdout, stderr.
 pub(crate) struct Spawned {
     pub pid: libc::pid_t,
@@ -93,11 +101,10 @@ pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Re
         parent: std::process::id() as libc::pid_t,
         errno: 0,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
     // SAFETY: the stack is ours until the child has exec'd or exited (CLONE_VFORK
     // suspends this thread until then); it grows down from its 16-byte aligned end.
     // `child` touches only `child_args` and makes async-signal-safe calls.
-    let pid = unsafe {
+    let pid = STACK.with_borrow_mut(|stack| unsafe {
         let top = stack.as_mut_ptr().add(CHILD_STACK);
         let top = top.sub(top as usize % 16);
         libc::clone(
@@ -106,7 +113,7 @@ pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Re
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&mut child_args as *mut ChildArgs).cast(),
         )
-    };
+    });
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
