@@ -106,14 +106,14 @@ impl Executor for Local {
         }))
     }
 
-    /// Kills the process groups the lost runs recorded and every process marked as one
-    /// of their local jobs, and waits until they are gone.
     /// Its job processes carry their graph run in their environment, which
     /// [`procs::stop_lost`] looks for.
     fn finds_unrecorded(&self) -> bool {
         true
     }
 
+    /// Kills the process groups the lost runs recorded and every process marked as one
+    /// of their local jobs, and waits until they are gone.
     async fn stop_lost(&self, bel: &dyn EventLog, lost: &[String]) -> Result<bool, CoreError> {
         let mut handles = Vec::new();
         for run_id in lost {
