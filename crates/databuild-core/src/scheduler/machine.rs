@@ -731,3 +731,27 @@ pub(crate) fn strip(mut m: PartitionManifest) -> PartitionManifest {
     m.inputs.clear();
     m
 }
+
+/// [`strip`] of a copy, without copying the nested input manifests first.
+pub(crate) fn stripped(m: &PartitionManifest) -> PartitionManifest {
+    let PartitionManifest {
+        job_version,
+        config_fingerprint,
+        digests,
+        outputs,
+        inputs: _,
+        start_time,
+        end_time,
+        task,
+    } = m;
+    PartitionManifest {
+        job_version: job_version.clone(),
+        config_fingerprint: config_fingerprint.clone(),
+        digests: digests.clone(),
+        outputs: outputs.clone(),
+        inputs: Vec::new(),
+        start_time: *start_time,
+        end_time: *end_time,
+        task: task.clone(),
+    }
+}

@@ -12,13 +12,12 @@ use std::{
 };
 
 use databuild_bel::EventLog;
-use databuild_proto::{FailureCause, JobGraphRunStatus, PartitionManifest, PartitionStatus, Task};
+use databuild_proto::{JobGraphRunStatus, PartitionManifest, PartitionStatus, Task};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     executor::{Executors, Leftover},
     machine::{JobRules, Machine, Msg, Policy},
-    runner::ExecResult,
     Begun, BuildOptions, ProgressFn, RunOutcome, Signals,
 };
 use crate::{events, graph::Graph, CoreError};
@@ -31,6 +30,7 @@ const WRITE_WAIT: Duration = Duration::from_millis(20);
 mod delegation;
 mod jobs;
 pub(crate) mod versions;
+mod write;
 
 struct Run<'a> {
     graph: &'a Graph,
@@ -50,6 +50,8 @@ struct Run<'a> {
     orphans: HashMap<String, Leftover>,
     /// Whether the job log directory exists (made before the first job run starts).
     log_dir_made: bool,
+    /// The write in flight, if any ([`write`]).
+    writing: Option<write::Writing>,
 }
 
 /// Claims the outputs of the planned tasks `nodes` and runs them to the end; `requested`
@@ -116,6 +118,7 @@ pub(super) async fn execute_run(
         failure: None,
         orphans: HashMap::new(),
         log_dir_made: false,
+        writing: None,
     };
     run.m.analyzed(&requested, planned, up_to_date);
     run.flush().await?;
@@ -139,6 +142,8 @@ pub(super) async fn execute_run(
     // instead of returning while they still run.
     // Since when the pending events have been waiting for the next write.
     let mut waiting_since: Option<Instant> = None;
+    // Whether the last write failed: the next is tried once something else happens.
+    let mut failed_write = false;
     loop {
         run.m.start_ready();
         if let Err(e) = run.lineage().await {
@@ -159,14 +164,26 @@ pub(super) async fn execute_run(
         } else {
             None
         };
-        if hold.is_none() {
+        // One write at a time, off this thread: while it runs, job runs' messages are
+        // taken and early job runs start; what gathers meanwhile is the next write.
+        if hold.is_none() && run.writing.is_none() {
             waiting_since = None;
-            run.write_and_launch().await;
-            if run.m.is_done() {
+            if !failed_write {
+                run.begin_write();
+            }
+            if run.m.is_done() && run.writing.is_none() {
                 break;
             }
         }
         tokio::select! {
+            result = run.write_ended(), if run.writing.is_some() => {
+                if let Err(e) = run.written(result) {
+                    failed_write = true;
+                    run.stop_on(e);
+                    run.stop_cancelled();
+                }
+                continue;
+            }
             Some(msg) = rx.recv() => {
                 run.on(msg);
                 while let Ok(msg) = rx.try_recv() {
@@ -181,6 +198,7 @@ pub(super) async fn execute_run(
             }
             reason = signals.recv() => run.m.cancel_all(reason.into()),
         }
+        failed_write = false;
     }
     run.finish(requested).await
 }
@@ -247,33 +265,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Appends the pending events, then launches the job runs they announce that were
-    /// not launched early, stops the cancelled ones and times the retries.
-    async fn write_and_launch(&mut self) {
-        let starts = std::mem::take(&mut self.m.out.start);
-        match self.flush_or_keep().await {
-            Ok(()) => {
-                for s in starts {
-                    self.launch(s);
-                }
-            }
-            Err(e) => {
-                // Never started: these start only once the events announcing them are
-                // durable (those started early are stopped by `stop_on`).
-                for s in starts {
-                    let _ = self.tx.send(Msg::Exited {
-                        task: s.task,
-                        job_run_id: s.job_run_id,
-                        result: ExecResult::failed(FailureCause::NotStarted, "not started"),
-                        digests: HashMap::new(),
-                    });
-                }
-                self.stop_on(e);
-            }
-        }
-        self.stop_and_time();
-    }
-
     /// Takes in a job run's message; a job run that ended can no longer be stopped.
     fn on(&mut self, msg: Msg) {
         if let Msg::Exited { task, .. } = &msg {
@@ -282,19 +273,13 @@ impl Run<'_> {
         self.m.on(msg);
     }
 
-    /// Stops the job runs the machine cancelled and times the retries it scheduled.
-    fn stop_and_time(&mut self) {
+    /// Stops at once the job runs the machine cancelled, before their events are durable
+    /// (the run stops because the log cannot be written).
+    fn stop_cancelled(&mut self) {
         for task in std::mem::take(&mut self.m.out.cancel) {
             if let Some(c) = self.cancels.remove(&task) {
                 let _ = c.send(());
             }
-        }
-        for (task, delay) in std::mem::take(&mut self.m.out.retry) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Msg::RetryDue { task });
-            });
         }
     }
 
@@ -308,6 +293,7 @@ impl Run<'_> {
     /// Like [`Run::flush`], but events that could not be written stay pending, ahead of
     /// later ones, so that a later write (once there is room again) records them in order.
     async fn flush_or_keep(&mut self) -> Result<(), CoreError> {
+        self.settle().await?;
         if self.m.out.events.is_empty() {
             return Ok(());
         }

@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, task::JoinSet};
+use tokio::{io::AsyncWriteExt as _, task::JoinSet};
 
 use databuild_bel::EventLog;
 use databuild_proto::{FailureCause, JobRunHandle};
@@ -39,6 +39,49 @@ pub(crate) struct LocalJob {
     kill_leftovers: bool,
 }
 
+thread_local! {
+    /// The buffer a job's output is read into before it goes to its log: one per thread,
+    /// since a read and its write to the log never wait in between.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+}
+
+/// Reads what `stream` holds now into its log; `Ok(0)` at its end.
+fn read_into_log(
+    stream: &tokio::net::unix::pipe::Receiver,
+    which: Stream,
+    log: &Log,
+) -> std::io::Result<usize> {
+    READ_BUF.with_borrow_mut(|buf| {
+        let n = stream.try_read(buf)?;
+        if n > 0 {
+            log.write(which, &buf[..n]);
+        }
+        Ok(n)
+    })
+}
+
+/// What an empty pipe takes in one write without blocking (`PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
+
+/// Gives a job its `JobConfig` on stdin and closes it: at once when it fits in the empty
+/// pipe, else from a task as the job reads it. A job that never reads stdin may exit
+/// first: a broken pipe is fine.
+fn write_stdin(fd: std::os::fd::OwnedFd, input: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if input.len() <= PIPE_BUF {
+        let _ = std::fs::File::from(fd).write_all(input.as_bytes());
+        return Ok(());
+    }
+    spawn::set_nonblocking(&fd)?;
+    let mut stdin = tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(fd)?;
+    let input = input.to_string();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(input.as_bytes()).await;
+    });
+    Ok(())
+}
+
 /// How long the job processes of a lost run get to disappear after SIGKILL.
 const STOP_LOST_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -65,34 +108,26 @@ impl Executor for Local {
             .map_err(|e| format!("cannot start `{}`: {e}", spec.argv[0]))?;
         let child = spawn::Child::new(spawned.pid);
         let pgid = spawned.pid as u32;
-        let handle = procs::identify(pgid, &hostname());
+        let handle = procs::identify(pgid, &hostname(), spawned.start_ticks);
         let pipe_err =
             |e: std::io::Error| format!("cannot read the pipes of `{}`: {e}", spec.argv[0]);
-        let mut stdin =
-            tokio::net::unix::pipe::Sender::from_owned_fd(spawned.stdin).map_err(pipe_err)?;
-        let input = spec.stdin.clone();
-        tokio::spawn(async move {
-            // A job that never reads stdin may exit first: a broken pipe is fine.
-            let _ = stdin.write_all(input.as_bytes()).await;
-        });
-        let stdout =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(spawned.stdout).map_err(pipe_err)?;
-        let stderr =
-            tokio::net::unix::pipe::Receiver::from_owned_fd(spawned.stderr).map_err(pipe_err)?;
+        write_stdin(spawned.stdin, &spec.stdin).map_err(pipe_err)?;
+        let receiver = |fd: std::os::fd::OwnedFd| {
+            spawn::set_nonblocking(&fd)?;
+            tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd)
+        };
+        let stdout = receiver(spawned.stdout).map_err(pipe_err)?;
+        let stderr = receiver(spawned.stderr).map_err(pipe_err)?;
         let mut readers = JoinSet::new();
-        let streams: [(Stream, Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>); 2] = [
-            (Stream::Stdout, Some(Box::new(stdout) as _)),
-            (Stream::Stderr, Some(Box::new(stderr) as _)),
-        ];
-        for (which, stream) in streams {
-            let Some(mut stream) = stream else { continue };
+        for (which, stream) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
             let log = log.clone();
             readers.spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => log.write(which, &buf[..n]),
+                while stream.readable().await.is_ok() {
+                    match read_into_log(&stream, which, &log) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
                     }
                 }
             });

@@ -36,23 +36,33 @@ fn boot_id() -> String {
 
 /// State and start time (clock ticks since boot) of process `pid`, if it exists.
 fn stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields follow the last `)`.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    use std::io::Read as _;
+    // One read of the whole line (a few hundred bytes; the kernel makes it in one go),
+    // with no allocation but the path: this runs once for every local job run.
+    let mut buf = [0u8; 2048];
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let n = file.read(&mut buf).ok()?;
+    // The command name may hold spaces, parentheses and any byte: fields follow the
+    // last `)`.
+    let close = buf[..n].iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&buf[close + 1..n]).ok()?;
     // rest starts at field 3 (state); start time is field 22.
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
     Some((state, start))
 }
 
-/// The handle of a local process just started, leading its own process group.
-pub(crate) fn identify(pid: u32, host: &str) -> JobRunHandle {
+/// The handle of a local process just started, leading its own process group;
+/// `start_ticks` is its start time when it is known already (the boot clock's tick was
+/// the same just before and just after it was started, [`spawn::boot_tick`](super::spawn::boot_tick)), else it is read
+/// from `/proc`.
+pub(crate) fn identify(pid: u32, host: &str, start_ticks: Option<u64>) -> JobRunHandle {
     JobRunHandle {
         executor: LOCAL.to_string(),
         host: host.to_string(),
         pid,
-        start_ticks: stat(pid).map_or(0, |(_, t)| t),
+        start_ticks: start_ticks.unwrap_or_else(|| stat(pid).map_or(0, |(_, t)| t)),
         boot_id: boot_id(),
         id: String::new(),
     }
@@ -158,17 +168,35 @@ pub(crate) async fn stop_lost(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::CommandExt as _;
+    use std::{os::unix::process::CommandExt as _, path::Path};
 
     use super::*;
 
     #[test]
     fn identifies_this_process_with_its_start_time_and_boot() {
-        let h = identify(std::process::id(), "h");
+        let h = identify(std::process::id(), "h", None);
         assert_eq!(h.executor, "local");
         assert!(h.start_ticks > 0);
         assert!(!h.boot_id.is_empty());
         assert!(alive(std::process::id()));
+    }
+
+    #[tokio::test]
+    async fn the_start_time_known_at_spawn_is_the_one_proc_gives() {
+        // Many spawns, so that some start across a tick of the boot clock.
+        let mut known = 0;
+        for _ in 0..200 {
+            let s = super::super::spawn::spawn(&["true".into()], &[], Path::new("/")).unwrap();
+            let pid = s.pid as u32;
+            if let Some(t) = s.start_ticks {
+                assert_eq!(Some(t), stat(pid).map(|(_, t)| t), "pid {pid}");
+                known += 1;
+            }
+            let handle = identify(pid, "h", s.start_ticks);
+            assert_eq!(Some(handle.start_ticks), stat(pid).map(|(_, t)| t));
+            super::super::spawn::Child::new(s.pid).wait().await.unwrap();
+        }
+        assert!(known > 100, "known at spawn for {known} of 200");
     }
 
     #[tokio::test]
@@ -179,7 +207,7 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
-        let handle = identify(child.id(), "h");
+        let handle = identify(child.id(), "h", None);
         // The same pid with another start time is somebody else's: left alone.
         let mut stranger = handle.clone();
         stranger.start_ticks += 1;

@@ -5,7 +5,7 @@
 //! parent and makes its next writes fault page by page: a cost per job that grows with
 //! databuild's memory, so quadratic in the number of tasks of a large build.
 
-#![allow(unsafe_code)] // clone, dup2, execve, waitpid and pidfd_open have no safe wrappers
+#![allow(unsafe_code)] // clone, dup2, execve, waitpid, pidfd_open, sysconf and clock_gettime have no safe wrappers
 
 use std::{
     ffi::{CString, OsStr, OsString},
@@ -35,6 +35,9 @@ pub(crate) struct Spawned {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Its start time in clock ticks since boot, as `/proc/<pid>/stat` gives it, when
+    /// known without asking: the boot clock's tick was the same just before and after.
+    pub start_ticks: Option<u64>,
 }
 
 /// What the child needs, prepared by the parent (the child must not allocate).
@@ -49,40 +52,58 @@ struct ChildArgs {
     errno: libc::c_int,
 }
 
+/// This process's environment, read once (databuild never changes its own): each
+/// variable's name and its `NAME=value` for `execve`.
+fn base_env() -> &'static [(OsString, CString)] {
+    static BASE: std::sync::OnceLock<Vec<(OsString, CString)>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                Some((k, CString::new(kv).ok()?))
+            })
+            .collect()
+    })
+}
+
 /// Starts `argv` in `cwd` with the environment of this process plus `env` (later names
 /// win), in a new process group, with piped stdio, dying with the calling thread.
 pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Result<Spawned> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    for (k, v) in env {
-        vars.retain(|(name, _)| name.as_os_str() != OsStr::new(k));
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let path_var = vars
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone());
-    let program = resolve(&argv[0], path_var.as_deref())?;
     let cstr = |b: &[u8]| {
         CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "nul byte"))
     };
+    let overrides = |name: &OsStr| env.iter().any(|(k, _)| OsStr::new(k) == name);
+    let base = base_env();
+    let mut envs: Vec<CString> = Vec::with_capacity(env.len());
+    for (i, (k, v)) in env.iter().enumerate() {
+        if !env[i + 1..].iter().any(|(later, _)| later == k) {
+            envs.push(cstr(format!("{k}={v}").as_bytes())?);
+        }
+    }
+    let path_var = match env.iter().rev().find(|(k, _)| *k == "PATH") {
+        Some((_, v)) => Some(OsStr::new(v)),
+        None => base
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, kv)| OsStr::from_bytes(&kv.as_bytes()["PATH=".len()..])),
+    };
+    let program = resolve(&argv[0], path_var)?;
     let program = cstr(program.as_os_str().as_bytes())?;
     let args: Vec<CString> = argv
         .iter()
         .map(|a| cstr(a.as_bytes()))
         .collect::<io::Result<_>>()?;
-    let envs: Vec<CString> = vars
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstr(&kv)
-        })
-        .collect::<io::Result<_>>()?;
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+    let mut env_ptrs: Vec<*const libc::c_char> = base
+        .iter()
+        .filter(|(k, _)| !overrides(k))
+        .map(|(_, kv)| kv.as_ptr())
+        .chain(envs.iter().map(|e| e.as_ptr()))
+        .collect();
     env_ptrs.push(std::ptr::null());
 
     let (stdin_r, stdin_w) = pipe()?;
@@ -104,6 +125,7 @@ pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Re
     // SAFETY: the stack is ours until the child has exec'd or exited (CLONE_VFORK
     // suspends this thread until then); it grows down from its 16-byte aligned end.
     // `child` touches only `child_args` and makes async-signal-safe calls.
+    let before = boot_tick();
     let pid = STACK.with_borrow_mut(|stack| unsafe {
         let top = stack.as_mut_ptr().add(CHILD_STACK);
         let top = top.sub(top as usize % 16);
@@ -117,6 +139,7 @@ pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Re
     if pid < 0 {
         return Err(io::Error::last_os_error());
     }
+    let after = boot_tick();
     // The child has exec'd or exited: its ends of the pipes are closed here.
     drop((stdin_r, stdout_w, stderr_w));
     if child_args.errno != 0 {
@@ -130,6 +153,7 @@ pub(crate) fn spawn(argv: &[String], env: &[(&str, &str)], cwd: &Path) -> io::Re
         stdin: stdin_w,
         stdout: stdout_r,
         stderr: stderr_r,
+        start_ticks: before.filter(|b| Some(*b) == after),
     })
 }
 
@@ -172,6 +196,40 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         libc::execve(a.program, a.argv, a.envp);
         fail(a)
     }
+}
+
+/// Makes `fd` (this process's end of a pipe made by [`spawn`]) non-blocking, in one call.
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: fcntl on a descriptor we own; F_SETFL of a pipe's end made here, whose only
+    // status flag is the one set.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The tick of the boot clock now, in the clock ticks `/proc/<pid>/stat` gives a
+/// process's start time in (`USER_HZ`, measured from boot as the kernel stamps a new
+/// process), if the clock can be read.
+pub(crate) fn boot_tick() -> Option<u64> {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the system.
+    let hz =
+        *HZ.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(0));
+    if hz == 0 || 1_000_000_000 % hz != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let ns = u64::try_from(ts.tv_sec).ok()? * 1_000_000_000 + u64::try_from(ts.tv_nsec).ok()?;
+    Some(ns / (1_000_000_000 / hz))
 }
 
 /// A pipe whose both ends close on exec.

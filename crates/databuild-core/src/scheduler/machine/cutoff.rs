@@ -5,7 +5,7 @@
 
 use databuild_proto::PartitionManifest;
 
-use super::{materialize_refs, strip, Machine, State};
+use super::{materialize_refs, stripped, Machine, State};
 use crate::scheduler::Progress;
 
 impl Machine {
@@ -80,7 +80,7 @@ impl Machine {
         let available = t.available(&self.run_id, "", &manifest);
         self.out.events.extend(available);
         for o in &t.outputs {
-            self.manifests.insert(o.clone(), strip(manifest.clone()));
+            self.manifests.insert(o.clone(), stripped(&manifest));
         }
         (self.progress)(Progress::CutOff {
             label: t.label.clone(),

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use databuild_proto::{FailureCause, JobRunStatus};
 
-use super::{strip, Machine, Msg, State};
+use super::{stripped, Machine, Msg, State};
 use crate::scheduler::{runner::ExecResult, Progress};
 
 impl Machine {
@@ -108,7 +108,7 @@ impl Machine {
                 let available = t.available(&self.run_id, &job_run_id, &manifest);
                 self.out.events.extend(available);
                 for o in &outputs {
-                    self.manifests.insert(o.clone(), strip(manifest.clone()));
+                    self.manifests.insert(o.clone(), stripped(&manifest));
                 }
                 self.outcome.built.extend(outputs.iter().cloned());
                 self.outcome.manifests.push(manifest);

@@ -46,6 +46,8 @@ impl Run<'_> {
     /// Checks on every delegated task: tells the machine what its owner built, failed or
     /// let go, and claims again what the machine asks to.
     pub(super) async fn poll_delegated(&mut self) -> Result<(), CoreError> {
+        // What this run wrote is in the log before it reads and claims.
+        self.settle().await?;
         self.polls += 1;
         let orphans = if self.polls.is_multiple_of(RECLAIM_EVERY) {
             crate::scheduler::reclaim_lost(self.graph, self.bel.as_ref(), &self.executors).await?
