@@ -156,9 +156,10 @@ impl SqliteEventLog {
         f(&mut conn).map_err(|e| self.map_busy(e, started))
     }
 
+    /// Runs `f` over the rows of one `BEGIN IMMEDIATE` transaction and commits it.
     fn write<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, BelError>,
+        f: impl FnOnce(&mut TxRows<'_>) -> Result<T, BelError>,
     ) -> Result<T, BelError> {
         if self.read_only {
             return Err(BelError::ReadOnly {
@@ -167,7 +168,9 @@ impl SqliteEventLog {
         }
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
+            let mut rows = TxRows::new(&tx);
+            let out = f(&mut rows)?;
+            rows.flush()?;
             tx.commit()?;
             self.checkpointer.after_commit(conn);
             Ok(out)
@@ -199,7 +202,7 @@ fn read_partition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PartitionRow> {
 #[async_trait::async_trait]
 impl crate::EventLog for SqliteEventLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
-        self.write(|tx| write::now(apply::append(&mut TxRows(tx), events)))
+        self.write(|rows| write::now(apply::append(rows, events)))
     }
 
     async fn heartbeat(
@@ -208,14 +211,7 @@ impl crate::EventLog for SqliteEventLog {
         owner: &Owner,
         lease_until_micros: i64,
     ) -> Result<(), BelError> {
-        self.write(|tx| {
-            write::now(apply::heartbeat(
-                &mut TxRows(tx),
-                run_id,
-                owner,
-                lease_until_micros,
-            ))
-        })
+        self.write(|rows| write::now(apply::heartbeat(rows, run_id, owner, lease_until_micros)))
     }
 
     async fn reclaim_lost_runs(
@@ -224,18 +220,11 @@ impl crate::EventLog for SqliteEventLog {
         this_host: &str,
         cleared: &[String],
     ) -> Result<Vec<ReclaimedRun>, BelError> {
-        self.write(|tx| {
-            write::now(apply::reclaim_lost_runs(
-                &mut TxRows(tx),
-                now,
-                this_host,
-                cleared,
-            ))
-        })
+        self.write(|rows| write::now(apply::reclaim_lost_runs(rows, now, this_host, cleared)))
     }
 
     async fn invalidate(&self, partition_ref: &str, reason: &str) -> Result<Vec<String>, BelError> {
-        self.write(|tx| write::now(apply::invalidate(&mut TxRows(tx), partition_ref, reason)))
+        self.write(|rows| write::now(apply::invalidate(rows, partition_ref, reason)))
     }
 
     async fn claim(
@@ -244,7 +233,7 @@ impl crate::EventLog for SqliteEventLog {
         client: &str,
         groups: Vec<crate::ClaimGroup>,
     ) -> Result<Vec<crate::ClaimOutcome>, BelError> {
-        self.write(|tx| write::now(apply::claim(&mut TxRows(tx), run_id, client, &groups)))
+        self.write(|rows| write::now(apply::claim(rows, run_id, client, &groups)))
     }
 }
 

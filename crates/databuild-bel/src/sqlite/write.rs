@@ -1,7 +1,8 @@
 //! The SQLite side of applying events: [`Rows`] over a write transaction, one cached
-//! statement per row read or written, and [`now`], which runs a write to its end.
+//! statement per row read or written (graph and job run rows kept in memory until the
+//! write's end, [`TxRows::flush`]), and [`now`], which runs a write to its end.
 
-use std::future::Future;
+use std::{collections::HashMap, future::Future};
 
 use futures_util::FutureExt as _;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -13,7 +14,78 @@ use crate::{
 };
 
 /// The derived rows of the write transaction on this connection.
-pub(super) struct TxRows<'a>(pub &'a Connection);
+///
+/// A graph run's row changes with every event of the run (its next position), and a job
+/// run's with each of its events: they are read once per write and written once, at its
+/// end ([`TxRows::flush`]), not once per event.
+pub(super) struct TxRows<'a> {
+    conn: &'a Connection,
+    graphs: HashMap<String, Kept<GraphRow>>,
+    jobs: HashMap<String, Kept<JobRow>>,
+}
+
+/// A row as this write last read or wrote it, and whether it is still to be written.
+struct Kept<T> {
+    row: Option<T>,
+    dirty: bool,
+}
+
+impl<'a> TxRows<'a> {
+    pub(super) fn new(conn: &'a Connection) -> Self {
+        Self {
+            conn,
+            graphs: HashMap::new(),
+            jobs: HashMap::new(),
+        }
+    }
+
+    /// Writes the graph and job run rows this write changed; before the commit, and
+    /// before a statement that reads those tables itself.
+    pub(super) fn flush(&mut self) -> Result<(), BelError> {
+        for (run_id, kept) in &mut self.graphs {
+            if let (true, Some(g)) = (kept.dirty, &kept.row) {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
+                           updated_ts = excluded.updated_ts, next_seq = excluded.next_seq",
+                    )?
+                    .execute(params![
+                        run_id,
+                        g.label,
+                        g.status,
+                        g.started_ts,
+                        g.updated_ts,
+                        g.next_seq
+                    ])?;
+                kept.dirty = false;
+            }
+        }
+        for (job_run_id, kept) in &mut self.jobs {
+            if let (true, Some(j)) = (kept.dirty, &kept.row) {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT(job_run_id) DO UPDATE SET status = excluded.status,
+                           updated_ts = excluded.updated_ts",
+                    )?
+                    .execute(params![
+                        job_run_id,
+                        j.run_id,
+                        j.label,
+                        j.job_key,
+                        j.status,
+                        j.scheduled_ts,
+                        j.updated_ts
+                    ])?;
+                kept.dirty = false;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Runs `write` (over [`TxRows`]) to its end: SQLite reads and writes at once, so a write
 /// never waits and is done at its first poll.
@@ -25,8 +97,11 @@ pub(super) fn now<T>(write: impl Future<Output = T>) -> T {
 
 impl Rows for TxRows<'_> {
     async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
-        Ok(self
-            .0
+        if let Some(kept) = self.graphs.get(run_id) {
+            return Ok(kept.row.clone());
+        }
+        let row = self
+            .conn
             .prepare_cached(
                 "SELECT label, status, started_ts, updated_ts, next_seq FROM graph_runs
                  WHERE run_id = ?1",
@@ -40,31 +115,34 @@ impl Rows for TxRows<'_> {
                     next_seq: r.get(4)?,
                 })
             })
-            .optional()?)
+            .optional()?;
+        self.graphs.insert(
+            run_id.to_string(),
+            Kept {
+                row: row.clone(),
+                dirty: false,
+            },
+        );
+        Ok(row)
     }
 
     fn put_graph(&mut self, run_id: &str, g: GraphRow) -> Result<(), BelError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO graph_runs (run_id, label, status, started_ts, updated_ts, next_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
-                   updated_ts = excluded.updated_ts, next_seq = excluded.next_seq",
-            )?
-            .execute(params![
-                run_id,
-                g.label,
-                g.status,
-                g.started_ts,
-                g.updated_ts,
-                g.next_seq
-            ])?;
+        self.graphs.insert(
+            run_id.to_string(),
+            Kept {
+                row: Some(g),
+                dirty: true,
+            },
+        );
         Ok(())
     }
 
     async fn job(&mut self, job_run_id: &str) -> Result<Option<JobRow>, BelError> {
-        Ok(self
-            .0
+        if let Some(kept) = self.jobs.get(job_run_id) {
+            return Ok(kept.row.clone());
+        }
+        let row = self
+            .conn
             .prepare_cached(
                 "SELECT run_id, label, job_key, status, scheduled_ts, updated_ts FROM job_runs
                  WHERE job_run_id = ?1",
@@ -79,35 +157,34 @@ impl Rows for TxRows<'_> {
                     updated_ts: r.get(5)?,
                 })
             })
-            .optional()?)
+            .optional()?;
+        self.jobs.insert(
+            job_run_id.to_string(),
+            Kept {
+                row: row.clone(),
+                dirty: false,
+            },
+        );
+        Ok(row)
     }
 
     fn put_job(&mut self, job_run_id: &str, j: JobRow) -> Result<(), BelError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO job_runs (job_run_id, run_id, label, job_key, status, scheduled_ts, updated_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(job_run_id) DO UPDATE SET status = excluded.status,
-                   updated_ts = excluded.updated_ts",
-            )?
-            .execute(params![
-                job_run_id,
-                j.run_id,
-                j.label,
-                j.job_key,
-                j.status,
-                j.scheduled_ts,
-                j.updated_ts
-            ])?;
+        self.jobs.insert(
+            job_run_id.to_string(),
+            Kept {
+                row: Some(j),
+                dirty: true,
+            },
+        );
         Ok(())
     }
 
     async fn partition(&mut self, r: &str) -> Result<Option<PartitionRow>, BelError> {
-        partition_row(self.0, r)
+        partition_row(self.conn, r)
     }
 
     fn put_partition(&mut self, p: PartitionRow) -> Result<(), BelError> {
-        self.0
+        self.conn
             .prepare_cached(
                 "INSERT INTO partitions (ref, status, run_id, job_run_id, seq, ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -127,7 +204,7 @@ impl Rows for TxRows<'_> {
 
     async fn build(&mut self, r: &str) -> Result<Option<BuildRow>, BelError> {
         Ok(self
-            .0
+            .conn
             .prepare_cached("SELECT job, version, digest FROM builds WHERE ref = ?1")?
             .query_row([r], |row| {
                 Ok(BuildRow {
@@ -140,7 +217,7 @@ impl Rows for TxRows<'_> {
     }
 
     fn put_build(&mut self, r: &str, b: BuildRow) -> Result<(), BelError> {
-        self.0
+        self.conn
             .prepare_cached(
                 "INSERT INTO builds (ref, job, version, digest) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(ref) DO UPDATE SET job = excluded.job, version = excluded.version,
@@ -151,30 +228,30 @@ impl Rows for TxRows<'_> {
     }
 
     async fn want(&mut self, want_id: &str) -> Result<Option<WantRow>, BelError> {
-        super::wants::get(self.0, want_id)
+        super::wants::get(self.conn, want_id)
     }
 
     fn put_want(&mut self, row: WantRow) -> Result<(), BelError> {
-        super::wants::put(self.0, &row)
+        super::wants::put(self.conn, &row)
     }
 
     async fn backfill(&mut self, id: &str) -> Result<Option<crate::BackfillRow>, BelError> {
-        super::wants::get_backfill(self.0, id)
+        super::wants::get_backfill(self.conn, id)
     }
 
     fn put_backfill(&mut self, row: crate::BackfillRow) -> Result<(), BelError> {
-        super::wants::put_backfill(self.0, &row)
+        super::wants::put_backfill(self.conn, &row)
     }
 
     fn remove_partition(&mut self, r: &str) -> Result<(), BelError> {
-        self.0
+        self.conn
             .prepare_cached("DELETE FROM partitions WHERE ref = ?1")?
             .execute([r])?;
         Ok(())
     }
 
     async fn insert_event(&mut self, e: EventRow) -> Result<i64, BelError> {
-        self.0
+        self.conn
             .prepare_cached(
                 "INSERT INTO events (event_id, kind, run_id, run_seq, job_run_id, ref, status, ts, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -190,12 +267,12 @@ impl Rows for TxRows<'_> {
                 e.ts,
                 e.body
             ])?;
-        Ok(self.0.last_insert_rowid())
+        Ok(self.conn.last_insert_rowid())
     }
 
     fn add_requesters(&mut self, r: &str, clients: &[String]) -> Result<(), BelError> {
         let mut insert = self
-            .0
+            .conn
             .prepare_cached("INSERT OR IGNORE INTO requesters (ref, client) VALUES (?1, ?2)")?;
         for c in clients {
             insert.execute(params![r, c])?;
@@ -204,18 +281,18 @@ impl Rows for TxRows<'_> {
     }
 
     fn clear_requesters(&mut self, r: &str) -> Result<(), BelError> {
-        self.0
+        self.conn
             .prepare_cached("DELETE FROM requesters WHERE ref = ?1")?
             .execute([r])?;
         Ok(())
     }
 
     fn replace_deps(&mut self, downstream: &str, upstreams: Vec<String>) -> Result<(), BelError> {
-        self.0
+        self.conn
             .prepare_cached("DELETE FROM deps WHERE downstream = ?1")?
             .execute([downstream])?;
         let mut insert = self
-            .0
+            .conn
             .prepare_cached("INSERT OR IGNORE INTO deps (upstream, downstream) VALUES (?1, ?2)")?;
         for u in upstreams {
             insert.execute(params![u, downstream])?;
@@ -227,15 +304,16 @@ impl Rows for TxRows<'_> {
         // Lineage first, then each dependent's status (read by the caller): the join
         // written the other way round lets SQLite scan every AVAILABLE partition.
         Ok(self
-            .0
+            .conn
             .prepare_cached("SELECT downstream FROM deps WHERE upstream = ?1 ORDER BY downstream")?
             .query_map([upstream], |row| row.get(0))?
             .collect::<Result<_, _>>()?)
     }
 
     async fn unfinished_runs(&mut self) -> Result<Vec<RunOwner>, BelError> {
+        self.flush()?;
         Ok(self
-            .0
+            .conn
             .prepare_cached(
                 "SELECT run_id, host, pid, lease_until FROM graph_runs WHERE status NOT IN (4, 5)",
             )?
@@ -251,8 +329,9 @@ impl Rows for TxRows<'_> {
     }
 
     async fn holdings(&mut self, run_id: &str) -> Result<Holdings, BelError> {
+        self.flush()?;
         let held = self
-            .0
+            .conn
             .prepare_cached(
                 "SELECT ref, job_run_id FROM partitions WHERE run_id = ?1 AND status IN (2, 3)
                  ORDER BY ref",
@@ -260,7 +339,7 @@ impl Rows for TxRows<'_> {
             .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let jobs = self
-            .0
+            .conn
             .prepare_cached(
                 "SELECT job_run_id, label, job_key FROM job_runs WHERE run_id = ?1 AND status NOT IN (3, 4)
                  ORDER BY scheduled_ts, job_run_id",
@@ -276,8 +355,9 @@ impl Rows for TxRows<'_> {
         owner: &Owner,
         lease_until: i64,
     ) -> Result<bool, BelError> {
+        self.flush()?;
         let n = self
-            .0
+            .conn
             .prepare_cached(
                 "UPDATE graph_runs SET host = ?2, pid = ?3, lease_until = ?4 WHERE run_id = ?1",
             )?
