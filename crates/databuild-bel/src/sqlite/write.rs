@@ -30,6 +30,33 @@ struct Kept<T> {
     dirty: bool,
 }
 
+/// The row `key` of `kept`, read with `load` the first time this write asks for it.
+fn kept_row<T: Clone>(
+    kept: &mut HashMap<String, Kept<T>>,
+    key: &str,
+    load: impl FnOnce() -> Result<Option<T>, BelError>,
+) -> Result<Option<T>, BelError> {
+    if let Some(k) = kept.get(key) {
+        return Ok(k.row.clone());
+    }
+    let row = load()?;
+    let k = Kept {
+        row: row.clone(),
+        dirty: false,
+    };
+    kept.insert(key.to_string(), k);
+    Ok(row)
+}
+
+/// Sets the row `key` of `kept`, to be written at the write's end.
+fn keep_row<T>(kept: &mut HashMap<String, Kept<T>>, key: &str, row: T) {
+    let k = Kept {
+        row: Some(row),
+        dirty: true,
+    };
+    kept.insert(key.to_string(), k);
+}
+
 impl<'a> TxRows<'a> {
     pub(super) fn new(conn: &'a Connection) -> Self {
         Self {
@@ -97,85 +124,55 @@ pub(super) fn now<T>(write: impl Future<Output = T>) -> T {
 
 impl Rows for TxRows<'_> {
     async fn graph(&mut self, run_id: &str) -> Result<Option<GraphRow>, BelError> {
-        if let Some(kept) = self.graphs.get(run_id) {
-            return Ok(kept.row.clone());
-        }
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT label, status, started_ts, updated_ts, next_seq FROM graph_runs
-                 WHERE run_id = ?1",
-            )?
-            .query_row([run_id], |r| {
-                Ok(GraphRow {
-                    label: r.get(0)?,
-                    status: r.get(1)?,
-                    started_ts: r.get(2)?,
-                    updated_ts: r.get(3)?,
-                    next_seq: r.get(4)?,
+        let conn = self.conn;
+        kept_row(&mut self.graphs, run_id, || {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT label, status, started_ts, updated_ts, next_seq FROM graph_runs
+                     WHERE run_id = ?1",
+                )?
+                .query_row([run_id], |r| {
+                    Ok(GraphRow {
+                        label: r.get(0)?,
+                        status: r.get(1)?,
+                        started_ts: r.get(2)?,
+                        updated_ts: r.get(3)?,
+                        next_seq: r.get(4)?,
+                    })
                 })
-            })
-            .optional()?;
-        self.graphs.insert(
-            run_id.to_string(),
-            Kept {
-                row: row.clone(),
-                dirty: false,
-            },
-        );
-        Ok(row)
+                .optional()?)
+        })
     }
 
     fn put_graph(&mut self, run_id: &str, g: GraphRow) -> Result<(), BelError> {
-        self.graphs.insert(
-            run_id.to_string(),
-            Kept {
-                row: Some(g),
-                dirty: true,
-            },
-        );
+        keep_row(&mut self.graphs, run_id, g);
         Ok(())
     }
 
     async fn job(&mut self, job_run_id: &str) -> Result<Option<JobRow>, BelError> {
-        if let Some(kept) = self.jobs.get(job_run_id) {
-            return Ok(kept.row.clone());
-        }
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT run_id, label, job_key, status, scheduled_ts, updated_ts FROM job_runs
-                 WHERE job_run_id = ?1",
-            )?
-            .query_row([job_run_id], |r| {
-                Ok(JobRow {
-                    run_id: r.get(0)?,
-                    label: r.get(1)?,
-                    job_key: r.get(2)?,
-                    status: r.get(3)?,
-                    scheduled_ts: r.get(4)?,
-                    updated_ts: r.get(5)?,
+        let conn = self.conn;
+        kept_row(&mut self.jobs, job_run_id, || {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT run_id, label, job_key, status, scheduled_ts, updated_ts FROM job_runs
+                     WHERE job_run_id = ?1",
+                )?
+                .query_row([job_run_id], |r| {
+                    Ok(JobRow {
+                        run_id: r.get(0)?,
+                        label: r.get(1)?,
+                        job_key: r.get(2)?,
+                        status: r.get(3)?,
+                        scheduled_ts: r.get(4)?,
+                        updated_ts: r.get(5)?,
+                    })
                 })
-            })
-            .optional()?;
-        self.jobs.insert(
-            job_run_id.to_string(),
-            Kept {
-                row: row.clone(),
-                dirty: false,
-            },
-        );
-        Ok(row)
+                .optional()?)
+        })
     }
 
     fn put_job(&mut self, job_run_id: &str, j: JobRow) -> Result<(), BelError> {
-        self.jobs.insert(
-            job_run_id.to_string(),
-            Kept {
-                row: Some(j),
-                dirty: true,
-            },
-        );
+        keep_row(&mut self.jobs, job_run_id, j);
         Ok(())
     }
 

@@ -55,8 +55,8 @@ fn stat(pid: u32) -> Option<(char, u64)> {
 
 /// The handle of a local process just started, leading its own process group;
 /// `start_ticks` is its start time when it is known already (the boot clock's tick was
-/// the same just before and just after it was started, [`spawn::boot_tick`](super::spawn::boot_tick)), else it is read
-/// from `/proc`.
+/// the same just before and just after it was started, [`super::spawn::boot_tick`]),
+/// else it is read from `/proc`.
 pub(crate) fn identify(pid: u32, host: &str, start_ticks: Option<u64>) -> JobRunHandle {
     JobRunHandle {
         executor: LOCAL.to_string(),

@@ -66,7 +66,7 @@ impl Run<'_> {
         });
     }
 
-    /// Waits for the write in flight, if any, to end.
+    /// Waits for the write in flight (there is one) to end.
     pub(super) async fn write_ended(&mut self) -> Written {
         let w = self.writing.as_mut().expect("a write in flight");
         (&mut w.task)
