@@ -11,7 +11,9 @@ Workloads (docs/benchmarks.md explains them):
      same command per node, cold (everything to build) and no-op (everything built),
      interleaved per repetition. Each with a per-ref `config` run once per planning wave,
      and as one persistent process (`config_mode = "persistent"`); the chain of 1,000
-     also with a `config` that answers for the whole upstream chain at once.
+     also with a `config` that answers for the whole upstream chain at once. A cold
+     build's wall time is also split, per tool, into before the first job, the jobs, and
+     after the last job (from the stamp files' times).
   W4 a no-op request for N already-available partitions: wall time and peak RSS.
   W5 concurrent clients asking for overlapping partitions of one SQLite event log:
      wall time and duplicate executions (must be 0).
@@ -51,10 +53,12 @@ JOBS = "2"  # the same parallelism for every tool
 
 class Result:
     """One timed process (tree): wall seconds, CPU seconds of it and its children, peak
-    RSS in KiB of the largest process, exit code, output."""
+    RSS in KiB of the largest process, exit code, output, and when it started and ended
+    (system clock, seconds)."""
 
-    def __init__(self, wall, cpu, rss_kib, code, out):
+    def __init__(self, wall, cpu, rss_kib, code, out, span):
         self.wall, self.cpu, self.rss_kib, self.code, self.out = wall, cpu, rss_kib, code, out
+        self.start, self.end = span
 
 
 def timed(argv, cwd):
@@ -63,12 +67,12 @@ def timed(argv, cwd):
     fd, path = tempfile.mkstemp(prefix="databuild-bench-out-")
     os.close(fd)
     try:
-        wall, cpu, rss_kib, code = spawner.run(argv, cwd, path)
+        wall, cpu, rss_kib, code, span = spawner.run(argv, cwd, path)
         with open(path, "rb") as f:
             text = f.read().decode(errors="replace")
     finally:
         os.unlink(path)
-    return Result(wall, cpu, rss_kib, code, text)
+    return Result(wall, cpu, rss_kib, code, text, span)
 
 
 def check(res, what):
@@ -180,6 +184,7 @@ def bench_dag(db, d, tools, reps, rows, name):
     times = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
     cpu = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
     rss = []  # databuild's peak RSS in cold builds, KiB
+    phases = {tool: [] for tool in ["databuild"] + tools}  # cold_phases of each cold build
     cmds = {
         "databuild": [db, "build", "-j", JOBS, "--from-file", targets],
         "make": ["make", "-j", JOBS],
@@ -197,6 +202,7 @@ def bench_dag(db, d, tools, reps, rows, name):
             built = len(os.listdir(os.path.join(d, "stamps")))
             if built != n_nodes:
                 sys.exit("%s built %d of %d nodes on %s" % (tool, built, n_nodes, name))
+            phases[tool].append(cold_phases(d, cold))
             noop = check(timed(cmds[tool], d), tool + " (no-op)")
             if tool == "databuild" and "nothing to do" not in noop.out:
                 sys.exit("databuild's second build was not a no-op:\n" + noop.out)
@@ -220,6 +226,12 @@ def bench_dag(db, d, tools, reps, rows, name):
                 "cpu": c,
                 "jobs": n_nodes,
                 "rss": max(rss) / 1024 if mode == "cold" and rss else None,
+                "phases": {
+                    tool: tuple(median([p[i] for p in phases[tool]]) for i in range(3))
+                    for tool in phases
+                }
+                if mode == "cold"
+                else None,
             }
         )
     rows.append(
@@ -232,6 +244,16 @@ def bench_dag(db, d, tools, reps, rows, name):
             "cpu": {},
         }
     )
+
+
+def cold_phases(d, res):
+    """Where a cold build's wall time went, from its stamp files' times: before the first
+    stamp was written (start-up, planning, claims: what precedes the first job), from the
+    first stamp to the last (the jobs), and after the last (the last job's exit, the
+    tool's end). Seconds; file times are as coarse as the kernel's clock tick."""
+    times = [os.stat(os.path.join(d, "stamps", f)).st_mtime for f in os.listdir(os.path.join(d, "stamps"))]
+    first, last = min(times), max(times)
+    return (max(0.0, first - res.start), last - first, max(0.0, res.end - last))
 
 
 def dag_table(rows, tools):
@@ -277,6 +299,24 @@ def dag_table(rows, tools):
                     "%.0f MiB" % r["rss"] if r.get("rss") else "–",
                 )
             )
+    lines += [
+        "",
+        "Where the cold wall time goes, medians (from the stamp files' times): before the "
+        "first job's stamp, from the first stamp to the last, after the last:",
+        "",
+        "| workload | before (databuild / make / ninja) | jobs (databuild / make / ninja) | jobs, databuild / make | after (databuild / make / ninja) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    ms = lambda x: "–" if x is None else "%.0f" % (x * 1000)
+    for r in rows:
+        if not r.get("phases"):
+            continue
+        p = r["phases"]
+        part = lambda i: " / ".join(ms(p[t][i]) if t in p else "–" for t in ["databuild"] + tools) + " ms"
+        jobs_ratio = "–"
+        if "make" in p:
+            jobs_ratio = fmt_ratio(p["databuild"][1], p["make"][1])
+        lines.append("| %s | %s | %s | %s | %s |" % (r["workload"], part(0), part(1), jobs_ratio, part(2)))
     return lines
 
 

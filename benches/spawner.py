@@ -17,13 +17,13 @@ import json, os, subprocess, sys, time
 for line in sys.stdin:
     req = json.loads(line)
     with open(req["out"], "wb") as out:
-        start = time.perf_counter()
+        start, epoch = time.perf_counter(), time.time()
         p = subprocess.Popen(req["argv"], cwd=req["cwd"], env=req["env"],
                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - start
     sys.stdout.write(json.dumps({
-        "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_kib": ru.ru_maxrss,
+        "start": epoch, "end": time.time(), "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_kib": ru.ru_maxrss,
         "code": os.waitstatus_to_exitcode(status)}) + "\n")
     sys.stdout.flush()
 """
@@ -42,7 +42,8 @@ def start():
 
 
 def run(argv, cwd, out_path):
-    """Runs argv in cwd with its output to out_path; returns (wall, cpu, rss_kib, code)."""
+    """Runs argv in cwd with its output to out_path; returns (wall, cpu, rss_kib, code,
+    (start, end)), start and end on the system clock (the clock of file times)."""
     h = start()
     req = {"argv": list(argv), "cwd": cwd, "env": dict(os.environ), "out": out_path}
     h.stdin.write(json.dumps(req) + "\n")
@@ -51,4 +52,4 @@ def run(argv, cwd, out_path):
     if not line:
         raise RuntimeError("the benchmark's process helper stopped")
     r = json.loads(line)
-    return r["wall"], r["cpu"], r["rss_kib"], r["code"]
+    return r["wall"], r["cpu"], r["rss_kib"], r["code"], (r["start"], r["end"])

@@ -119,8 +119,10 @@ END {
 
 PERSISTENT_AWK = r"""# `noop config --persistent`: reads deps.txt ("node parent..." lines), then answers each
 # request line on stdin ({"refs":["bench/<node>",...]}) with one JobConfigureResponse line:
-# one config per requested ref, with its MATERIALIZE parents.
-NR == FNR { parents[$1] = ""; for (i = 2; i <= NF; i++) parents[$1] = parents[$1] " " $i; next }
+# one config per requested ref, with its MATERIALIZE parents. The line is written in
+# pieces of about 16 KiB: mawk's interactive mode writes each print at once, and one
+# string grown to the whole line is copied quadratically often.
+NR == FNR { parents[$1] = $0; next }
 {
     line = $0
     sub(/^[^[]*\[/, "", line)
@@ -134,11 +136,13 @@ NR == FNR { parents[$1] = ""; for (i = 2; i <= NF; i++) parents[$1] = parents[$1
         if (k > 1) out = out ","
         out = out "{\"outputs\":[{\"str\":\"bench/" r "\"}],\"inputs\":["
         m = split(parents[r], ps, " ")
-        for (i = 1; i <= m; i++) {
-            if (i > 1) out = out ","
+        for (i = 2; i <= m; i++) {
+            if (i > 2) out = out ","
             out = out "{\"depType\":\"MATERIALIZE\",\"partitionRef\":{\"str\":\"bench/" ps[i] "\"}}"
+            if (length(out) > 16384) { printf "%s", out; out = "" }
         }
         out = out "],\"args\":[\"" r "\"]}"
+        if (length(out) > 16384) { printf "%s", out; out = "" }
     }
     print out "]}"
     fflush()
