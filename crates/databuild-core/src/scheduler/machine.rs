@@ -711,6 +711,22 @@ impl Machine {
         outcome
     }
 
+    /// Frees the finished run's tasks, manifests and producers on a thread of their own:
+    /// for a large run (every task's configuration, inputs and manifest) that takes
+    /// milliseconds the caller need not wait for. Call it last: the machine has no tasks
+    /// afterwards.
+    pub fn free_tasks(&mut self) {
+        let held = (
+            std::mem::take(&mut self.tasks),
+            std::mem::take(&mut self.manifests),
+            std::mem::take(&mut self.producer),
+        );
+        // Should no thread start, the closure and what it holds are freed here instead.
+        let _ = std::thread::Builder::new()
+            .name("databuild-free".into())
+            .spawn(move || drop(held));
+    }
+
     fn graph_event(&self, status: JobGraphRunStatus, analysis: Option<JobGraph>) -> Event {
         crate::events::graph(&self.run_id, &self.graph_label, status, analysis)
     }

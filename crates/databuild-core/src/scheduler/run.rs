@@ -323,6 +323,7 @@ impl Run<'_> {
         let mut outcome = self.m.finish(&requested);
         outcome.up_to_date = self.m.up_to_date(requested);
         let recorded = self.flush_or_keep().await;
+        self.m.free_tasks();
         if let Some(cause) = self.failure.take() {
             return Err(CoreError::Stopped {
                 run_id: outcome.run_id,
