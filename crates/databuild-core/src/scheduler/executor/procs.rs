@@ -207,6 +207,21 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
+        // Wait until the shell has started its background child.
+        let members = || {
+            all_pids()
+                .into_iter()
+                .filter(|&p| pgid(p) == Some(child.id()))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while members() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the group never had 2 members"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let handle = identify(child.id(), "h", None);
         // The same pid with another start time is somebody else's: left alone.
         let mut stranger = handle.clone();
