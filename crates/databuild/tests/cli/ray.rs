@@ -435,3 +435,77 @@ fn invalid_ray_settings_are_rejected_when_the_graph_file_loads() {
     assert_code(&out, 2);
     insta::assert_snapshot!("ray_graph_address_invalid", g.redact(&out.stderr));
 }
+
+#[test]
+fn a_submission_still_on_its_way_when_databuild_died_can_no_longer_start_a_job() {
+    let (_ray, address) = ray();
+    // The first build submits to an address that takes the connection and never answers,
+    // so its submission is still on its way when `databuild` is killed.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let at = |address: &str| {
+        graph(&[(
+            "work",
+            &format!("executor = \"ray\"\n[jobs.ray]\naddress = \"{address}\""),
+        )])
+    };
+    let g = TestGraph::new(&at(&format!("http://127.0.0.1:{port}")));
+    ref_job(&g, "work", "", "echo built >> \"$name\"");
+    let mut child = g.spawn(&["build", "work/1"]);
+    let mut lost = String::new();
+    wait_for(
+        "the job run to be RUNNING in the log",
+        Duration::from_secs(30),
+        || {
+            let running = g.events().into_iter().find_map(|e| {
+                let j = e["jobGraphRunEvent"].get("jobEvent")?.clone();
+                (j["status"] == "JOB_RUNNING").then(|| j["jobRunId"].as_str().unwrap().to_string())
+            });
+            lost = running.unwrap_or_default();
+            !lost.is_empty()
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The same graph on the running cluster: the lost job run's id is taken before the
+    // partition is built again.
+    g.write("databuild.toml", &at(&address));
+    let out = g.run(&["build", "work/1"]);
+    assert_code(&out, 0);
+    assert_eq!(g.status("work/1").as_deref(), Some("PARTITION_AVAILABLE"));
+    let execs = std::fs::read_to_string(g.path().join("execs")).unwrap();
+    assert_eq!(execs.lines().count(), 1, "{execs}");
+    let body = api("GET", &format!("{address}/api/jobs/{lost}"));
+    let held: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("Ray has no job {lost} (the lost job run): {e}: {body}"));
+    assert_eq!(held["entrypoint"], "true", "{held}");
+
+    // The submission that was on its way, arriving now, is refused.
+    let late = serde_json::json!({
+        "entrypoint": "echo late >> execs",
+        "submission_id": lost,
+    });
+    let code = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(late.to_string())
+        .arg(format!("{address}/api/jobs/"))
+        .output()
+        .expect("run curl");
+    let code = String::from_utf8_lossy(&code.stdout).to_string();
+    assert!(
+        !code.starts_with('2'),
+        "a late submission was accepted: HTTP {code}"
+    );
+    g.assert_bel_intact();
+    drop(silent);
+}

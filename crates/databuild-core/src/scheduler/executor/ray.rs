@@ -197,6 +197,24 @@ impl Api {
         Ok(v["logs"].as_str().unwrap_or("").to_string())
     }
 
+    /// Takes submission id `id` with a job that does nothing, so that no submission of
+    /// it still on its way (from a process that died while submitting) can start later:
+    /// Ray refuses a second job with an id it has. An error when Ray refuses this one.
+    async fn hold(&self, id: &str) -> Result<(), CallError> {
+        let body = serde_json::json!({
+            "entrypoint": "true",
+            "submission_id": id,
+            "metadata": { "databuild": "held: a lost graph run may have been submitting this job run" },
+        });
+        call(
+            "POST",
+            &format!("{}/api/jobs/", self.base),
+            Some(&body.to_string()),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn stop(&self, id: &str) -> Result<(), CallError> {
         call(
             "POST",

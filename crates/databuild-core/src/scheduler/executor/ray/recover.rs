@@ -39,9 +39,17 @@ pub(super) async fn find_orphans(
             }
         };
         let id = jr.engine_id.clone().unwrap_or_else(|| job_run_id.clone());
-        let seen = match Api::new(&address).status(&id).await {
+        let api = Api::new(&address);
+        let seen = match api.status(&id).await {
             Ok(Some(seen)) => seen,
-            Ok(None) => continue,
+            // Ray never had the job whose id was recorded.
+            Ok(None) if jr.engine_id.is_some() => continue,
+            // Never recorded as accepted: the lost run may have died while submitting it,
+            // and that request (its `curl` outlives it) may still reach Ray.
+            Ok(None) => match held(&api, &id).await {
+                Some(seen) => seen,
+                None => continue,
+            },
             Err(e) => {
                 tracing::warn!(
                     lost_run = %jr.run_id, ray_job = %id, error = %e,
@@ -65,6 +73,23 @@ pub(super) async fn find_orphans(
         });
     }
     Ok(orphans)
+}
+
+/// Makes sure the submission `id` of a lost job run can no longer start a job: takes the
+/// id with a job that does nothing (`None`: nothing was submitted, nor can be now), or,
+/// when Ray already has a job with it, returns what Ray says of that job, to adopt.
+async fn held(api: &Api, id: &str) -> Option<super::Seen> {
+    let refused = match api.hold(id).await {
+        Ok(()) => return None,
+        Err(e) => e,
+    };
+    match api.status(id).await {
+        Ok(Some(seen)) => Some(seen),
+        _ => {
+            tracing::warn!(ray_job = %id, error = %refused, "cannot check whether a lost graph run submitted this Ray job; it may still start");
+            None
+        }
+    }
 }
 
 /// Stops the still active `orphans` and waits (a few seconds at most) until Ray reports
