@@ -199,10 +199,10 @@ def bench_dag(db, d, tools, reps, rows, name):
                 t["plan"].append(plan.wall)
                 clean(d)
             cold = check(timed(cmds[tool], d), tool + " (cold)")
-            built = len(os.listdir(os.path.join(d, "stamps")))
-            if built != n_nodes:
-                sys.exit("%s built %d of %d nodes on %s" % (tool, built, n_nodes, name))
-            phases[tool].append(cold_phases(d, cold))
+            stamped = stamp_times(d)
+            if len(stamped) != n_nodes:
+                sys.exit("%s built %d of %d nodes on %s" % (tool, len(stamped), n_nodes, name))
+            phases[tool].append(cold_phases(stamped, cold))
             noop = check(timed(cmds[tool], d), tool + " (no-op)")
             if tool == "databuild" and "nothing to do" not in noop.out:
                 sys.exit("databuild's second build was not a no-op:\n" + noop.out)
@@ -246,12 +246,17 @@ def bench_dag(db, d, tools, reps, rows, name):
     )
 
 
-def cold_phases(d, res):
-    """Where a cold build's wall time went, from its stamp files' times: before the first
-    stamp was written (start-up, planning, claims: what precedes the first job), from the
-    first stamp to the last (the jobs), and after the last (the last job's exit, the
-    tool's end). Seconds; file times are as coarse as the kernel's clock tick."""
-    times = [os.stat(os.path.join(d, "stamps", f)).st_mtime for f in os.listdir(os.path.join(d, "stamps"))]
+def stamp_times(d):
+    """The modification times of the workload's stamp files, one per node built."""
+    stamps = os.path.join(d, "stamps")
+    return [os.stat(os.path.join(stamps, f)).st_mtime for f in os.listdir(stamps)]
+
+
+def cold_phases(times, res):
+    """Where a cold build's wall time went, from its stamp files' `times`: before the
+    first stamp was written (start-up, planning, claims: what precedes the first job),
+    from the first stamp to the last (the jobs), and after the last (the last job's exit,
+    the tool's end). Seconds; file times are as coarse as the kernel's clock tick."""
     first, last = min(times), max(times)
     return (max(0.0, first - res.start), last - first, max(0.0, res.end - last))
 
