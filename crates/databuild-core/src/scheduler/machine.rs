@@ -155,6 +155,26 @@ impl Effects {
         self.stamped = self.events.len();
     }
 
+    /// Records `handle` in job run `job_run_id`'s JOB_RUNNING event if that event is still
+    /// pending (not yet taken to be written) and has no handle or output yet; says whether
+    /// it did. A local job's process is known a moment after its start, usually before the
+    /// start's events are written: one event then says both.
+    pub fn add_handle(&mut self, job_run_id: &str, handle: &JobRunHandle) -> bool {
+        let pending = self.events.iter_mut().rev().find_map(|e| match e {
+            Event::Run(r) => r.job_event.as_mut().filter(|j| {
+                j.job_run_id == job_run_id && j.status == JobRunStatus::JobRunning as i32
+            }),
+            _ => None,
+        });
+        match pending {
+            Some(j) if j.handle.is_none() && j.logs.is_none() => {
+                j.handle = Some(handle.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes the events to append.
     pub fn take_events(&mut self) -> Vec<Event> {
         self.urgent = false;

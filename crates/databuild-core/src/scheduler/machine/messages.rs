@@ -51,7 +51,7 @@ impl Machine {
                 handle,
             } => {
                 let t = &self.tasks[task];
-                if t.is_running(&job_run_id) {
+                if t.is_running(&job_run_id) && !self.out.add_handle(&job_run_id, &handle) {
                     let e = t.handle_event(&self.run_id, &job_run_id, handle, None);
                     self.out.events.push(e);
                 }

@@ -590,7 +590,8 @@ fn a_local_job_run_starts_early_and_its_events_wait_for_more_until_something_can
         m.out.may_wait(),
         "a handle, output lines and an end may wait"
     );
-    // Everything so far, in order, in one write.
+    // Everything so far, in order, in one write; the handle went into a's pending
+    // JOB_RUNNING event instead of one of its own.
     let statuses = job_statuses(&m.out.events);
     assert_eq!(
         statuses,
@@ -600,10 +601,28 @@ fn a_local_job_run_starts_early_and_its_events_wait_for_more_until_something_can
             JobRunStatus::JobScheduled,
             JobRunStatus::JobRunning,
             JobRunStatus::JobRunning,
-            JobRunStatus::JobRunning,
             JobRunStatus::JobSuccess,
         ]
     );
+    let handles: Vec<(String, Option<u32>)> = m
+        .out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Run(r) => r.job_event.as_ref(),
+            _ => None,
+        })
+        .map(|j| (j.job_run_id.clone(), j.handle.as_ref().map(|h| h.pid)))
+        .collect();
+    assert_eq!(
+        handles
+            .iter()
+            .filter(|(_, pid)| pid.is_some())
+            .collect::<Vec<_>>(),
+        [&(a.job_run_id.clone(), Some(7))],
+        "one event records a's process: its first JOB_RUNNING"
+    );
+    assert_eq!(handles[1], (a.job_run_id.clone(), Some(7)));
     // A stop does not wait.
     m.cancel_all("cancelled: test".into());
     assert_eq!(m.out.cancel, [b.task]);
@@ -611,6 +630,34 @@ fn a_local_job_run_starts_early_and_its_events_wait_for_more_until_something_can
     m.out.take_events();
     m.out.cancel.clear();
     assert!(!m.out.may_wait(), "taken: nothing left");
+}
+
+#[test]
+fn a_handle_that_comes_after_the_start_was_taken_to_be_written_is_an_event_of_its_own() {
+    let mut m = claimed(vec![rules("j")], policy(1), vec![task("j", &["a"], &[])]);
+    m.start_ready();
+    let a = m.out.start.remove(0);
+    let written = m.out.take_events();
+    assert_eq!(
+        job_statuses(&written),
+        [JobRunStatus::JobScheduled, JobRunStatus::JobRunning]
+    );
+    m.on(Msg::Started {
+        task: a.task,
+        job_run_id: a.job_run_id.clone(),
+        handle: JobRunHandle {
+            executor: "local".into(),
+            pid: 9,
+            ..Default::default()
+        },
+    });
+    let Some(Event::Run(r)) = m.out.events.first() else {
+        panic!("a JOB_RUNNING event with the handle: {:?}", m.out.events)
+    };
+    let j = r.job_event.as_ref().expect("a job event");
+    assert_eq!(j.status(), JobRunStatus::JobRunning);
+    assert_eq!(j.handle.as_ref().map(|h| h.pid), Some(9));
+    assert_eq!(m.out.events.len(), 1);
 }
 
 #[test]
