@@ -1,7 +1,7 @@
 //! `databuild --remote URL`: the same commands against a service, the same output, and
 //! the same events in the log as a local build.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{example, Service};
 use crate::util::TestGraph;
@@ -37,6 +37,9 @@ fn normalized_events(g: &TestGraph) -> (Vec<serde_json::Value>, BTreeMap<String,
     }
     let mut logs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut events = Vec::new();
+    // A job run's process handle is in its start's JOB_RUNNING event, or in one of its own
+    // when a write took the start first (timing): compared apart from the events.
+    let (mut started, mut with_handle) = (BTreeSet::new(), BTreeSet::new());
     for mut e in g.events() {
         let job = &e["jobGraphRunEvent"]["jobEvent"];
         if let Some(lines) = job["logs"]["logs"].as_array() {
@@ -46,9 +49,28 @@ fn normalized_events(g: &TestGraph) -> (Vec<serde_json::Value>, BTreeMap<String,
                 .extend(lines.iter().map(|l| l.as_str().unwrap().to_string()));
             continue;
         }
+        if job["status"] == "JOB_RUNNING" {
+            let id = job["jobRunId"].as_str().unwrap().to_string();
+            if job["handle"].is_object() {
+                with_handle.insert(id.clone());
+            }
+            if !started.insert(id) {
+                continue;
+            }
+        }
+        if let Some(job) = e
+            .pointer_mut("/jobGraphRunEvent/jobEvent")
+            .and_then(|j| j.as_object_mut())
+        {
+            job.remove("handle");
+        }
         blank(&mut e);
         events.push(e);
     }
+    assert_eq!(
+        started, with_handle,
+        "every job run that started records its process"
+    );
     logs.values_mut().for_each(|l| l.sort());
     (events, logs)
 }
