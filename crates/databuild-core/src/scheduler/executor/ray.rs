@@ -197,15 +197,9 @@ impl Api {
         Ok(v["logs"].as_str().unwrap_or("").to_string())
     }
 
-    /// Takes submission id `id` with a job that does nothing, so that no submission of
-    /// it still on its way (from a process that died while submitting) can start later:
-    /// Ray refuses a second job with an id it has. An error when Ray refuses this one.
-    async fn hold(&self, id: &str) -> Result<(), CallError> {
-        let body = serde_json::json!({
-            "entrypoint": "true",
-            "submission_id": id,
-            "metadata": { "databuild": "held: a lost graph run may have been submitting this job run" },
-        });
+    /// Submits the job `body` describes (`POST /api/jobs/`); an error when Ray refuses it,
+    /// as it does a second job with a submission id it has.
+    async fn submit(&self, body: &serde_json::Value) -> Result<(), CallError> {
         call(
             "POST",
             &format!("{}/api/jobs/", self.base),
@@ -213,6 +207,18 @@ impl Api {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Takes submission id `id` with a job that does nothing, so that no submission of
+    /// it still on its way (from a process that died while submitting) can start later.
+    /// An error when Ray refuses this one.
+    async fn hold(&self, id: &str) -> Result<(), CallError> {
+        self.submit(&serde_json::json!({
+            "entrypoint": "true",
+            "submission_id": id,
+            "metadata": { "databuild": "held: a lost graph run may have been submitting this job run" },
+        }))
+        .await
     }
 
     async fn stop(&self, id: &str) -> Result<(), CallError> {
@@ -501,8 +507,7 @@ impl Executor for RayExecutor {
         }
         let (address, from) = options.resolved_address()?;
         let api = Api::new(&address);
-        let body = submit_body(spec, &job.executor).to_string();
-        call("POST", &format!("{}/api/jobs/", api.base), Some(&body))
+        api.submit(&submit_body(spec, &job.executor))
             .await
             .map_err(|e| submit_error(&address, from, &e))?;
         Ok(Box::new(RayJob::start(
