@@ -18,12 +18,12 @@ use databuild_proto::{JobGraphRunStatus, JobRunStatus, PartitionStatus};
 use crate::{
     common::{self, Subject},
     transitions::{self, PartitionEffect},
-    BackfillRow, BelError, BuildRow, Event, LoggedEvent, Owner, PartitionRow, WantRow,
+    BackfillRow, BelError, BuildRow, Event, Owner, PartitionRow, WantRow,
 };
 
 pub use rules::owner_lost;
 use rules::Derived;
-pub(crate) use writes::{append, claim, heartbeat, invalidate, reclaim_lost_runs};
+pub(crate) use writes::{append, append_in_place, claim, heartbeat, invalidate, reclaim_lost_runs};
 
 /// A graph run's derived row, as far as appends change it (the lease is apart: see
 /// [`Rows::set_lease`]).
@@ -181,14 +181,15 @@ struct Built {
     unchanged: bool,
 }
 
-/// Validates one event against the current state, stores it and updates the views; a
-/// partition made AVAILABLE makes everything built from it STALE, transitively.
-async fn apply<R: Rows>(rows: &mut R, event: Event) -> Result<LoggedEvent, BelError> {
-    let (logged, built) = store(rows, event).await?;
+/// Validates one event against the current state, stores it (stamped in place: id, time,
+/// run sequence) and updates the views; a partition made AVAILABLE makes everything built
+/// from it STALE, transitively. Returns the event's sequence number in the log.
+async fn apply<R: Rows>(rows: &mut R, event: &mut Event) -> Result<i64, BelError> {
+    let (seq, built) = store(rows, event).await?;
     if let Some(b) = built.filter(|b| !b.unchanged) {
         propagate_stale(rows, &b.partition_ref, &b.run_id, b.cause).await?;
     }
-    Ok(logged)
+    Ok(seq)
 }
 
 fn graph_status(row: Option<&GraphRow>) -> Option<JobGraphRunStatus> {
@@ -196,12 +197,9 @@ fn graph_status(row: Option<&GraphRow>) -> Option<JobGraphRunStatus> {
 }
 
 /// [`apply`] but for staleness, which is returned when the event starts it.
-async fn store<R: Rows>(
-    rows: &mut R,
-    mut event: Event,
-) -> Result<(LoggedEvent, Option<Built>), BelError> {
-    let ts = common::stamp(&mut event);
-    let (run_id, run_seq, job_run_id, status) = match common::classify(&event)? {
+async fn store<R: Rows>(rows: &mut R, event: &mut Event) -> Result<(i64, Option<Built>), BelError> {
+    let ts = common::stamp(event);
+    let (run_id, run_seq, job_run_id, status) = match common::classify(event)? {
         Subject::Graph {
             run_id,
             label,
@@ -276,28 +274,22 @@ async fn store<R: Rows>(
             partition_ref,
             status,
         } => {
-            let Event::Want(w) = event else {
-                unreachable!("a want subject comes from a want event")
-            };
-            let logged = wants::store(rows, w, want_id, partition_ref, status, ts).await?;
-            return Ok((logged, None));
+            let seq = wants::store(rows, event, want_id, partition_ref, status, ts).await?;
+            return Ok((seq, None));
         }
         Subject::Backfill {
             backfill_id,
             status,
         } => {
-            let Event::Backfill(b) = event else {
-                unreachable!("a backfill subject comes from a backfill event")
-            };
-            let logged = backfills::store(rows, b, backfill_id, status, ts).await?;
-            return Ok((logged, None));
+            let seq = backfills::store(rows, event, backfill_id, status, ts).await?;
+            return Ok((seq, None));
         }
     };
-    common::set_run_sequence(&mut event, run_seq);
-    let (kind, body) = common::encode(&event);
+    common::set_run_sequence(event, run_seq);
+    let (kind, body) = common::encode(event);
     let seq = rows
         .insert_event(EventRow {
-            event_id: common::event_id(&event).to_string(),
+            event_id: common::event_id(event).to_string(),
             kind,
             run_id,
             run_seq,
@@ -308,18 +300,18 @@ async fn store<R: Rows>(
             body,
         })
         .await?;
-    Ok((LoggedEvent { seq, event }, None))
+    Ok((seq, None))
 }
 
 /// [`store`] of a partition event (classified: about `r`, with status `next`).
 async fn store_partition<R: Rows>(
     rows: &mut R,
-    event: Event,
+    event: &Event,
     r: String,
     next: PartitionStatus,
     ts: i64,
-) -> Result<(LoggedEvent, Option<Built>), BelError> {
-    let Event::Partition(p) = &event else {
+) -> Result<(i64, Option<Built>), BelError> {
+    let Event::Partition(p) = event else {
         unreachable!("a partition subject comes from a partition event")
     };
     let live = !p.job_graph_run_id.is_empty()
@@ -327,7 +319,7 @@ async fn store_partition<R: Rows>(
             .is_some_and(|s| !rules::graph_finished(s));
     let cur = rows.partition(&r).await?;
     let effect = transitions::check_partition(&r, cur.as_ref(), next, &p.job_graph_run_id, live)?;
-    let (kind, body) = common::encode(&event);
+    let (kind, body) = common::encode(event);
     let seq = rows
         .insert_event(EventRow {
             event_id: p.partition_event_id.clone(),
@@ -379,7 +371,7 @@ async fn store_partition<R: Rows>(
             })
         }
     };
-    Ok((LoggedEvent { seq, event }, built))
+    Ok((seq, built))
 }
 
 /// Marks every AVAILABLE partition built from `root` STALE, transitively, with `reason`
@@ -402,7 +394,8 @@ async fn propagate_stale<R: Rows>(
             if !available {
                 continue;
             }
-            let (_, built) = store(rows, rules::stale_event(&d, &up, run_id, &reason)).await?;
+            let mut stale = rules::stale_event(&d, &up, run_id, &reason);
+            let (_, built) = store(rows, &mut stale).await?;
             debug_assert!(
                 built.is_none(),
                 "a STALE event starts no staleness of its own"

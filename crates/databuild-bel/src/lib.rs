@@ -231,6 +231,15 @@ pub trait EventLog: EventRead {
     /// events as stored.
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
 
+    /// [`EventLog::append`] for a writer that needs nothing back but, should the write
+    /// fail, its events, to write them again (stamped or not: a retry keeps what was
+    /// filled in). This default copies them before the write; a log that stores events
+    /// where they are makes no copy.
+    async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
+        let copy = events.clone();
+        self.append(events).await.map(drop).map_err(|e| (e, copy))
+    }
+
     /// Records (or renews) the lease of a live graph run.
     async fn heartbeat(
         &self,

@@ -205,6 +205,13 @@ impl crate::EventLog for SqliteEventLog {
         self.write(|rows| write::now(apply::append(rows, events)))
     }
 
+    async fn append_or_return(&self, mut events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
+        match self.write(|rows| write::now(apply::append_in_place(rows, &mut events))) {
+            Ok(_) => Ok(()),
+            Err(e) => Err((e, events)),
+        }
+    }
+
     async fn heartbeat(
         &self,
         run_id: &str,

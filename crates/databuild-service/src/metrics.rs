@@ -211,6 +211,12 @@ impl EventLog for TimedLog {
         self.metrics.observe_append(start.elapsed().as_secs_f64());
         r
     }
+    async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
+        let start = Instant::now();
+        let r = self.inner.append_or_return(events).await;
+        self.metrics.observe_append(start.elapsed().as_secs_f64());
+        r
+    }
     async fn heartbeat(&self, run_id: &str, owner: &Owner, until: i64) -> Result<(), BelError> {
         self.inner.heartbeat(run_id, owner, until).await
     }

@@ -1,26 +1,26 @@
 //! Applying a backfill event: checked against the backfill's state machine, stored with
 //! the backfill id in `run_id`, and folded into the `backfills` view.
 
-use databuild_proto::{BackfillEvent, BackfillStatus};
+use databuild_proto::BackfillStatus;
 
 use super::{EventRow, Rows};
-use crate::{common, transitions, BackfillRow, BelError, Event, LoggedEvent};
+use crate::{common, transitions, BackfillRow, BelError, Event};
 
-/// Stores backfill event `b` (classified: of `backfill_id`, with status `next`).
+/// Stores backfill event `event` (classified: of `backfill_id`, with status `next`);
+/// returns its sequence number.
 pub(super) async fn store<R: Rows>(
     rows: &mut R,
-    b: BackfillEvent,
+    event: &Event,
     backfill_id: String,
     next: BackfillStatus,
     ts: i64,
-) -> Result<LoggedEvent, BelError> {
+) -> Result<i64, BelError> {
+    let Event::Backfill(b) = event else {
+        unreachable!("a backfill subject comes from a backfill event")
+    };
     let cur = rows.backfill(&backfill_id).await?;
     transitions::check_backfill(&backfill_id, cur.as_ref().map(|c| c.status), next)?;
-    let event = Event::Backfill(b);
-    let (kind, body) = common::encode(&event);
-    let Event::Backfill(b) = event else {
-        unreachable!()
-    };
+    let (kind, body) = common::encode(event);
     let seq = rows
         .insert_event(EventRow {
             event_id: b.backfill_event_id.clone(),
@@ -58,8 +58,5 @@ pub(super) async fn store<R: Rows>(
         }
     };
     rows.put_backfill(row)?;
-    Ok(LoggedEvent {
-        seq,
-        event: Event::Backfill(b),
-    })
+    Ok(seq)
 }

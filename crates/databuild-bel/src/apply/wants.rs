@@ -1,20 +1,24 @@
 //! Applying a want event: checked against the want's state machine, stored with the want
 //! id in `run_id`, and folded into the `wants` view.
 
-use databuild_proto::{WantEvent, WantStatus};
+use databuild_proto::WantStatus;
 
 use super::{EventRow, Rows};
-use crate::{common, transitions, BelError, Event, LoggedEvent, WantRow};
+use crate::{common, transitions, BelError, Event, WantRow};
 
-/// Stores want event `w` (classified: of `want_id`, about `r`, with status `next`).
+/// Stores want event `event` (classified: of `want_id`, about `r`, with status `next`);
+/// returns its sequence number.
 pub(super) async fn store<R: Rows>(
     rows: &mut R,
-    w: WantEvent,
+    event: &Event,
     want_id: String,
     r: String,
     next: WantStatus,
     ts: i64,
-) -> Result<LoggedEvent, BelError> {
+) -> Result<i64, BelError> {
+    let Event::Want(w) = event else {
+        unreachable!("a want subject comes from a want event")
+    };
     let cur = rows.want(&want_id).await?;
     transitions::check_want(
         &want_id,
@@ -29,11 +33,7 @@ pub(super) async fn store<R: Rows>(
             )));
         }
     }
-    let event = Event::Want(w);
-    let (kind, body) = common::encode(&event);
-    let Event::Want(w) = event else {
-        unreachable!()
-    };
+    let (kind, body) = common::encode(event);
     let seq = rows
         .insert_event(EventRow {
             event_id: w.want_event_id.clone(),
@@ -48,7 +48,7 @@ pub(super) async fn store<R: Rows>(
         })
         .await?;
     let row = match cur {
-        None => WantRow::created(&w, ts, seq),
+        None => WantRow::created(w, ts, seq),
         Some(mut row) => {
             if next == WantStatus::WantSlaMissed {
                 row.sla_missed = true;
@@ -62,8 +62,5 @@ pub(super) async fn store<R: Rows>(
         }
     };
     rows.put_want(row)?;
-    Ok(LoggedEvent {
-        seq,
-        event: Event::Want(w),
-    })
+    Ok(seq)
 }

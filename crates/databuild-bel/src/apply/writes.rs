@@ -7,18 +7,33 @@ use databuild_proto::PartitionStatus;
 use super::{apply, propagate_stale, rules, Keys, Rows};
 use crate::{BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun};
 
-/// Validates and stores `events` in order (stamped if they are not yet).
+/// Validates and stores `events` in order (stamped if they are not yet); returns them as
+/// stored.
 pub(crate) async fn append<R: Rows>(
     rows: &mut R,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
 ) -> Result<Vec<LoggedEvent>, BelError> {
+    let seqs = append_in_place(rows, &mut events).await?;
+    Ok(seqs
+        .into_iter()
+        .zip(events)
+        .map(|(seq, event)| LoggedEvent { seq, event })
+        .collect())
+}
+
+/// [`append`] that stamps `events` where they are and returns their sequence numbers: the
+/// caller keeps them, as they were stored or, if the write fails, to write them again.
+pub(crate) async fn append_in_place<R: Rows>(
+    rows: &mut R,
+    events: &mut [Event],
+) -> Result<Vec<i64>, BelError> {
     rows.expect_events(events.len());
-    rows.prefetch(keys(&events)).await?;
-    let mut out = Vec::with_capacity(events.len());
+    rows.prefetch(keys(events)).await?;
+    let mut seqs = Vec::with_capacity(events.len());
     for e in events {
-        out.push(apply(rows, e).await?);
+        seqs.push(apply(rows, e).await?);
     }
-    Ok(out)
+    Ok(seqs)
 }
 
 /// The rows appending `events` reads.
@@ -85,8 +100,8 @@ async fn fail_run<R: Rows>(rows: &mut R, run_id: &str) -> Result<ReclaimedRun, B
         .map(|g| g.label)
         .unwrap_or_default();
     let failure = rules::OWNER_LOST_FAILURE;
-    for e in rules::fail_run_events(run_id, &label, &held, &jobs, failure) {
-        apply(rows, e).await?;
+    for mut e in rules::fail_run_events(run_id, &label, &held, &jobs, failure) {
+        apply(rows, &mut e).await?;
     }
     Ok(ReclaimedRun {
         run_id: run_id.to_string(),
@@ -102,7 +117,7 @@ pub(crate) async fn invalidate<R: Rows>(
     reason: &str,
 ) -> Result<Vec<String>, BelError> {
     let cur = rows.partition(r).await?;
-    apply(rows, rules::invalidation(r, cur.as_ref(), reason)?).await?;
+    apply(rows, &mut rules::invalidation(r, cur.as_ref(), reason)?).await?;
     let mut stale = vec![r.to_string()];
     stale.extend(propagate_stale(rows, r, "", rules::stale_upstream(r)).await?);
     Ok(stale)
@@ -130,8 +145,8 @@ pub(crate) async fn claim<R: Rows>(
             current.push(rows.partition(r).await?);
         }
         let (outcome, events) = rules::claim_events(run_id, client, g, &current);
-        for e in events {
-            apply(rows, e).await?;
+        for mut e in events {
+            apply(rows, &mut e).await?;
         }
         outcomes.push(outcome);
     }

@@ -216,6 +216,17 @@ impl crate::EventLog for PostgresEventLog {
         self.write(&apply::Append(events)).await
     }
 
+    async fn append_or_return(&self, mut events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
+        for e in &mut events {
+            common::stamp(e);
+        }
+        let append = apply::Append(events);
+        match self.write(&append).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err((e, append.0)),
+        }
+    }
+
     async fn heartbeat(
         &self,
         run_id: &str,

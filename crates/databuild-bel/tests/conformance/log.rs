@@ -76,6 +76,78 @@ pub async fn appended_events_read_back_with_ids_times_and_run_sequences(b: &Back
     assert_eq!(other.events_after(0, 0).await.unwrap(), stored);
 }
 
+/// A writer that keeps nothing back (`append_or_return`) gets every event of a failed
+/// write back, in order, with nothing of them in the log; written again, they are stored
+/// once, and the run's sequence numbers have no gap where the failed write was.
+pub async fn a_failed_write_gives_its_events_back_to_be_written_again(b: &Backend) {
+    use PartitionStatus::*;
+    let bel = b.open().await.unwrap();
+    let bel = bel.as_ref();
+    bel.append_or_return(vec![
+        graph("r1", JobGraphRunStatus::GraphStarted),
+        partition("a", PartitionScheduled, "r1", 0),
+    ])
+    .await
+    .unwrap();
+    let before = event_count(bel).await;
+
+    let given = vec![
+        partition("b", PartitionScheduled, "r1", 0),
+        job("r1", "j1", JobRunStatus::JobScheduled),
+        partition("a", PartitionStale, "r1", 0),
+    ];
+    let (err, mut back) = bel.append_or_return(given.clone()).await.unwrap_err();
+    assert!(matches!(err, BelError::InvalidTransition(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("only an AVAILABLE partition can become STALE"),
+        "{err}"
+    );
+    assert_eq!(
+        event_count(bel).await,
+        before,
+        "a failed write wrote nothing"
+    );
+    assert!(bel.job_run("j1").await.unwrap().is_none());
+    assert_eq!(back.len(), given.len());
+    for (got, gave) in back.iter().zip(&given) {
+        assert_eq!(got.run_id(), gave.run_id());
+        assert_eq!(event_subject(got), event_subject(gave), "{got:?}");
+    }
+
+    back.pop();
+    bel.append_or_return(back).await.unwrap();
+    let stored = bel.events_after(0, 0).await.unwrap();
+    assert_eq!(stored.len(), before + 2);
+    let rows = bel.partitions(&["b".into()]).await.unwrap();
+    assert_eq!(rows[0].status, PartitionScheduled);
+    assert!(bel.job_run("j1").await.unwrap().is_some());
+    let sequences: Vec<_> = stored
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Run(r) => r
+                .graph_event
+                .as_ref()
+                .map(|g| g.sequence)
+                .or(r.job_event.as_ref().map(|j| j.sequence)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sequences, [0, 1]);
+}
+
+/// What an event is about: its partition and status, or its job run and status.
+fn event_subject(e: &Event) -> (String, i32) {
+    match e {
+        Event::Partition(p) => (p.partition_ref.as_ref().unwrap().str.clone(), p.status),
+        Event::Run(r) => {
+            let j = r.job_event.as_ref().unwrap();
+            (j.job_run_id.clone(), j.status)
+        }
+        other => panic!("only run and partition events here: {other:?}"),
+    }
+}
+
 pub async fn partition_event_queries_honour_every_field(b: &Backend) {
     use PartitionStatus::*;
     let bel = b.open().await.unwrap();

@@ -39,6 +39,7 @@ conformance!(
     log::appended_events_read_back_with_ids_times_and_run_sequences,
     log::partition_event_queries_honour_every_field,
     log::invalid_transitions_are_rejected_and_leave_the_log_unchanged,
+    log::a_failed_write_gives_its_events_back_to_be_written_again,
     log::events_after_pages_through_the_log_in_order,
     log::waiting_for_events_wakes_on_an_append_by_another_handle,
     log::a_log_written_by_a_newer_schema_is_refused,

@@ -228,9 +228,9 @@ impl TaskState {
 
     /// The manifest of the task's successful run started at `start`: outputs, the input
     /// manifests available at its start (MATERIALIZE, and QUERY ones that existed), times
-    /// and the task.
+    /// and the task. The input manifests move into it: the run is over.
     pub(super) fn manifest(
-        &self,
+        &mut self,
         start: SystemTime,
         version: &str,
         digests: HashMap<String, String>,
@@ -244,7 +244,7 @@ impl TaskState {
                 .iter()
                 .map(|o| PartitionRef::new(o.clone()))
                 .collect(),
-            inputs: self.inputs.clone(),
+            inputs: std::mem::take(&mut self.inputs),
             start_time: Some(databuild_proto::timestamp(start)),
             end_time: Some(databuild_proto::now()),
             task: Some(Task {

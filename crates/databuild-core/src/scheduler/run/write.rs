@@ -50,14 +50,10 @@ impl Run<'_> {
         }
         let bel = self.bel.clone();
         // The log's writes may block their thread (SQLite's do): off the loop's thread,
-        // driven by this runtime (PostgreSQL's connection task runs on it). The copy kept
-        // in case the write fails is made and dropped there too.
+        // driven by this runtime (PostgreSQL's connection task runs on it). The events are
+        // dropped there too, or come back if the write fails.
         let rt = tokio::runtime::Handle::current();
-        let task = tokio::task::spawn_blocking(move || {
-            rt.block_on(bel.append(batch.clone()))
-                .map(drop)
-                .map_err(|e| (e, batch))
-        });
+        let task = tokio::task::spawn_blocking(move || rt.block_on(bel.append_or_return(batch)));
         self.writing = Some(Writing {
             task,
             starts,
