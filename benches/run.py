@@ -638,6 +638,28 @@ def main():
         say("Note: " + n + ".")
     failed = 0
 
+    def attempt(what, section):
+        """Runs one workload's section; a failure (a step that exited non-zero, a full disk)
+        is reported in its place and the next workload still runs."""
+        nonlocal failed
+        try:
+            bad = section()
+        except SystemExit as e:
+            bad, why = 1, str(e.code)
+        except Exception as e:  # a crash of the runner itself, e.g. OSError
+            bad, why = 1, "%s: %s" % (type(e).__name__, e)
+        else:
+            why = None
+        if why is not None:
+            say("")
+            say("**%s failed**; the suite went on:" % what)
+            say("")
+            say("```")
+            out.extend(why.strip().splitlines()[-20:])
+            say("```")
+            print("%s failed: %s" % (what, why.strip()), file=sys.stderr)
+        failed += bad or 0
+
     # (workload, shape, title, variant): every shape at every size with a per-ref `config`
     # run once per planning wave (the reference) and as one persistent process
     # (`config_mode = "persistent"`); the largest chain also with a `config` that answers
@@ -652,99 +674,139 @@ def main():
         ("W3", "layers", "layers %s, 3 parents, persistent `config`", "persistent"),
     ]
     rows = []
+    dag_failures = []
+
+    def dag(d, title, dag_reps, write):
+        """One W1–W3 or W7 workload; its failure is reported after the table, which keeps
+        the rows of the workloads that ran."""
+
+        def section():
+            write(d)
+            bench_dag(db, d, tools, dag_reps, rows, title)
+            shutil.rmtree(d, ignore_errors=True)
+
+        before = len(out)
+        attempt(title, section)
+        dag_failures.extend(out[before:])
+        del out[before:]
+
     for key, shape, title, variant in shapes:
         if key not in only:
             continue
         for size in sizes[key] if variant != "closure" else sizes[key][-1:]:
-            d = os.path.join(root, "%s-%s-%s" % (key.lower(), size, variant))
-            workloads.write_workload(
-                shape, size, d, closure=variant == "closure", persistent=variant == "persistent"
+            dag(
+                os.path.join(root, "%s-%s-%s" % (key.lower(), size, variant)),
+                "%s %s" % (key, title % size),
+                reps,
+                lambda d, shape=shape, size=size, variant=variant: workloads.write_workload(
+                    shape, size, d, closure=variant == "closure", persistent=variant == "persistent"
+                ),
             )
-            bench_dag(db, d, tools, reps, rows, "%s %s" % (key, title % size))
-            shutil.rmtree(d, ignore_errors=True)
     if "W7" in only:
-        d = os.path.join(root, "w7")
-        workloads.write_workload("flat", w7, d)
-        bench_dag(db, d, tools, 1 if w7 >= 100_000 else reps, rows,
-                  "W7 one level of %s independent partitions" % f"{w7:,}")
-        shutil.rmtree(d, ignore_errors=True)
+        dag(
+            os.path.join(root, "w7"),
+            "W7 one level of %s independent partitions" % f"{w7:,}",
+            1 if w7 >= 100_000 else reps,
+            lambda d: workloads.write_workload("flat", w7, d),
+        )
     if rows:
         say("")
         say("### W1–W3: wall time, medians (`-j2` for every tool; cold = nothing built, no-op = everything built)")
         say("")
         out.extend(dag_table(rows, tools))
+    out.extend(dag_failures)
 
     if "W4" in only:
         say("")
         say("### W4: no-op request of already-available partitions")
         say("")
-        out.extend(bench_available(db, root, w4, min(reps, 3)))
+        attempt("W4", lambda: out.extend(bench_available(db, root, w4, min(reps, 3))))
 
     if "W5" in only:
         say("")
         say("### W5: concurrent clients on one SQLite event log")
         say("")
-        lines, bad = bench_concurrent(db, root, w5[0], w5[1], min(reps, 3))
-        out.extend(lines)
-        failed += bad
+
+        def w5_section():
+            lines, bad = bench_concurrent(db, root, w5[0], w5[1], min(reps, 3))
+            out.extend(lines)
+            return bad
+
+        attempt("W5", w5_section)
 
     if "W8" in only:
-        h2 = serve_load.ensure_h2load(args.smoke)
         say("")
         say("### W8: `databuild serve` under read load (latest status of a partition, loopback, `h2load`)")
         say("")
-        if h2 is None:
-            say("Skipped: `h2load` (Debian's `nghttp2-client`) is not installed (--smoke does not install it).")
-        else:
+
+        def w8_section():
+            h2 = serve_load.ensure_h2load(args.smoke)
+            if h2 is None:
+                say("Skipped: `h2load` (Debian's `nghttp2-client`) is not installed (--smoke does not install it).")
+                return 0
             say(
                 "%s available partitions; %d clients for %d s after 1 s of warm-up; latency percentiles from h2load's per-request log."
                 % (f"{w8[0]:,}", w8[1], w8[2])
             )
             say("")
             out.extend(serve_load.bench_serve(db, root, w8[0], w8[1], w8[2], h2, min(reps, 3)))
+            return 0
+
+        attempt("W8", w8_section)
 
     if "PG" in only:
         say("")
         say("### PostgreSQL event log: W5, and builders on disjoint partitions")
         say("")
-        fresh, why = postgres(args.smoke)
-        if fresh is None:
-            say("Skipped: " + why + ".")
-        else:
+
+        def pg_section():
+            fresh, why = postgres(args.smoke)
+            if fresh is None:
+                say("Skipped: " + why + ".")
+                return 0
+            bad = 0
             try:
-                lines, bad = bench_concurrent(
+                lines, b = bench_concurrent(
                     db, root, pg_w5[0], pg_w5[1], min(reps, 3), bel=fresh, name="w5-pg"
                 )
                 say("W5 on PostgreSQL:")
                 say("")
                 out.extend(lines)
-                failed += bad
+                bad += b
                 say("")
                 say("Builders at once on disjoint partitions (`-j2` each), the same flat workload, job runs per second:")
                 say("")
-                lines, bad = bench_scaling(
+                lines, b = bench_scaling(
                     db, root, pg_scale[0], pg_scale[1], min(reps, 3),
                     {"SQLite": None, "PostgreSQL": fresh},
                 )
                 out.extend(lines)
-                failed += bad
+                bad += b
             finally:
                 drop_databases(fresh)
+            return bad
+
+        attempt("PostgreSQL", pg_section)
 
     if "W6" in only and w6 is not None:
         say("")
         say("### W6: event log (`cargo bench -p databuild-bel --bench bel%s`)" % (" -- %d" % w6 if w6 else ""))
         say("")
-        out.extend(bench_bel(w6))
+        attempt("W6", lambda: out.extend(bench_bel(w6)))
 
     if "WANTS" in only:
         import wants
 
         say("")
-        out.extend(wants.section(db, root, wanted, min(reps, 3), timed, check))
+        attempt("Wants", lambda: out.extend(wants.section(db, root, wanted, min(reps, 3), timed, check)))
         say("")
         plan_n, run_n = backfills
-        out.extend(wants.backfill_section(db, root, plan_n, run_n, min(reps, 3), timed, check, clean))
+        attempt(
+            "Backfills",
+            lambda: out.extend(
+                wants.backfill_section(db, root, plan_n, run_n, min(reps, 3), timed, check, clean)
+            ),
+        )
 
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])

@@ -83,6 +83,49 @@ fn bench_runner_smoke_prints_tables() {
     }
 }
 
+/// A workload that fails part-way (here: every databuild call in W1's directories exits
+/// non-zero, as on a full disk) is reported in the table's place, the workloads after it
+/// still run and print their rows, and the runner exits non-zero.
+#[test]
+fn a_failing_workload_is_reported_and_the_others_still_print_their_rows() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("databuild");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \"$PWD\" in */w1-*) echo \"No space left on device\" >&2; exit 3;; esac\nexec '{}' \"$@\"\n",
+            bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("python3")
+        .arg(repo.join("benches/run.py"))
+        .args(["--smoke", "--only", "W1,W3,W4", "--databuild"])
+        .arg(&fake)
+        .env_remove("DATABUILD_GRAPH")
+        .env_remove("DATABUILD_BEL")
+        .output()
+        .expect("python3 is needed to run benches/run.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}");
+    for want in [
+        "| W3 layers 3x4, 3 parents | cold |",
+        "**W1 chain of 5 failed**; the suite went on:",
+        "benchmark step failed: databuild analyze exited 3",
+        "No space left on device",
+        "### W4: no-op request of already-available partitions",
+        "| 200 |",
+        "Load average at the end",
+    ] {
+        assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("| W1 chain of 5 |"), "{stdout}");
+}
+
 fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
