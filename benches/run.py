@@ -638,9 +638,9 @@ def main():
         say("Note: " + n + ".")
     failed = 0
 
-    def attempt(what, section):
+    def attempt(what, section, report=out):
         """Runs one workload's section; a failure (a step that exited non-zero, a full disk)
-        is reported in its place and the next workload still runs."""
+        is reported in `report` (in its place, by default) and the next workload still runs."""
         nonlocal failed
         try:
             bad = section()
@@ -651,12 +651,9 @@ def main():
         else:
             why = None
         if why is not None:
-            say("")
-            say("**%s failed**; the suite went on:" % what)
-            say("")
-            say("```")
-            out.extend(why.strip().splitlines()[-20:])
-            say("```")
+            report.extend(["", "**%s failed**; the suite went on:" % what, "", "```"])
+            report.extend(why.strip().splitlines()[-20:])
+            report.append("```")
             print("%s failed: %s" % (what, why.strip()), file=sys.stderr)
         failed += bad or 0
 
@@ -685,10 +682,7 @@ def main():
             bench_dag(db, d, tools, dag_reps, rows, title)
             shutil.rmtree(d, ignore_errors=True)
 
-        before = len(out)
-        attempt(title, section)
-        dag_failures.extend(out[before:])
-        del out[before:]
+        attempt(title, section, dag_failures)
 
     for key, shape, title, variant in shapes:
         if key not in only:

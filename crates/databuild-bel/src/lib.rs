@@ -232,13 +232,9 @@ pub trait EventLog: EventRead {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError>;
 
     /// [`EventLog::append`] for a writer that needs nothing back but, should the write
-    /// fail, its events, to write them again (stamped or not: a retry keeps what was
-    /// filled in). This default copies them before the write; a log that stores events
-    /// where they are makes no copy.
-    async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
-        let copy = events.clone();
-        self.append(events).await.map(drop).map_err(|e| (e, copy))
-    }
+    /// fail, its events, to write them again (a retry keeps the ids and times filled in).
+    /// Nothing is copied to keep them.
+    async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)>;
 
     /// Records (or renews) the lease of a live graph run.
     async fn heartbeat(

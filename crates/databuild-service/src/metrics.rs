@@ -201,21 +201,23 @@ impl TimedLog {
     pub fn new(inner: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
         Self { inner, metrics }
     }
+
+    /// Awaits `append`, recording how long it took.
+    async fn timed<T>(&self, append: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let r = append.await;
+        self.metrics.observe_append(start.elapsed().as_secs_f64());
+        r
+    }
 }
 
 #[async_trait::async_trait]
 impl EventLog for TimedLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
-        let start = Instant::now();
-        let r = self.inner.append(events).await;
-        self.metrics.observe_append(start.elapsed().as_secs_f64());
-        r
+        self.timed(self.inner.append(events)).await
     }
     async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
-        let start = Instant::now();
-        let r = self.inner.append_or_return(events).await;
-        self.metrics.observe_append(start.elapsed().as_secs_f64());
-        r
+        self.timed(self.inner.append_or_return(events)).await
     }
     async fn heartbeat(&self, run_id: &str, owner: &Owner, until: i64) -> Result<(), BelError> {
         self.inner.heartbeat(run_id, owner, until).await

@@ -4,7 +4,9 @@
 //! [`State`].
 
 use super::{locks::Mode, state::State};
-use crate::{apply, BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun};
+use crate::{
+    apply, common, BelError, ClaimGroup, ClaimOutcome, Event, LoggedEvent, Owner, ReclaimedRun,
+};
 
 /// One write, run in a transaction that holds the write lock. `run` may be called again
 /// after a lost connection, so it takes `&self`.
@@ -19,6 +21,17 @@ pub(super) trait WriteOp: Sync {
 
 /// Appends stamped events.
 pub(super) struct Append(pub Vec<Event>);
+
+impl Append {
+    /// The append of `events`, stamped first: every attempt of the transaction writes
+    /// the same ids and times.
+    pub(super) fn stamped(mut events: Vec<Event>) -> Self {
+        for e in &mut events {
+            common::stamp(e);
+        }
+        Self(events)
+    }
+}
 
 #[async_trait::async_trait]
 impl WriteOp for Append {

@@ -36,8 +36,8 @@ pub(crate) use conn::describe;
 pub use schema::SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION;
 
 use crate::{
-    common, BelError, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner,
-    PartitionFilter, PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
+    BelError, ClaimGroup, ClaimOutcome, Event, JobRunRow, LoggedEvent, Owner, PartitionFilter,
+    PartitionRow, ReclaimedRun, RunFilter, RunRow, StatusCount,
 };
 
 /// The PostgreSQL event log.
@@ -209,18 +209,11 @@ async fn committed(c: &mut Conn, token: &str) -> Result<bool, BelError> {
 #[async_trait::async_trait]
 impl crate::EventLog for PostgresEventLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<LoggedEvent>, BelError> {
-        let mut events = events;
-        for e in &mut events {
-            common::stamp(e);
-        }
-        self.write(&apply::Append(events)).await
+        self.write(&apply::Append::stamped(events)).await
     }
 
-    async fn append_or_return(&self, mut events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
-        for e in &mut events {
-            common::stamp(e);
-        }
-        let append = apply::Append(events);
+    async fn append_or_return(&self, events: Vec<Event>) -> Result<(), (BelError, Vec<Event>)> {
+        let append = apply::Append::stamped(events);
         match self.write(&append).await {
             Ok(_) => Ok(()),
             Err(e) => Err((e, append.0)),

@@ -98,7 +98,6 @@ impl Machine {
                 let t = &mut self.tasks[i];
                 digests.retain(|r, _| t.outputs.contains(r));
                 let manifest = t.manifest(start_time, &self.jobs[job].version, digests);
-                let t = &self.tasks[i];
                 self.out.events.push(t.job_event(
                     &self.run_id,
                     &job_run_id,
