@@ -13,7 +13,9 @@ Workloads (docs/benchmarks.md explains them):
      and as one persistent process (`config_mode = "persistent"`); the chain of 1,000
      also with a `config` that answers for the whole upstream chain at once. A cold
      build's wall time is also split, per tool, into before the first job, the jobs, and
-     after the last job (from the stamp files' times).
+     after the last job (from the stamp files' times). A fourth runner, "floor"
+     (benches/floor.c, built with cc), runs the same DAG with databuild's job protocol
+     and nothing else: what databuild spends above it is its own work.
   W4 a no-op request for N already-available partitions: wall time and peak RSS.
   W5 concurrent clients asking for overlapping partitions of one SQLite event log:
      wall time and duplicate executions (must be 0).
@@ -49,6 +51,8 @@ import spawner  # noqa: E402
 import workloads  # noqa: E402
 
 JOBS = "2"  # the same parallelism for every tool
+# The floor of databuild's job protocol (benches/floor.c), compiled by `build_floor`.
+FLOOR = None
 
 
 class Result:
@@ -108,6 +112,7 @@ def clean(d, bel=True):
     for f in (".ninja_log", ".ninja_deps", "executions.log"):
         if os.path.exists(os.path.join(d, f)):
             os.unlink(os.path.join(d, f))
+    shutil.rmtree(os.path.join(d, "logs"), ignore_errors=True)  # the floor's job logs
     if bel:
         shutil.rmtree(os.path.join(d, ".databuild"), ignore_errors=True)
 
@@ -134,6 +139,20 @@ def ensure_tools(smoke):
         else:
             notes.append("%s not installed: skipped (--smoke does not install it)" % tool)
     return tools, notes
+
+
+def build_floor(root):
+    """benches/floor.c, the least a runner with databuild's job protocol does, compiled
+    with `cc` (which building databuild needs as its linker). Returns its path, or None
+    and why not."""
+    cc = shutil.which("cc")
+    if cc is None:
+        return None, "cc not installed: the floor of the job protocol is skipped"
+    path = os.path.join(root, "floor")
+    res = subprocess.run([cc, "-O2", "-o", path, os.path.join(HERE, "floor.c")], capture_output=True, text=True)
+    if res.returncode != 0:
+        return None, "benches/floor.c did not compile, the floor is skipped: " + res.stderr.strip()[-300:]
+    return path, None
 
 
 def build_databuild():
@@ -177,7 +196,8 @@ def machine():
 
 
 def bench_dag(db, d, tools, reps, rows, name):
-    """Interleaves databuild, make, ninja per repetition; cold then no-op for each."""
+    """Interleaves databuild, make, ninja (and the floor) per repetition; cold then no-op for
+    each (the floor only cold: it keeps no record of what it built)."""
     targets = os.path.join(d, "targets.txt")
     n_nodes = sum(1 for _ in open(os.path.join(d, "deps.txt")))
     t = {k: [] for k in ("plan", "cold", "noop")}
@@ -189,6 +209,7 @@ def bench_dag(db, d, tools, reps, rows, name):
         "databuild": [db, "build", "-j", JOBS, "--from-file", targets],
         "make": ["make", "-j", JOBS],
         "ninja": ["ninja", "-j", JOBS],
+        "floor": [FLOOR, "-j", JOBS, "deps.txt", "jobs/noop"],
     }
     for rep in range(reps):
         for tool in ["databuild"] + tools:
@@ -203,12 +224,14 @@ def bench_dag(db, d, tools, reps, rows, name):
             if len(stamped) != n_nodes:
                 sys.exit("%s built %d of %d nodes on %s" % (tool, len(stamped), n_nodes, name))
             phases[tool].append(cold_phases(stamped, cold))
+            times[tool]["cold"].append(cold.wall)
+            cpu[tool]["cold"].append(cold.cpu)
+            if tool == "floor":
+                continue  # it keeps no record of what it built: no no-op to time
             noop = check(timed(cmds[tool], d), tool + " (no-op)")
             if tool == "databuild" and "nothing to do" not in noop.out:
                 sys.exit("databuild's second build was not a no-op:\n" + noop.out)
-            times[tool]["cold"].append(cold.wall)
             times[tool]["noop"].append(noop.wall)
-            cpu[tool]["cold"].append(cold.cpu)
             cpu[tool]["noop"].append(noop.cpu)
             if tool == "databuild":
                 rss.append(cold.rss_kib)
@@ -223,6 +246,7 @@ def bench_dag(db, d, tools, reps, rows, name):
                 "databuild": m["databuild"],
                 "make": m.get("make"),
                 "ninja": m.get("ninja"),
+                "floor": m.get("floor"),
                 "cpu": c,
                 "jobs": n_nodes,
                 "rss": max(rss) / 1024 if mode == "cold" and rss else None,
@@ -263,28 +287,31 @@ def cold_phases(times, res):
 
 def dag_table(rows, tools):
     lines = [
-        "| workload | mode | databuild | make -j2 | ninja -j2 | databuild / make | databuild / ninja |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| workload | mode | databuild | make -j2 | ninja -j2 | floor -j2 | databuild / make | databuild / ninja | databuild / floor | floor / make |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            "| %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 r["workload"],
                 r["mode"],
                 fmt_s(r["databuild"]),
                 fmt_s(r["make"]),
                 fmt_s(r["ninja"]),
+                fmt_s(r.get("floor")),
                 fmt_ratio(r["databuild"], r["make"]),
                 fmt_ratio(r["databuild"], r["ninja"]),
+                fmt_ratio(r["databuild"], r.get("floor")),
+                fmt_ratio(r.get("floor"), r["make"]),
             )
         )
     lines += [
         "",
         "CPU time (user + sys of the tool and every process it started), medians:",
         "",
-        "| workload | mode | databuild | make -j2 | ninja -j2 | databuild − make, per job | databuild peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| workload | mode | databuild | make -j2 | ninja -j2 | floor -j2 | databuild − make, per job | databuild peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["cpu"]:
@@ -293,13 +320,14 @@ def dag_table(rows, tools):
             if c.get("make") is not None and r["mode"] == "cold":
                 per_job = "%+.2f ms" % ((c["databuild"] - c["make"]) / r["jobs"] * 1000)
             lines.append(
-                "| %s | %s | %s | %s | %s | %s | %s |"
+                "| %s | %s | %s | %s | %s | %s | %s | %s |"
                 % (
                     r["workload"],
                     r["mode"],
                     fmt_s(c.get("databuild")),
                     fmt_s(c.get("make")),
                     fmt_s(c.get("ninja")),
+                    fmt_s(c.get("floor")),
                     per_job,
                     "%.0f MiB" % r["rss"] if r.get("rss") else "–",
                 )
@@ -309,7 +337,7 @@ def dag_table(rows, tools):
         "Where the cold wall time goes, medians (from the stamp files' times): before the "
         "first job's stamp, from the first stamp to the last, after the last:",
         "",
-        "| workload | before (databuild / make / ninja) | jobs (databuild / make / ninja) | jobs, databuild / make | after (databuild / make / ninja) |",
+        "| workload | before (%s) | jobs (%s) | jobs, databuild / make | after (%s) |" % ((" / ".join(["databuild"] + tools),) * 3),
         "|---|---:|---:|---:|---:|",
     ]
     ms = lambda x: "–" if x is None else "%.0f" % (x * 1000)
@@ -614,6 +642,12 @@ def main():
     tools, notes = ensure_tools(args.smoke)
     db = os.path.abspath(args.databuild) if args.databuild else build_databuild()
     root = tempfile.mkdtemp(prefix="databuild-bench-")
+    global FLOOR
+    FLOOR, why = build_floor(root)
+    if FLOOR:
+        tools.append("floor")
+    else:
+        notes.append(why)
     info = machine()
     started = time.time()
     out = []

@@ -49,6 +49,21 @@ fn bench_runner_smoke_prints_tables() {
             "missing `{heading}` in:\n{stdout}"
         );
     }
+    // The floor of the job protocol (benches/floor.c, built with the linker's `cc`) ran
+    // every cold DAG: a time in its column, and none for a no-op (it keeps no record).
+    if which("cc") {
+        let floor_col = |row: &str| {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(row))
+                .unwrap_or_else(|| panic!("no `{row}` in:\n{stdout}"));
+            line.split('|').nth(6).expect("a floor column").trim().to_string()
+        };
+        assert!(stdout.contains("| ninja -j2 | floor -j2 | databuild / make |"), "{stdout}");
+        let cold = floor_col("| W3 layers 3x4, 3 parents | cold |");
+        assert!(cold.ends_with(" s"), "floor's cold W3: {cold:?}");
+        assert_eq!(floor_col("| W3 layers 3x4, 3 parents | no-op |"), "–");
+    }
     // Concurrent clients never ran a partition twice, and built every one.
     let w5 = stdout
         .lines()
