@@ -57,9 +57,16 @@ fn bench_runner_smoke_prints_tables() {
                 .lines()
                 .find(|l| l.starts_with(row))
                 .unwrap_or_else(|| panic!("no `{row}` in:\n{stdout}"));
-            line.split('|').nth(6).expect("a floor column").trim().to_string()
+            line.split('|')
+                .nth(6)
+                .expect("a floor column")
+                .trim()
+                .to_string()
         };
-        assert!(stdout.contains("| ninja -j2 | floor -j2 | databuild / make |"), "{stdout}");
+        assert!(
+            stdout.contains("| ninja -j2 | floor -j2 | databuild / make |"),
+            "{stdout}"
+        );
         let cold = floor_col("| W3 layers 3x4, 3 parents | cold |");
         assert!(cold.ends_with(" s"), "floor's cold W3: {cold:?}");
         assert_eq!(floor_col("| W3 layers 3x4, 3 parents | no-op |"), "–");
