@@ -47,7 +47,7 @@ static struct node *nodes;
 static int n_nodes, cap_nodes;
 
 static int find(const char *name) {
-    /* Nodes are few enough (thousands) and looked up once per edge while loading. */
+    /* An open-addressing table of node indexes, looked up once per name while loading. */
     static int *table;
     static int size;
     if (!table) {
@@ -59,6 +59,10 @@ static int find(const char *name) {
     for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
     for (unsigned i = h & (size - 1);; i = (i + 1) & (size - 1)) {
         if (table[i] < 0) {
+            if (n_nodes >= size / 2) {
+                fprintf(stderr, "more than %d nodes\n", size / 2);
+                exit(2);
+            }
             if (n_nodes == cap_nodes) {
                 cap_nodes = cap_nodes ? cap_nodes * 2 : 1024;
                 nodes = realloc(nodes, sizeof(struct node) * cap_nodes);
@@ -156,6 +160,7 @@ static void start(struct job *j, int n, char **argv, int argc) {
     close(in[1]);
     j->node = n;
     j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+    if (j->pidfd < 0) { perror("pidfd_open"); exit(1); }
     j->out = out[0];
     j->err = err[0];
     j->log = -1;
