@@ -51,8 +51,6 @@ import spawner  # noqa: E402
 import workloads  # noqa: E402
 
 JOBS = "2"  # the same parallelism for every tool
-# The floor of databuild's job protocol (benches/floor.c), compiled by `build_floor`.
-FLOOR = None
 
 
 class Result:
@@ -122,7 +120,8 @@ def clean(d, bel=True):
 
 def ensure_tools(smoke):
     """make and ninja: installed with apt-get if missing (not in smoke mode). Returns the
-    tools to compare with and notes about the ones skipped."""
+    tools to compare with (name: the command that builds a workload in its directory) and
+    notes about the ones skipped."""
     wanted = {"make": "make", "ninja": "ninja-build"}
     missing = [pkg for tool, pkg in wanted.items() if shutil.which(tool) is None]
     if missing and not smoke:
@@ -132,10 +131,10 @@ def ensure_tools(smoke):
         if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
             subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
             subprocess.run(cmd, env=env, check=True, capture_output=True)
-    tools, notes = [], []
+    tools, notes = {}, []
     for tool in wanted:
         if shutil.which(tool):
-            tools.append(tool)
+            tools[tool] = [tool, "-j", JOBS]
         else:
             notes.append("%s not installed: skipped (--smoke does not install it)" % tool)
     return tools, notes
@@ -143,8 +142,8 @@ def ensure_tools(smoke):
 
 def build_floor(root):
     """benches/floor.c, the least a runner with databuild's job protocol does, compiled
-    with `cc` (which building databuild needs as its linker). Returns its path, or None
-    and why not."""
+    with `cc` (which building databuild needs as its linker). Returns the command that
+    builds a workload with it, or None and why not."""
     cc = shutil.which("cc")
     if cc is None:
         return None, "cc not installed: the floor of the job protocol is skipped"
@@ -152,7 +151,7 @@ def build_floor(root):
     res = subprocess.run([cc, "-O2", "-o", path, os.path.join(HERE, "floor.c")], capture_output=True, text=True)
     if res.returncode != 0:
         return None, "benches/floor.c did not compile, the floor is skipped: " + res.stderr.strip()[-300:]
-    return path, None
+    return [path, "-j", JOBS, "deps.txt", "jobs/noop"], None
 
 
 def build_databuild():
@@ -196,23 +195,19 @@ def machine():
 
 
 def bench_dag(db, d, tools, reps, rows, name):
-    """Interleaves databuild, make, ninja (and the floor) per repetition; cold then no-op for
-    each (the floor only cold: it keeps no record of what it built)."""
+    """Interleaves databuild and `tools` (name: command; make, ninja, the floor) per
+    repetition; cold then no-op for each (the floor only cold: it keeps no record of what
+    it built)."""
     targets = os.path.join(d, "targets.txt")
     n_nodes = sum(1 for _ in open(os.path.join(d, "deps.txt")))
     t = {k: [] for k in ("plan", "cold", "noop")}
-    times = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
-    cpu = {tool: {"cold": [], "noop": []} for tool in ["databuild"] + tools}
+    cmds = {"databuild": [db, "build", "-j", JOBS, "--from-file", targets], **tools}
+    times = {tool: {"cold": [], "noop": []} for tool in cmds}
+    cpu = {tool: {"cold": [], "noop": []} for tool in cmds}
     rss = []  # databuild's peak RSS in cold builds, KiB
-    phases = {tool: [] for tool in ["databuild"] + tools}  # cold_phases of each cold build
-    cmds = {
-        "databuild": [db, "build", "-j", JOBS, "--from-file", targets],
-        "make": ["make", "-j", JOBS],
-        "ninja": ["ninja", "-j", JOBS],
-        "floor": [FLOOR, "-j", JOBS, "deps.txt", "jobs/noop"],
-    }
+    phases = {tool: [] for tool in cmds}  # cold_phases of each cold build
     for rep in range(reps):
-        for tool in ["databuild"] + tools:
+        for tool in cmds:
             clean(d)
             if tool == "databuild":
                 # Planning alone: every `config` call, no job runs.
@@ -645,10 +640,9 @@ def main():
     tools, notes = ensure_tools(args.smoke)
     db = os.path.abspath(args.databuild) if args.databuild else build_databuild()
     root = tempfile.mkdtemp(prefix="databuild-bench-")
-    global FLOOR
-    FLOOR, why = build_floor(root)
-    if FLOOR:
-        tools.append("floor")
+    floor, why = build_floor(root)
+    if floor:
+        tools["floor"] = floor
     else:
         notes.append(why)
     info = machine()
@@ -744,7 +738,7 @@ def main():
         say("")
         say("### W1–W3: wall time, medians (`-j2` for every tool; cold = nothing built, no-op = everything built)")
         say("")
-        out.extend(dag_table(rows, tools))
+        out.extend(dag_table(rows, list(tools)))
     out.extend(dag_failures)
 
     if "W4" in only:
