@@ -20,7 +20,7 @@ Workloads (docs/benchmarks.md explains them):
   W5 concurrent clients asking for overlapping partitions of one SQLite event log:
      wall time and duplicate executions (must be 0).
   W6 the event log's own benchmark (`cargo bench -p databuild-bel`).
-  W7 one level of 100,000 independent partitions, cold, against make and ninja.
+  W7 one level of 100,000 independent partitions, cold, against make, ninja and the floor.
   W8 `databuild serve` under read load: 50 clients, latest status of a partition, over
      HTTP/1.1 and gRPC, timed by h2load (benches/serve_load.py).
   PG W5 on a PostgreSQL event log, and 1, 4 and 8 builders at once on disjoint
